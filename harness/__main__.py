@@ -1,0 +1,83 @@
+"""Command line: ``python -m harness {run,report,compare,env,history} ...``.
+
+``run`` hands its arguments to Hydra (``-m`` for a sweep) after checking every job of the sweep;
+a bad value exits 2 with one line before anything trains.
+"""
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: python -m harness COMMAND [ARGS]
+  run [OVERRIDES...] [-m]      train and measure (Hydra; -m sweeps, e.g. framework=trl,unsloth,llamafactory)
+  report [RESULTS...]          render the HTML comparison report of result folders/files
+  compare [--accept] ...       check results against the machine's baseline (exit 1 on a regression)
+  env build framework=NAME [version=V] [wheelhouse=DIR] | env list
+"""
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_run(argv: list[str]) -> int:
+    import hydra
+
+    from harness.config import ConfigError, register_configs
+    from harness.measure.nvml_sampler import cuda_available
+    from harness.preflight import CONF_DIR, preflight
+    from harness.sweep import SweepOutcome, task
+
+    multirun = "-m" in argv or "--multirun" in argv
+    overrides = [a for a in argv if not a.startswith("-")]
+    try:
+        preflight(overrides, multirun, cuda_available=cuda_available())
+    except ConfigError as err:
+        return _fail(str(err))
+    register_configs()
+    sys.argv = [sys.argv[0], *argv]
+    main = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)(task)
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted: finished results and history are kept", file=sys.stderr)
+        return 130
+    if not SweepOutcome.concluded:
+        return _fail("the end-of-sweep step (fairness audit, report) failed; see the warning above")
+    return exit_status(SweepOutcome.not_ok, SweepOutcome.unfair_points)
+
+
+def exit_status(not_ok: int, unfair_points: int) -> int:
+    """0: all ran (or were unavailable here) and were fair; 10 + N: N runs did not succeed (capped
+    at 109); 3: every run succeeded but the strict fairness audit refused a comparison. 2 stays
+    reserved for bad input."""
+    if not_ok:
+        return 10 + min(not_ok, 99)
+    return 3 if unfair_points else 0
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "run":
+        return cmd_run(rest)
+    if command == "report":
+        from harness.report.cli import main as report_main
+        return report_main(rest)
+    if command == "compare":
+        from harness.compare import main as compare_main
+        return compare_main(rest)
+    if command == "env":
+        from harness.envs_cli import main as env_main
+        return env_main(rest)
+    return _fail(f"unknown command {command!r}\n{USAGE}")
+
+
+def console_main() -> None:
+    sys.exit(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    console_main()

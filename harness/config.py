@@ -1,0 +1,169 @@
+"""Config schema: one dataclass per concern, registered with Hydra's ConfigStore.
+
+The YAML files under ``conf/`` fill these schemas; OmegaConf type-checks every value on merge
+(``train.lr=abc`` is refused), and :func:`validate` checks what types cannot express (``r > 0``,
+files that must exist, 4-bit needing CUDA). Errors are :class:`ConfigError`: one line naming the
+field, turned into exit code 2 by the CLI before anything trains.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class ConfigError(ValueError):
+    """A bad value in the job description; the message names the field, file or record."""
+
+
+KNOWN_FRAMEWORKS = ("trl", "unsloth", "llamafactory", "fake")
+QUANTIZATIONS = ("none", "4bit")
+FAIRNESS_MODES = ("strict", "native")
+LORA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class FrameworkConfig:
+    name: str = MISSING
+    version: str = MISSING
+    # "env": run under the framework's own virtual environment (envs/NAME-VERSION.txt);
+    # "current": run under this interpreter; anything else: path to a python executable.
+    python: str = "env"
+    # Fault injection for the test double only (see harness/frameworks/fake.py).
+    fault: str = "none"
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    hub_id: str = MISSING  # a Hub id, or a local folder holding config.json
+    # "pretrained": load the weights; "random": build from config.json with init_seed, cache once,
+    # and let every framework load the same files.
+    weights: str = "pretrained"
+    init_seed: int = 0
+    trust_remote_code: bool = False
+    attn_implementation: str = "sdpa"
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    # A Hub dataset id with the files inside it, or a local path (dataset.path) that wins over both.
+    hub_id: Optional[str] = None
+    train_file: Optional[str] = None
+    eval_file: Optional[str] = None
+    # File names used instead when ids resolve through the offline mirror (HARNESS_HUB_MIRROR).
+    mirror_train_file: Optional[str] = None
+    mirror_eval_file: Optional[str] = None
+    path: Optional[str] = None
+    # Held-out records for eval loss: taken from eval_file when given, else split off the end of train.
+    num_train: Optional[int] = None
+    num_eval: int = 64
+
+
+@dataclass
+class LoraConfig:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    targets: list[str] = field(default_factory=lambda: list(LORA_TARGET_MODULES))
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 60
+    lr: float = 2e-4
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_length: int = 1024
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    quantization: str = "none"
+    gradient_checkpointing: bool = True
+    packing: bool = False
+    seed: int = 42
+    optimizer: str = "adamw_torch"
+    lr_scheduler: str = "linear"
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    # "auto": bf16 where the GPU supports it, fp32 on CPU.
+    precision: str = "auto"
+    # Eval loss every N steps (0: only at the end). Needed for target_eval_loss.
+    eval_steps: int = 0
+    eval_batch_size: int = 8
+    target_eval_loss: Optional[float] = None
+    # Steps excluded from throughput figures (compilation, allocator and cache warm-up).
+    measure_warmup_steps: int = 10
+
+
+@dataclass
+class Config:
+    framework: FrameworkConfig = field(default_factory=FrameworkConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    experiment: Any = None
+    suite: str = "default"
+    repeats: int = 1
+    fairness: str = "strict"
+    timeout_s: int = 3600
+    force: bool = False
+    results_dir: str = "results"
+    reports_dir: str = "reports"
+    report: bool = True
+    # Build a missing framework environment on first use (from PyPI, or env_wheelhouse offline).
+    env_auto_build: bool = True
+    env_wheelhouse: Optional[str] = None
+    # NVML sampling period of the parent-side memory sampler.
+    sample_interval_ms: int = 10
+    # Dense bf16 peak FLOP/s for MFU; None: looked up by GPU name (harness/measure/flops.py).
+    mfu_peak_flops: Optional[float] = None
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="harness_schema", node=Config)
+
+
+def _positive(name: str, value: float | int | None, *, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name} must be {bound}, got {value}")
+
+
+def validate(cfg: Any, *, cuda_available: bool) -> None:
+    """Check what the schema's types cannot; raise ConfigError naming the first bad field."""
+    if cfg.framework.name not in KNOWN_FRAMEWORKS:
+        raise ConfigError(f"framework.name: unknown framework {cfg.framework.name!r} (known: {', '.join(KNOWN_FRAMEWORKS)})")
+    t = cfg.train
+    for name in ("max_steps", "lr", "batch_size", "grad_accum", "max_length", "eval_batch_size"):
+        _positive(f"train.{name}", getattr(t, name))
+    for name in ("warmup_steps", "weight_decay", "max_grad_norm", "eval_steps", "measure_warmup_steps"):
+        _positive(f"train.{name}", getattr(t, name), allow_zero=True)
+    _positive("train.target_eval_loss", t.target_eval_loss)
+    _positive("train.lora.r", t.lora.r)
+    _positive("train.lora.alpha", t.lora.alpha)
+    if not 0.0 <= t.lora.dropout < 1.0:
+        raise ConfigError(f"train.lora.dropout must be in [0, 1), got {t.lora.dropout}")
+    if not t.lora.targets:
+        raise ConfigError("train.lora.targets must name at least one module")
+    if t.quantization not in QUANTIZATIONS:
+        raise ConfigError(f"train.quantization must be one of {QUANTIZATIONS}, got {t.quantization!r}")
+    if t.quantization == "4bit" and not cuda_available:
+        raise ConfigError("train.quantization=4bit needs a CUDA GPU (bitsandbytes NF4); none was found")
+    if t.precision not in ("auto", "bf16", "fp16", "fp32"):
+        raise ConfigError(f"train.precision must be auto|bf16|fp16|fp32, got {t.precision!r}")
+    if t.target_eval_loss is not None and t.eval_steps == 0:
+        raise ConfigError("train.target_eval_loss needs train.eval_steps > 0")
+    if cfg.fairness not in FAIRNESS_MODES:
+        raise ConfigError(f"fairness must be one of {FAIRNESS_MODES}, got {cfg.fairness!r}")
+    if cfg.model.weights not in ("pretrained", "random"):
+        raise ConfigError(f"model.weights must be pretrained|random, got {cfg.model.weights!r}")
+    _positive("repeats", cfg.repeats)
+    _positive("timeout_s", cfg.timeout_s)
+    _positive("dataset.num_eval", cfg.dataset.num_eval)
+    _positive("dataset.num_train", cfg.dataset.num_train)
+    _positive("sample_interval_ms", cfg.sample_interval_ms)

@@ -1,0 +1,102 @@
+"""What every adapter shares: the contract, and the recipe fields mapped once to HF TrainingArguments.
+
+``training_arguments`` is the single place where our recipe becomes Trainer arguments; trl, unsloth
+and LLaMA-Factory all pass these through to ``transformers.Trainer``, so pinning them here pins them
+for all three.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+Job = dict[str, Any]
+
+
+class FrameworkUnavailable(RuntimeError):
+    """The framework cannot run here (not installed, needs CUDA...): recorded as status 'unavailable'."""
+
+
+@dataclass
+class Trained:
+    """What the worker needs after training: the live model and tokenizer for our evaluator."""
+    model: Any
+    tokenizer: Any
+    framework_eval_loss: float | None = None
+
+
+class Adapter(Protocol):
+    PACKAGES: tuple[str, ...]
+    INSTALL_HINT: str
+
+    def native_args(self, job: Job) -> dict[str, Any]: ...
+
+    def train(self, job: Job, callbacks: list[Any]) -> Trained: ...
+
+
+def uses_cuda(job: Job) -> bool:
+    return job["runtime"]["device"] == "cuda"
+
+
+def precision(job: Job) -> str:
+    """bf16 on a GPU that has it, fp32 on CPU, unless the recipe names one."""
+    wanted = job["train"]["precision"]
+    if wanted != "auto":
+        return wanted
+    return "bf16" if uses_cuda(job) and job["runtime"].get("bf16_supported", True) else "fp32"
+
+
+def torch_dtype_name(job: Job) -> str:
+    return {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[precision(job)]
+
+
+def output_dir(job: Job) -> str:
+    return str(Path(job["runtime"]["run_dir"]) / "framework_output")
+
+
+def training_arguments(job: Job) -> dict[str, Any]:
+    """Trainer arguments that change the math or the measurement, pinned for every framework."""
+    t = job["train"]
+    prec = precision(job)
+    return {
+        "output_dir": output_dir(job),
+        "max_steps": t["max_steps"],
+        "per_device_train_batch_size": t["batch_size"],
+        "gradient_accumulation_steps": t["grad_accum"],
+        "learning_rate": t["lr"],
+        "lr_scheduler_type": t["lr_scheduler"],
+        "warmup_steps": t["warmup_steps"],
+        "weight_decay": t["weight_decay"],
+        "max_grad_norm": t["max_grad_norm"],
+        "optim": t["optimizer"],
+        "adam_beta1": 0.9,
+        "adam_beta2": 0.999,
+        "adam_epsilon": 1e-8,
+        "seed": t["seed"],
+        "data_seed": t["seed"],
+        "bf16": prec == "bf16",
+        "fp16": prec == "fp16",
+        "gradient_checkpointing": t["gradient_checkpointing"],
+        # Non-reentrant checkpointing everywhere (LLaMA-Factory defaults to reentrant).
+        "gradient_checkpointing_kwargs": {"use_reentrant": False} if t["gradient_checkpointing"] else None,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "eval_strategy": "no",  # our evaluator runs at train.eval_steps; the framework's eval runs once at the end
+        "per_device_eval_batch_size": 1,  # framework eval loss = mean of per-record token means (see evaluator)
+        "report_to": "none",
+        "dataloader_num_workers": 0,
+        "group_by_length": False,
+        "include_num_input_tokens_seen": "non_padding",
+        "use_cpu": not uses_cuda(job),
+        "disable_tqdm": True,
+        "ddp_find_unused_parameters": False if job["runtime"].get("world_size", 1) > 1 else None,
+    }
+
+
+def lora_target_list(job: Job) -> list[str]:
+    return list(job["train"]["lora"]["targets"])
+
+
+def user_prompt(record: dict[str, str]) -> str:
+    """The alpaca prompt as every framework must see it: instruction, then input on a new line."""
+    return record["instruction"] + ("\n" + record["input"] if record.get("input") else "")

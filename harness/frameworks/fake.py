@@ -1,0 +1,81 @@
+"""Test double: a framework made of plain ``transformers.Trainer`` + peft, with injectable faults.
+
+It drives the real runner and worker through every status on CPU without trl, unsloth or
+LLaMA-Factory installed (``framework=fake framework.fault=oom``). With ``fault=none`` it really
+trains, through the same callbacks as the real adapters.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+from harness.frameworks.base import FrameworkUnavailable, Job, Trained, torch_dtype_name, training_arguments
+from harness.frameworks.sft_common import lora_config_args
+from harness.measure.evaluator import tokenize_record
+from harness.phases import mark
+
+PACKAGES = ("transformers", "peft", "torch")
+INSTALL_HINT = "pip install transformers peft"
+FAULTS = ("none", "exception", "import_error", "unavailable", "oom", "segfault", "hang", "exit")
+
+
+def native_args(job: Job) -> dict[str, Any]:
+    return {"training_arguments": training_arguments(job), "lora_config": lora_config_args(job),
+            "fault": job["framework"].get("fault", "none")}
+
+
+def import_framework() -> None:
+    fault = os.environ.get("HARNESS_FAKE_FAULT") or "none"
+    if fault == "import_error":
+        import harness_fake_framework_that_is_not_installed  # noqa: F401
+    if fault == "unavailable":
+        raise FrameworkUnavailable("fake framework told to be unavailable")
+
+
+def _inject(fault: str) -> None:
+    if fault == "exception":
+        raise RuntimeError("injected failure in the training loop")
+    if fault == "oom":
+        import torch
+
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB (injected)")
+    if fault == "segfault":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if fault == "hang":
+        time.sleep(3600)
+    if fault == "exit":
+        os._exit(3)
+
+
+def _dataset(job: Job, tokenizer: Any, split: str) -> list[dict[str, Any]]:
+    import json
+    from pathlib import Path
+
+    path = Path(job["runtime"]["data_dir"]) / f"{split}.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    tokenized = [tokenize_record(tokenizer, r, job["train"]["max_length"]) for r in rows]
+    return [{"input_ids": t["input_ids"], "labels": t["labels"]} for t in tokenized]
+
+
+def train(job: Job, callbacks: list[Any]) -> Trained:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer,
+                              TrainingArguments)
+
+    fault = job["framework"].get("fault", "none")
+    args = native_args(job)
+    tokenizer = AutoTokenizer.from_pretrained(job["model"]["path"])
+    model = AutoModelForCausalLM.from_pretrained(job["model"]["path"], dtype=getattr(torch, torch_dtype_name(job)))
+    model = get_peft_model(model, LoraConfig(**args["lora_config"]))
+    mark("model_loaded")
+    train_set = _dataset(job, tokenizer, "train")
+    mark("data_ready")
+    trainer = Trainer(model=model, args=TrainingArguments(**args["training_arguments"]), train_dataset=train_set,
+                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True), callbacks=callbacks)
+    if fault not in ("none", "import_error", "unavailable"):
+        _inject(fault)
+    trainer.train()
+    return Trained(model=trainer.model, tokenizer=tokenizer)

@@ -1,0 +1,98 @@
+"""LLaMA-Factory: ``run_exp`` with a generated ``dataset_info.json`` over the prepared alpaca records.
+
+LLaMA-Factory builds its own model, data and trainer; the live objects come back to us through the
+callbacks it passes to ``transformers.Trainer`` (see ``harness.live``).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.atomic import atomic_write_json
+from harness.frameworks.base import Job, Trained, precision, training_arguments
+from harness.frameworks.quantization import bnb_config_args
+
+PACKAGES = ("llamafactory", "transformers", "peft", "trl", "accelerate", "datasets", "torch", "bitsandbytes")
+INSTALL_HINT = "python -m harness env build framework=llamafactory"
+
+DATASET_INFO = {
+    split: {"file_name": f"{split.split('_')[1]}.jsonl", "formatting": "alpaca",
+            "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
+    for split in ("harness_train", "harness_eval")
+}
+
+# Trainer arguments LLaMA-Factory handles itself: it turns checkpointing on unless told not to.
+_MANAGED_BY_LLAMAFACTORY = ("gradient_checkpointing", "gradient_checkpointing_kwargs")
+
+
+def native_args(job: Job) -> dict[str, Any]:
+    t, lora = job["train"], job["train"]["lora"]
+    args = {k: v for k, v in training_arguments(job).items() if k not in _MANAGED_BY_LLAMAFACTORY and v is not None}
+    args.update({
+        "stage": "sft",
+        "do_train": True,
+        "do_eval": True,  # one framework eval at the end, beside ours
+        "model_name_or_path": job["model"]["path"],
+        "trust_remote_code": job["model"]["trust_remote_code"],
+        "flash_attn": job["model"]["attn_implementation"],
+        "finetuning_type": "lora",
+        "lora_rank": lora["r"],
+        "lora_alpha": lora["alpha"],  # LLaMA-Factory's default is 2 x rank
+        "lora_dropout": lora["dropout"],
+        "lora_target": ",".join(lora["targets"]),
+        "use_rslora": False,
+        "use_dora": False,
+        "pissa_init": False,
+        "template": "qwen",
+        "default_system": None,  # the template's, which equals the Qwen2.5 chat template's default
+        "dataset": "harness_train",
+        "eval_dataset": "harness_eval",
+        "dataset_dir": job["runtime"]["data_dir"],
+        "cutoff_len": t["max_length"],
+        "train_on_prompt": False,  # response-only loss, as in the other frameworks
+        "mask_history": False,
+        "packing": t["packing"],
+        "neat_packing": False,
+        "overwrite_cache": True,
+        "preprocessing_num_workers": None,
+        "disable_shuffling": False,
+        "overwrite_output_dir": True,
+        "disable_gradient_checkpointing": not t["gradient_checkpointing"],
+        "use_reentrant_gc": False,  # LLaMA-Factory defaults to reentrant checkpointing
+        "use_unsloth": False,
+        "use_unsloth_gc": False,
+        "enable_liger_kernel": False,
+        "upcast_layernorm": False,
+        "upcast_lmhead_output": False,
+        "pure_bf16": False,
+        "use_dft_loss": False,
+        "compute_accuracy": False,
+        "plot_loss": False,
+        "resize_vocab": False,
+    })
+    if precision(job) == "fp32":
+        args.pop("bf16"), args.pop("fp16")
+    quant = bnb_config_args(job)
+    if quant is not None:
+        args.update({"quantization_bit": 4, "quantization_method": "bnb", "quantization_type": "nf4",
+                     "double_quantization": True})
+    return args
+
+
+def write_dataset_info(data_dir: Path) -> None:
+    atomic_write_json(data_dir / "dataset_info.json", DATASET_INFO)
+
+
+def train(job: Job, callbacks: list[Any]) -> Trained:
+    import os
+
+    os.environ.setdefault("DISABLE_VERSION_CHECK", "1")  # versions are pinned by envs/, not by its check
+    from llamafactory.train.tuner import run_exp
+
+    from harness.live import find_live_objects
+
+    write_dataset_info(Path(job["runtime"]["data_dir"]))
+    run_exp(args=native_args(job), callbacks=callbacks)
+    live = find_live_objects(callbacks)
+    return Trained(model=live.model, tokenizer=live.tokenizer, framework_eval_loss=live.eval_metrics.get("eval_loss"))

@@ -1,0 +1,62 @@
+"""The trl SFT recipe shared by the trl and unsloth adapters (unsloth trains through trl's SFTTrainer).
+
+Data goes in as conversational prompt/completion pairs, so the tokenizer's own chat template renders
+it and only the completion is supervised (response-only loss), as in LLaMA-Factory with
+``train_on_prompt: false``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.frameworks.base import Job, training_arguments, user_prompt
+
+
+def sft_config_args(job: Job) -> dict[str, Any]:
+    """SFTConfig arguments: the shared Trainer arguments plus every trl default we must not inherit."""
+    t = job["train"]
+    args = training_arguments(job)
+    args.update({
+        "max_length": t["max_length"],
+        "packing": t["packing"],
+        # unsloth switches padding-free batching on by itself; trl's default may change too.
+        "padding_free": bool(t["packing"]),
+        "completion_only_loss": True,
+        "assistant_only_loss": False,
+        "loss_type": "nll",
+        "truncation_mode": "keep_start",
+        "shuffle_dataset": False,
+        "activation_offloading": False,
+        "use_liger_kernel": False,
+        "average_tokens_across_devices": True,
+    })
+    return args
+
+
+def lora_config_args(job: Job) -> dict[str, Any]:
+    lora = job["train"]["lora"]
+    return {
+        "r": lora["r"],
+        "lora_alpha": lora["alpha"],
+        "lora_dropout": lora["dropout"],
+        "target_modules": list(lora["targets"]),
+        "bias": "none",
+        "task_type": "CAUSAL_LM",
+        "use_rslora": False,
+        "use_dora": False,
+    }
+
+
+def conversation(record: dict[str, str]) -> dict[str, Any]:
+    return {"prompt": [{"role": "user", "content": user_prompt(record)}],
+            "completion": [{"role": "assistant", "content": record["output"]}]}
+
+
+def load_split(job: Job, split: str):
+    """The prepared records as a ``datasets.Dataset`` of prompt/completion conversations."""
+    from datasets import Dataset
+
+    path = Path(job["runtime"]["data_dir"]) / f"{split}.jsonl"
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return Dataset.from_list([conversation(r) for r in records])

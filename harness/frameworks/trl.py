@@ -1,0 +1,58 @@
+"""Hugging Face trl: ``SFTTrainer`` with a peft ``LoraConfig``."""
+from __future__ import annotations
+
+from typing import Any
+
+from harness.frameworks.base import Job, Trained, torch_dtype_name
+from harness.frameworks.sft_common import load_split, lora_config_args, sft_config_args
+from harness.frameworks.quantization import bnb_config_args
+from harness.phases import mark
+
+PACKAGES = ("trl", "transformers", "peft", "accelerate", "datasets", "torch", "bitsandbytes")
+INSTALL_HINT = "python -m harness env build framework=trl"
+
+
+def native_args(job: Job) -> dict[str, Any]:
+    return {
+        "model_kwargs": {
+            "dtype": torch_dtype_name(job),
+            "attn_implementation": job["model"]["attn_implementation"],
+            "trust_remote_code": job["model"]["trust_remote_code"],
+            "quantization": bnb_config_args(job),
+        },
+        "sft_config": sft_config_args(job),
+        "lora_config": lora_config_args(job),
+    }
+
+
+def train(job: Job, callbacks: list[Any]) -> Trained:
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from trl import SFTConfig, SFTTrainer
+
+    args = native_args(job)
+    model_kwargs = dict(args["model_kwargs"])
+    quant = model_kwargs.pop("quantization")
+    model_kwargs["dtype"] = getattr(torch, model_kwargs["dtype"])
+    if quant is not None:
+        quant["bnb_4bit_compute_dtype"] = getattr(torch, quant["bnb_4bit_compute_dtype"])
+        model_kwargs["quantization_config"] = BitsAndBytesConfig(**quant)
+    path = job["model"]["path"]
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=job["model"]["trust_remote_code"])
+    model = AutoModelForCausalLM.from_pretrained(path, **model_kwargs)
+    mark("model_loaded")
+    train_set, eval_set = load_split(job, "train"), load_split(job, "eval")
+    mark("data_ready")
+    trainer = SFTTrainer(
+        model=model,
+        args=SFTConfig(**args["sft_config"]),
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=tokenizer,
+        peft_config=LoraConfig(**args["lora_config"]),
+        callbacks=callbacks,
+    )
+    trainer.train()
+    metrics = trainer.evaluate()
+    return Trained(model=trainer.model, tokenizer=tokenizer, framework_eval_loss=metrics.get("eval_loss"))

@@ -1,0 +1,79 @@
+"""unsloth: ``FastLanguageModel.from_pretrained`` + ``get_peft_model``, trained by its patched SFTTrainer.
+
+unsloth must be imported before transformers, trl and peft in the process (it patches them), so the
+worker calls ``import_framework`` before it builds any callback.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from harness.frameworks.base import FrameworkUnavailable, Job, Trained, torch_dtype_name
+from harness.frameworks.sft_common import load_split, sft_config_args
+from harness.phases import mark
+
+PACKAGES = ("unsloth", "unsloth_zoo", "trl", "transformers", "peft", "accelerate", "datasets", "torch",
+            "bitsandbytes")
+INSTALL_HINT = "python -m harness env build framework=unsloth (needs an NVIDIA GPU)"
+
+
+def import_framework() -> None:
+    """Import unsloth first; it refuses to run without a CUDA GPU, which we report as unavailable."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise FrameworkUnavailable("unsloth needs a CUDA GPU (torch.cuda.is_available() is False)")
+    # Our recipe pins padding_free explicitly; this also stops the automatic choice at its source.
+    os.environ.setdefault("UNSLOTH_DISABLE_AUTO_PADDING_FREE", "1")
+    import unsloth  # noqa: F401  (patches transformers/trl/peft)
+
+
+def native_args(job: Job) -> dict[str, Any]:
+    t, lora = job["train"], job["train"]["lora"]
+    return {
+        "from_pretrained": {
+            "model_name": job["model"]["path"],
+            "max_seq_length": t["max_length"],
+            "dtype": torch_dtype_name(job),
+            "load_in_4bit": t["quantization"] == "4bit",
+            "load_in_8bit": False,
+            "full_finetuning": False,
+            "trust_remote_code": job["model"]["trust_remote_code"],
+            "attn_implementation": job["model"]["attn_implementation"],
+        },
+        "get_peft_model": {
+            "r": lora["r"],
+            "lora_alpha": lora["alpha"],
+            "lora_dropout": lora["dropout"],
+            "target_modules": list(lora["targets"]),
+            "bias": "none",
+            # True = standard Hugging Face checkpointing, as the others use; unsloth's own "unsloth"
+            # mode offloads activations to CPU and is a different algorithm.
+            "use_gradient_checkpointing": bool(t["gradient_checkpointing"]),
+            "random_state": t["seed"],
+            "use_rslora": False,
+            "loftq_config": None,
+            "max_seq_length": t["max_length"],
+        },
+        "sft_config": sft_config_args(job),
+    }
+
+
+def train(job: Job, callbacks: list[Any]) -> Trained:
+    import torch
+    from unsloth import FastLanguageModel
+    from trl import SFTConfig, SFTTrainer
+
+    args = native_args(job)
+    load = dict(args["from_pretrained"])
+    load["dtype"] = getattr(torch, load["dtype"])
+    model, tokenizer = FastLanguageModel.from_pretrained(**load)
+    model = FastLanguageModel.get_peft_model(model, **args["get_peft_model"])
+    mark("model_loaded")
+    train_set, eval_set = load_split(job, "train"), load_split(job, "eval")
+    mark("data_ready")
+    trainer = SFTTrainer(model=model, args=SFTConfig(**args["sft_config"]), train_dataset=train_set,
+                         eval_dataset=eval_set, processing_class=tokenizer, callbacks=callbacks)
+    trainer.train()
+    metrics = trainer.evaluate()
+    return Trained(model=trainer.model, tokenizer=tokenizer, framework_eval_loss=metrics.get("eval_loss"))

@@ -1,0 +1,49 @@
+"""Resolve Hub ids to files: a local folder, the offline mirror, or the Hugging Face Hub itself.
+
+The code keeps the real ids (``Qwen/Qwen2.5-0.5B-Instruct``, ``shibing624/medical``). When the
+environment variable ``HARNESS_HUB_MIRROR`` names a folder laid out like the Hub
+(``ORG/NAME/...`` for models, ``datasets/ORG/NAME/...`` for datasets), ids resolve there instead
+and nothing is fetched.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+MIRROR_ENV = "HARNESS_HUB_MIRROR"
+PACKAGE_ROOT = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_ROOT.parent
+
+
+def mirror_root() -> Path | None:
+    value = os.environ.get(MIRROR_ENV)
+    return Path(value).expanduser().resolve() if value else None
+
+
+def _local(path_or_id: str) -> Path | None:
+    """A path given directly, relative to the working directory or to the repository."""
+    for candidate in (Path(path_or_id).expanduser(), REPO_ROOT / path_or_id):
+        if candidate.exists():
+            return candidate.resolve()
+    return None
+
+
+def resolve_model(hub_id: str) -> str:
+    """Return a local folder for ``hub_id`` when one exists (given path, mirror), else the id itself."""
+    local = _local(hub_id)
+    if local is not None:
+        return str(local)
+    mirror = mirror_root()
+    if mirror is not None:
+        return str(mirror / hub_id)
+    return hub_id
+
+
+def resolve_dataset_file(hub_id: str, filename: str) -> Path:
+    """Local path of ``filename`` inside dataset ``hub_id``, downloading it when no mirror is set."""
+    mirror = mirror_root()
+    if mirror is not None:
+        return mirror / "datasets" / hub_id / filename
+    from huggingface_hub import hf_hub_download  # imported lazily: only Hub runs need it
+
+    return Path(hf_hub_download(repo_id=hub_id, filename=filename, repo_type="dataset"))

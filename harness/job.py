@@ -1,0 +1,66 @@
+"""The job: the fully resolved description of one run, written to ``job.json`` for the worker.
+
+The parent composes it from the Hydra config; the worker (in the framework's own interpreter) reads
+it back. ``job_hash`` covers everything that changes what is trained and measured, and nothing that
+only says where or how often (repeat index, result folder, timeout), so a re-run of the same sweep
+finds its earlier results.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from harness.hub import resolve_model
+
+# Keys of the top-level config that describe the run's bookkeeping, not the job.
+_NOT_PART_OF_JOB = ("results_dir", "reports_dir", "report", "force", "timeout_s", "repeats",
+                    "env_auto_build", "env_wheelhouse", "sample_interval_ms", "experiment")
+
+Job = dict[str, Any]
+
+
+def job_from_config(cfg: DictConfig, *, data_digest: str) -> Job:
+    job: Job = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    for key in _NOT_PART_OF_JOB:
+        job.pop(key, None)
+    job["framework"].pop("python", None)  # which interpreter runs it is not part of the math
+    job["model"]["path"] = resolve_model(cfg.model.hub_id)
+    job["dataset"]["digest"] = data_digest
+    return job
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def job_hash(job: Job) -> str:
+    """Identity of the job, framework included; stable across machines and repeats."""
+    hashed = json.loads(json.dumps(job))
+    hashed["model"].pop("path", None)  # a local path differs between machines; hub_id stays
+    return _digest(hashed)
+
+
+def point_hash(job: Job) -> str:
+    """Identity of the sweep point: the job without the framework, so frameworks can be compared."""
+    hashed = json.loads(json.dumps(job))
+    hashed.pop("framework", None)
+    hashed["model"].pop("path", None)
+    return _digest(hashed)
+
+
+def run_dir_for(results_dir: Path, job: Job, repeat: int) -> Path:
+    fw = job["framework"]
+    point = f"{job['model']['name']}-{job['dataset']['name']}-{point_hash(job)}"
+    return results_dir / job["suite"] / point / f"{fw['name']}-{fw['version']}-{job_hash(job)}" / f"r{repeat}"
+
+
+def write_job(run_dir: Path, job: Job) -> Path:
+    from harness.atomic import atomic_write_json
+
+    path = run_dir / "job.json"
+    atomic_write_json(path, job)
+    return path

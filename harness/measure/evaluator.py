@@ -1,0 +1,120 @@
+"""Our own eval loss, identical for every framework.
+
+Frameworks compute eval loss differently (mean of batch means vs token mean, with or without prompt
+tokens, different padding and truncation), so their numbers cannot be compared with each other. This
+evaluator tokenises the held-out records the same way for everyone (chat template, response-only labels,
+right truncation), batches them in a fixed order with right padding, and reports the token-mean
+cross-entropy over all supervised tokens of the set: ``sum(token CE) / count(supervised tokens)``, the
+same figure whatever the batch size. Cross-entropy is computed in float32 from the logits and summed in
+float64.
+
+Unsloth returns no logits from training-patched models unless ``UNSLOTH_RETURN_LOGITS=1`` is set in the
+environment before it is imported; without logits we raise, naming that variable.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+IGNORE_INDEX = -100
+
+
+def messages_for(record: dict[str, Any]) -> list[dict[str, str]]:
+    """The chat for one alpaca-style record: one user turn (instruction, then input on a new line when
+    present) and the assistant's output. Every adapter builds its training data from this so the model
+    sees the same text under every framework; the prompt is ``messages_for(r)[:-1]``."""
+    user = str(record["instruction"])
+    extra = record.get("input")
+    if extra:
+        user += "\n" + str(extra)
+    return [{"role": "user", "content": user}, {"role": "assistant", "content": str(record["output"])}]
+
+
+def _ids(tokenizer, text: str) -> list[int]:
+    # The chat template already wrote any BOS: do not let the tokenizer add a second one.
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def tokenize_record(tokenizer, record: dict[str, Any], max_length: int) -> dict[str, Any]:
+    """``{input_ids, labels, truncated}`` for one record: the full chat tokenised once, labels -100 over
+    the prompt (the templated user turn including the assistant header), truncated on the right to
+    ``max_length``. The prompt length is the common prefix of the prompt's and the full chat's ids, which
+    equals the prompt's length for templates whose prompt text is a prefix of the full text."""
+    messages = messages_for(record)
+    prompt_text = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+    full_text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+    prompt_ids = _ids(tokenizer, prompt_text)
+    full_ids = _ids(tokenizer, full_text)
+    n_prompt = 0
+    for a, b in zip(prompt_ids, full_ids):
+        if a != b:
+            break
+        n_prompt += 1
+    labels = [IGNORE_INDEX] * n_prompt + full_ids[n_prompt:]
+    truncated = len(full_ids) > max_length
+    return {"input_ids": full_ids[:max_length], "labels": labels[:max_length], "truncated": truncated}
+
+
+def _pad_id(tokenizer) -> int:
+    for attr in ("pad_token_id", "eos_token_id"):
+        value = getattr(tokenizer, attr, None)
+        if value is not None:
+            return int(value)
+    return 0
+
+
+def evaluate_loss(model, tokenizer, records: Sequence[dict[str, Any]], *, max_length: int, batch_size: int,
+                  device=None) -> dict[str, Any]:
+    """Token-mean cross-entropy over the supervised (shifted) tokens of ``records``.
+
+    Returns ``{loss, tokens, records, batches, truncated}`` where tokens counts the supervised tokens
+    that entered the mean (``labels[1:] != -100`` per record). The model is put in eval mode under
+    no_grad and its previous train/eval mode is restored afterwards.
+    """
+    import torch  # noqa: PLC0415  (child-side only)
+    import torch.nn.functional as F  # noqa: PLC0415
+
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    if device is None:
+        device = next(model.parameters()).device
+    items = [tokenize_record(tokenizer, r, max_length) for r in records]
+    pad = _pad_id(tokenizer)
+    was_training = model.training
+    total = torch.zeros((), dtype=torch.float64)
+    n_tokens = 0
+    batches = 0
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(items), batch_size):
+                chunk = items[start:start + batch_size]
+                width = max(len(it["input_ids"]) for it in chunk)
+                ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+                labels = torch.full((len(chunk), width), IGNORE_INDEX, dtype=torch.long)
+                mask = torch.zeros((len(chunk), width), dtype=torch.long)
+                for row, it in enumerate(chunk):
+                    n = len(it["input_ids"])
+                    ids[row, :n] = torch.tensor(it["input_ids"], dtype=torch.long)
+                    labels[row, :n] = torch.tensor(it["labels"], dtype=torch.long)
+                    mask[row, :n] = 1
+                batches += 1
+                targets = labels[:, 1:].to(device)
+                keep = targets != IGNORE_INDEX
+                if not bool(keep.any()):
+                    continue
+                out = model(input_ids=ids.to(device), attention_mask=mask.to(device))
+                logits = out.logits if hasattr(out, "logits") else out[0]
+                if logits is None or not torch.is_tensor(logits) or logits.shape[:2] != ids.shape:
+                    raise RuntimeError("model returned no full logits (for unsloth set UNSLOTH_RETURN_LOGITS=1 "
+                                       "before importing it)")
+                # Only supervised positions are upcast: a float32 copy of every logit would not fit at
+                # large vocab x long sequences.
+                selected = logits[:, :-1][keep].float()
+                token_ce = F.cross_entropy(selected, targets[keep], reduction="none")
+                total += token_ce.double().sum().cpu()
+                n_tokens += int(keep.sum())
+    finally:
+        model.train(was_training)
+    loss = float(total / n_tokens) if n_tokens else None
+    return {"loss": loss, "tokens": n_tokens, "records": len(items), "batches": batches,
+            "truncated": sum(1 for it in items if it["truncated"])}

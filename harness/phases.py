@@ -1,0 +1,36 @@
+"""Phase timestamps of the worker process (wall clock, comparable with the parent's NVML timeline).
+
+The adapters call ``mark("model_loaded")`` and ``mark("data_ready")`` where their framework gets
+there; the worker marks the rest. A module-level record, because there is one run per process.
+"""
+from __future__ import annotations
+
+import time
+
+ORDER = ("process_start", "imports_done", "model_loaded", "data_ready", "train_start", "train_end",
+         "eval_end", "result_written")
+_marks: dict[str, float] = {}
+
+
+def mark(name: str, at: float | None = None) -> None:
+    """Record the first time ``name`` is reached (later calls keep the first)."""
+    _marks.setdefault(name, time.time() if at is None else at)
+
+
+def marks() -> dict[str, float]:
+    return dict(_marks)
+
+
+def durations(m: dict[str, float]) -> dict[str, float | None]:
+    """Seconds spent per phase; None where a phase boundary was not reached."""
+    def span(a: str, b: str) -> float | None:
+        return round(m[b] - m[a], 4) if a in m and b in m else None
+    return {
+        "imports": span("process_start", "imports_done"),
+        "model_load": span("imports_done", "model_loaded"),
+        "data": span("model_loaded", "data_ready"),
+        "setup": span("data_ready", "train_start"),
+        "train": span("train_start", "train_end"),
+        "eval": span("train_end", "eval_end"),
+        "total": span("process_start", "result_written"),
+    }

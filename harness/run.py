@@ -1,0 +1,101 @@
+"""The Hydra task: one sweep point and framework -> ``repeats`` runs, each a result on disk.
+
+Validation already happened for the whole sweep (``harness.preflight``) before any job started.
+A failed run is a result like any other; only Ctrl-C stops the sweep (after recording it).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from harness import envs
+from harness.atomic import atomic_write_json
+from harness.config import ConfigError, validate
+from harness.data import PreparedData, prepare, write_jsonl
+from harness.job import Job, job_from_config, job_hash, point_hash, run_dir_for, write_job
+from harness.measure.nvml_sampler import NvmlSampler, cuda_available
+from harness.record import build_record
+from harness.runner import RESULT_NAME, existing_ok_result, spawn_worker
+
+
+def interpreter(cfg: DictConfig) -> str:
+    """The python that runs this framework: its own environment (built on first use), or as told."""
+    fw = cfg.framework
+    if fw.python == "current":
+        return sys.executable
+    if fw.python != "env":
+        return fw.python
+    try:
+        return envs.python_for(fw.name, fw.version, use_current=False)
+    except envs.EnvError:
+        if not cfg.env_auto_build:
+            raise
+    wheelhouse = Path(cfg.env_wheelhouse) if cfg.env_wheelhouse else None
+    print(f"building environment for {fw.name} {fw.version} ...", flush=True)
+    return str(envs.build_env(fw.name, fw.version, wheelhouse=wheelhouse) / "bin" / "python")
+
+
+def _runtime(job: Job, run_dir: Path, repeat: int) -> Job:
+    runtime_job = dict(job)
+    runtime_job["runtime"] = {"run_dir": str(run_dir), "data_dir": str(run_dir / "data"), "repeat": repeat,
+                              "world_size": 1}
+    return runtime_job
+
+
+def run_one(cfg: DictConfig, job: Job, data: PreparedData, repeat: int) -> dict[str, Any]:
+    run_dir = run_dir_for(Path(cfg.results_dir).resolve(), job, repeat)
+    label = f"{job['framework']['name']} {job['framework']['version']} r{repeat}"
+    if not cfg.force:
+        earlier = existing_ok_result(run_dir)
+        if earlier is not None:
+            print(f"[{label}] skipped: ok result exists at {run_dir / RESULT_NAME} (force=true reruns)", flush=True)
+            return earlier
+    write_jsonl(run_dir / "data" / "train.jsonl", data.train)
+    write_jsonl(run_dir / "data" / "eval.jsonl", data.eval)
+    runtime_job = _runtime(job, run_dir, repeat)
+    write_job(run_dir, runtime_job)
+    print(f"[{label}] running in {run_dir}", flush=True)
+    sampler = NvmlSampler(interval_s=cfg.sample_interval_ms / 1000.0)
+    try:
+        python = interpreter(cfg)
+    except envs.EnvError as err:
+        view = {"status": "unavailable", "reason": str(err), "wall_time_s": 0.0, "log_tail": ""}
+    else:
+        with sampler:
+            try:
+                view = spawn_worker(run_dir, python, cfg.timeout_s, sampler)
+            except KeyboardInterrupt:
+                view = {"status": "interrupted", "reason": "interrupted by the user (Ctrl-C)", "wall_time_s": None,
+                        "log_tail": ""}
+                _finish(run_dir, runtime_job, view, sampler, cfg, repeat)
+                raise
+    return _finish(run_dir, runtime_job, view, sampler, cfg, repeat)
+
+
+def _finish(run_dir: Path, job: Job, view: dict[str, Any], sampler: NvmlSampler, cfg: DictConfig,
+            repeat: int) -> dict[str, Any]:
+    record = build_record(job=job, view=view, sampler=sampler, run_dir=run_dir, repeat=repeat,
+                          job_hash=job_hash(_strip_runtime(job)), point_hash=point_hash(_strip_runtime(job)))
+    sampler.write_timeline(run_dir / "memory_timeline.csv")
+    atomic_write_json(run_dir / RESULT_NAME, record)
+    from harness.history import append_history
+
+    append_history(record, Path(cfg.results_dir))
+    reason = f": {record['reason']}" if record["status"] != "ok" else ""
+    print(f"[{job['framework']['name']} r{repeat}] {record['status']}{reason}", flush=True)
+    return record
+
+
+def _strip_runtime(job: Job) -> Job:
+    return {k: v for k, v in job.items() if k != "runtime"}
+
+
+def execute(cfg: DictConfig) -> list[dict[str, Any]]:
+    """Run every repeat of this config; return the records (validation errors raise ConfigError)."""
+    validate(cfg, cuda_available=cuda_available())
+    data = prepare(cfg.dataset)
+    job = job_from_config(cfg, data_digest=data.digest)
+    return [run_one(cfg, job, data, repeat) for repeat in range(cfg.repeats)]

@@ -1,0 +1,84 @@
+"""Hydra entry and sweep end: the task runs one job's repeats; the callback audits the sweep's
+runs for fairness, renders the report and decides the exit status.
+
+Each Hydra job writes the result paths it produced to ``runs.json`` in its own Hydra output folder,
+so the end-of-sweep callback finds them the same way whether jobs ran in this process or on a
+cluster (submitit).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from harness.atomic import atomic_write_json, read_json
+
+RUNS_FILE = "runs.json"
+
+
+class SweepOutcome:
+    """Filled by the callback, read by ``__main__`` to choose the exit status."""
+    not_ok = 0
+    unfair_points = 0
+    report: Path | None = None
+    concluded = False  # Hydra only warns when a callback raises; __main__ checks this instead
+
+
+def task(cfg: DictConfig) -> None:
+    from harness.run import execute
+
+    records = execute(cfg)
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    atomic_write_json(out_dir / RUNS_FILE, [str(Path(r["run_dir"]) / "result.json") for r in records])
+
+
+def _collect(root: Path) -> list[dict[str, Any]]:
+    from harness.results import load_results
+
+    paths: list[Path] = []
+    for runs_file in sorted(root.rglob(RUNS_FILE)):
+        paths.extend(Path(p) for p in read_json(runs_file))
+    return load_results(p for p in paths if p.exists())
+
+
+def _conclude(root: Path, config: DictConfig) -> None:
+    SweepOutcome.concluded = False
+    records = _collect(root)
+    # 'unavailable' (unsloth on a machine without CUDA, say) is reported, but is not a failure.
+    SweepOutcome.not_ok = sum(r["status"] not in ("ok", "unavailable") for r in records)
+    from harness.audit.fairness import audit_sweep, write_audit
+
+    audits = audit_sweep(records, config.fairness)
+    write_audit(root / "fairness.json", audits)
+    SweepOutcome.unfair_points = sum(not a["valid"] for a in audits)
+    for audit in audits:
+        for m in audit.get("mismatches", []):
+            print(f"fairness: {m['field']} differs: {json.dumps(m['values'], default=str)}")
+    print(f"sweep: {len(records)} runs, {SweepOutcome.not_ok} did not succeed, "
+          f"{SweepOutcome.unfair_points} sweep point(s) failing the {config.fairness} fairness audit")
+    if config.report and records:
+        from harness.report.render import render_report
+
+        SweepOutcome.report = render_report(records, Path(config.reports_dir), audits=audits,
+                                            command=_reproduce_command())
+        print(f"report: {SweepOutcome.report}")
+    SweepOutcome.concluded = True
+
+
+def _reproduce_command() -> str:
+    import shlex
+    import sys
+
+    return "python -m harness run " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+class SweepCallback(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        _conclude(Path(config.hydra.sweep.dir), config)
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        _conclude(Path(config.hydra.run.dir), config)

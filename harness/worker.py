@@ -1,0 +1,135 @@
+"""``python -m harness.worker RUN_DIR``: one run, in a fresh process under the framework's interpreter.
+
+Reads ``RUN_DIR/job.json``, imports the framework (unsloth first, before anything imports
+transformers), trains through the adapter with our callbacks, evaluates with our own evaluator and
+writes ``RUN_DIR/worker_result.json`` atomically. A fault is written as a status, never lost:
+the parent adds what only it can see (NVML, wall time, signals, timeouts).
+"""
+from __future__ import annotations
+
+import time
+
+from harness import phases
+
+phases.mark("process_start")
+
+import importlib.metadata  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import traceback  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from harness.atomic import atomic_write_json  # noqa: E402
+from harness.frameworks import load_adapter  # noqa: E402
+from harness.frameworks.base import FrameworkUnavailable  # noqa: E402
+
+RESULT_NAME = "worker_result.json"
+
+
+def package_versions(names: tuple[str, ...]) -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _is_oom(err: BaseException) -> bool:
+    name = type(err).__name__
+    return name == "OutOfMemoryError" or "out of memory" in str(err).lower()
+
+
+def _runtime(job: dict[str, Any]) -> None:
+    """Facts of this process the adapters need: device, precision support, resolved model folder."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    job["runtime"]["device"] = "cuda" if cuda else "cpu"
+    job["runtime"]["bf16_supported"] = bool(cuda and torch.cuda.is_bf16_supported())
+    job["runtime"]["gpu_name"] = torch.cuda.get_device_name(0) if cuda else None
+    if job["model"]["weights"] == "random":
+        from harness.model_cache import random_weights_model
+
+        job["model"]["path"] = str(random_weights_model(Path(job["model"]["path"]), job["model"]["init_seed"]))
+
+
+def _train_and_measure(job: dict[str, Any], adapter: Any, result: dict[str, Any]) -> None:
+    from harness.audit.live_fields import read_live_fields
+    from harness.live import LiveObjects
+    from harness.measure.evaluator import evaluate_loss
+    from harness.measure.periodic_eval import PeriodicEval
+    from harness.measure.step_meter import StepMeter, torch_memory
+
+    t = job["train"]
+    live, meter = LiveObjects(), StepMeter(warmup_steps=t["measure_warmup_steps"])
+    eval_records = [json.loads(line) for line in
+                    (Path(job["runtime"]["data_dir"]) / "eval.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    callbacks: list[Any] = [live, meter]
+    if t["eval_steps"]:
+        callbacks.append(PeriodicEval(job, eval_records, meter))
+    try:
+        trained = adapter.train(job, callbacks)
+    finally:
+        # Whatever happened, keep what was measured so far (an OOM keeps its peak and its steps).
+        result["train"] = meter.summary()
+        result["memory"] = torch_memory()
+    result["audit"] = read_live_fields(live, meter, job)
+    eval_result = evaluate_loss(trained.model, trained.tokenizer, eval_records,
+                                max_length=t["max_length"], batch_size=t["eval_batch_size"])
+    eval_result["framework_loss"] = trained.framework_eval_loss
+    for cb in callbacks:
+        if isinstance(cb, PeriodicEval):
+            eval_result.update(cb.summary())
+    result["eval"] = eval_result
+    phases.mark("eval_end")
+    result["memory"] = torch_memory()
+
+
+def run(run_dir: Path) -> dict[str, Any]:
+    job = json.loads((run_dir / "job.json").read_text(encoding="utf-8"))
+    adapter = load_adapter(job["framework"]["name"])
+    result: dict[str, Any] = {"status": "failed", "reason": ""}
+    result["framework_packages"] = package_versions(adapter.PACKAGES)
+    try:
+        try:
+            if hasattr(adapter, "import_framework"):
+                adapter.import_framework()
+            _runtime(job)
+        except ImportError as err:
+            raise FrameworkUnavailable(f"{err}; install with: {adapter.INSTALL_HINT}") from err
+        phases.mark("imports_done")
+        _train_and_measure(job, adapter, result)
+        result["status"], result["reason"] = "ok", ""
+    except FrameworkUnavailable as err:
+        result["status"], result["reason"] = "unavailable", str(err)
+    except BaseException as err:  # noqa: BLE001  every fault becomes a result
+        if isinstance(err, KeyboardInterrupt):
+            result["status"], result["reason"] = "interrupted", "interrupted (SIGINT)"
+        elif _is_oom(err):
+            result["status"], result["reason"] = "oom", f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
+        else:
+            result["status"], result["reason"] = "failed", f"{type(err).__name__}: {str(err)[:300]}"
+        result["traceback"] = traceback.format_exc()[-4000:]
+        traceback.print_exc()
+    result["runtime"] = {k: v for k, v in job["runtime"].items() if isinstance(v, (str, int, float, bool, type(None)))}
+    result["model_path"] = job["model"]["path"]
+    phases.mark("result_written")
+    result["phases"] = phases.marks()
+    atomic_write_json(run_dir / RESULT_NAME, result)
+    return result
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m harness.worker RUN_DIR", file=sys.stderr)
+        return 2
+    result = run(Path(argv[0]))
+    print(f"worker: {result['status']} {result['reason']}".rstrip(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

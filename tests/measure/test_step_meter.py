@@ -1,0 +1,155 @@
+import time
+from types import SimpleNamespace
+
+import pytest
+import torch
+from transformers import TrainerControl, TrainerState
+
+from harness.measure.step_meter import StepMeter, torch_memory
+
+
+class TinyModel(torch.nn.Module):
+    """Stands in for the outermost model a trainer calls with a batch's kwargs."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(32, 4)
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, position_ids=None):
+        return self.emb(input_ids).sum()
+
+
+ARGS = SimpleNamespace()
+
+
+def _run_steps(meter, model, steps_batches, state, *, sleep=0.0, logs=None):
+    control = TrainerControl()
+    meter.on_train_begin(ARGS, state, control, model=model)
+    for batches in steps_batches:
+        meter.on_step_begin(ARGS, state, control)
+        for batch in batches:
+            model(**batch)
+        if sleep:
+            time.sleep(sleep)
+        state.global_step += 1
+        meter.on_step_end(ARGS, state, control)
+        meter.on_log(ARGS, state, control, logs=logs or {"loss": 2.0 / state.global_step, "grad_norm": 1.5,
+                                                         "learning_rate": 1e-4})
+    meter.on_train_end(ARGS, state, control)
+
+
+PADDED_1 = {  # 2 rows, 7 real tokens; supervised after shift: row0 {5, 6}, row1 {3, 4} (its 9 at t=0 is never predicted)
+    "input_ids": torch.tensor([[1, 2, 5, 6, 0], [1, 3, 4, 0, 0]]),
+    "attention_mask": torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]]),
+    "labels": torch.tensor([[-100, -100, 5, 6, -100], [9, 3, 4, -100, -100]]),
+}
+PADDED_2 = {  # 1 row, 4 real tokens, 3 supervised
+    "input_ids": torch.tensor([[1, 1, 2, 3]]),
+    "attention_mask": torch.tensor([[1, 1, 1, 1]]),
+    "labels": torch.tensor([[-100, 1, 2, 3]]),
+}
+PACKED = {  # padding-free: 3 sequences packed in one row, no mask; supervised after shift: 1, 2, 4, 6
+    "input_ids": torch.tensor([[1, 1, 2, 1, 4, 1, 6]]),
+    "position_ids": torch.tensor([[0, 1, 2, 0, 1, 0, 1]]),
+    "labels": torch.tensor([[-100, 1, 2, -100, 4, -100, 6]]),
+}
+
+
+def test_counts_padded_micro_batches_and_packed_batch():
+    model = TinyModel().train()
+    meter = StepMeter(warmup_steps=0)
+    state = TrainerState()
+    state.num_input_tokens_seen = 999
+    control = TrainerControl()
+    meter.on_train_begin(ARGS, state, control, model=model)
+    meter.on_step_begin(ARGS, state, control)
+    model(**PADDED_1)
+    model(**PADDED_2)
+    model.eval()
+    model(**PADDED_1)  # an eval forward inside training: must not be counted
+    model.train()
+    state.global_step = 1
+    meter.on_step_end(ARGS, state, control)
+    meter.on_log(ARGS, state, control, logs={"loss": 3.0, "grad_norm": 0.5, "learning_rate": 2e-4,
+                                             "num_input_tokens_seen": 11})
+    meter.on_step_begin(ARGS, state, control)
+    model(**PACKED)
+    state.global_step = 2
+    meter.on_step_end(ARGS, state, control)
+    meter.on_train_end(ARGS, state, control)
+    model(**PADDED_1)  # after training the hook is gone
+
+    first, second = meter.records
+    assert (first["tokens"], first["supervised_tokens"], first["samples"]) == (11, 7, 3)
+    assert first["micro_batches"] == 2 and first["max_seq_len"] == 5
+    assert (first["loss"], first["grad_norm"], first["lr"], first["num_input_tokens_seen"]) == (3.0, 0.5, 2e-4, 11)
+    assert (second["tokens"], second["supervised_tokens"], second["samples"]) == (7, 4, 3)
+    assert second["loss"] is None
+    summary = meter.summary()
+    assert summary["tokens"] == 18 and summary["supervised_tokens"] == 11 and summary["samples"] == 6
+    assert summary["first_batch_shape"] == [2, 5]
+    assert summary["framework_tokens_seen"] == 999
+    assert summary["steps"] == 2 and summary["timed_steps"] == 2 and summary["note"] is None
+
+
+def test_no_mask_no_positions_uses_pad_id():
+    model = TinyModel().train()
+    meter = StepMeter(warmup_steps=0, pad_token_id=0)
+    batch = {"input_ids": torch.tensor([[1, 2, 0, 0], [3, 0, 0, 0]]), "labels": torch.tensor([[1, 2, -100, -100],
+                                                                                              [3, -100, -100, -100]])}
+    _run_steps(meter, model, [[batch]], TrainerState())
+    rec = meter.records[0]
+    assert (rec["tokens"], rec["supervised_tokens"], rec["samples"]) == (3, 1, 2)
+
+
+def test_step_timing_known_sleep_and_warmup_exclusion():
+    model = TinyModel().train()
+    meter = StepMeter(warmup_steps=2)
+    batch = {"input_ids": torch.ones(2, 8, dtype=torch.long), "attention_mask": torch.ones(2, 8, dtype=torch.long),
+             "labels": torch.ones(2, 8, dtype=torch.long)}
+    _run_steps(meter, model, [[batch]] * 7, TrainerState(), sleep=0.05)
+    s = meter.summary()
+    assert s["steps"] == 7 and s["timed_steps"] == 5 and s["warmup_steps"] == 2
+    assert s["step_time_s"]["median"] == pytest.approx(0.05, rel=0.02)
+    assert s["step_time_s"]["p10"] <= s["step_time_s"]["median"] <= s["step_time_s"]["p90"]
+    assert s["timed_tokens"] == 5 * 16 and s["timed_supervised_tokens"] == 5 * 14 and s["timed_samples"] == 10
+    assert s["tokens_per_s"] == pytest.approx(16 / 0.05, rel=0.02)
+    assert s["samples_per_s"] == pytest.approx(2 / 0.05, rel=0.02)
+    assert [r["step"] for r in s["log"]] == list(range(1, 8))
+    assert s["log"][3]["loss"] == pytest.approx(0.5)
+    assert all(r["t_end"] > 1e9 for r in s["log"])  # wall clock, comparable with the parent's timestamps
+
+
+def test_step_time_includes_work_before_step_begin_but_not_evaluation():
+    # HF's Trainer prefetches micro-batches before on_step_begin: that time belongs to the step.
+    model = TinyModel().train()
+    meter = StepMeter(warmup_steps=0)
+    state, control = TrainerState(), TrainerControl()
+    meter.on_train_begin(ARGS, state, control, model=model)
+    for step in (1, 2):
+        time.sleep(0.03)  # "data loading"
+        meter.on_step_begin(ARGS, state, control)
+        time.sleep(0.02)
+        state.global_step = step
+        meter.on_step_end(ARGS, state, control)
+        time.sleep(0.2)  # an in-loop evaluation ...
+        meter.on_evaluate(ARGS, state, control)  # ... is not training time
+    rec = meter.records[1]
+    assert rec["time_s"] == pytest.approx(0.05, abs=0.01)
+    assert rec["compute_s"] == pytest.approx(0.02, abs=0.01)
+
+
+def test_short_run_uses_all_steps_with_note():
+    model = TinyModel().train()
+    meter = StepMeter(warmup_steps=5)
+    batch = {"input_ids": torch.ones(1, 4, dtype=torch.long)}
+    _run_steps(meter, model, [[batch]] * 2, TrainerState())
+    s = meter.summary()
+    assert s["timed_steps"] == 2 and s["tokens"] == 8 and "warm" in s["note"]
+    assert "no labels" in s["note"]
+
+
+def test_torch_memory_on_cpu():
+    if torch.cuda.is_available():
+        pytest.skip("CPU behaviour")
+    assert torch_memory() == {"torch_max_allocated_bytes": None, "torch_max_reserved_bytes": None}

@@ -1,0 +1,82 @@
+"""Every config option composes, every override a user expects works, and the schema refuses bad types."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.config import ConfigError, validate
+from harness.preflight import CONF_DIR, compose_job, expand_sweep
+
+GROUPS = {group: sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+          for group in ("framework", "model", "dataset", "train", "experiment")}
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
+def test_every_group_option_composes(group, option):
+    cfg = compose_job([f"{group}={option}"])
+    validate(cfg, cuda_available=True)
+    if group in ("framework", "model", "dataset"):
+        assert cfg[group].name in (option, cfg[group].name)
+
+
+@pytest.mark.parametrize("override,path,expected", [
+    ("train.max_steps=7", "train.max_steps", 7),
+    ("train.lr=1e-3", "train.lr", 1e-3),
+    ("train.batch_size=2", "train.batch_size", 2),
+    ("train.grad_accum=4", "train.grad_accum", 4),
+    ("train.max_length=512", "train.max_length", 512),
+    ("train.lora.r=32", "train.lora.r", 32),
+    ("train.lora.alpha=64", "train.lora.alpha", 64),
+    ("train.lora.dropout=0.05", "train.lora.dropout", 0.05),
+    ("train.lora.targets=[q_proj,v_proj]", "train.lora.targets", ["q_proj", "v_proj"]),
+    ("train.quantization=4bit", "train.quantization", "4bit"),
+    ("train.gradient_checkpointing=false", "train.gradient_checkpointing", False),
+    ("train.packing=true", "train.packing", True),
+    ("train.seed=7", "train.seed", 7),
+    ("train.eval_steps=5", "train.eval_steps", 5),
+    ("dataset.path=/tmp/some.jsonl", "dataset.path", "/tmp/some.jsonl"),
+    ("model=qwen2.5-7b", "model.hub_id", "Qwen/Qwen2.5-7B-Instruct"),
+    ("model.weights=random", "model.weights", "random"),
+    ("framework.version=1.15.0", "framework.version", "1.15.0"),
+    ("repeats=3", "repeats", 3),
+    ("fairness=native", "fairness", "native"),
+])
+def test_user_overrides(override, path, expected):
+    cfg = compose_job([override])
+    node = cfg
+    for part in path.split("."):
+        node = node[part]
+    assert (list(node) if expected.__class__ is list else node) == expected
+
+
+def test_schema_refuses_wrong_type():
+    with pytest.raises(Exception, match="train.lr"):
+        compose_job(["train.lr=fast"])
+
+
+@pytest.mark.parametrize("override,field", [
+    ("train.lora.r=0", "train.lora.r"), ("train.lr=0", "train.lr"), ("train.lr=-1e-4", "train.lr"),
+    ("train.batch_size=0", "train.batch_size"), ("train.max_steps=-3", "train.max_steps"),
+    ("train.lora.dropout=1.5", "train.lora.dropout"), ("train.quantization=8bit", "train.quantization"),
+    ("repeats=0", "repeats"), ("fairness=loose", "fairness"),
+])
+def test_validation_names_the_field(override, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        validate(compose_job([override]), cuda_available=True)
+
+
+def test_4bit_needs_cuda():
+    with pytest.raises(ConfigError, match="4bit needs a CUDA GPU"):
+        validate(compose_job(["train.quantization=4bit"]), cuda_available=False)
+
+
+def test_plain_multirun_sweeps_the_three_frameworks():
+    jobs = expand_sweep([], multirun=True)
+    assert sorted(j for job in jobs for j in job if j.startswith("framework=")) == [
+        "framework=llamafactory", "framework=trl", "framework=unsloth"]
+
+
+def test_explicit_framework_list_replaces_the_default_sweep():
+    jobs = expand_sweep(["framework=trl,fake", "train.lr=1e-3,2e-3"], multirun=True)
+    assert len(jobs) == 4 and all("framework=unsloth" not in job for job in jobs)
