@@ -35,7 +35,8 @@ def cmd_run(argv: list[str]) -> int:
     except ConfigError as err:
         return _fail(str(err))
     register_configs()
-    sys.argv = [sys.argv[0], *argv]
+    flags = [a for a in argv if a.startswith("-")]
+    sys.argv = [sys.argv[0], *overrides, *flags]  # Hydra's parser wants the overrides before -m
     main = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)(task)
     try:
         main()

@@ -21,6 +21,8 @@ class ConfigError(ValueError):
 KNOWN_FRAMEWORKS = ("trl", "unsloth", "llamafactory", "fake")
 QUANTIZATIONS = ("none", "4bit")
 FAIRNESS_MODES = ("strict", "native")
+# Faults the test-double framework can inject (harness/frameworks/fake.py).
+FAKE_FAULTS = ("none", "exception", "import_error", "unavailable", "oom", "segfault", "hang", "exit")
 LORA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -138,6 +140,10 @@ def validate(cfg: Any, *, cuda_available: bool) -> None:
     """Check what the schema's types cannot; raise ConfigError naming the first bad field."""
     if cfg.framework.name not in KNOWN_FRAMEWORKS:
         raise ConfigError(f"framework.name: unknown framework {cfg.framework.name!r} (known: {', '.join(KNOWN_FRAMEWORKS)})")
+    if cfg.framework.fault not in FAKE_FAULTS:
+        raise ConfigError(f"framework.fault must be one of {FAKE_FAULTS}, got {cfg.framework.fault!r}")
+    if cfg.framework.fault != "none" and cfg.framework.name != "fake":
+        raise ConfigError("framework.fault: faults can only be injected into framework=fake")
     t = cfg.train
     for name in ("max_steps", "lr", "batch_size", "grad_accum", "max_length", "eval_batch_size"):
         _positive(f"train.{name}", getattr(t, name))

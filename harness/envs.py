@@ -152,23 +152,32 @@ def env_status(framework: str, version: str) -> tuple[str, dict[str, Any] | None
     return "ready", marker
 
 
+def _query_base(base_python: str) -> tuple[str, list[str]]:
+    """``(sys.executable, package dirs)`` as reported by the base interpreter itself."""
+    try:
+        proc = subprocess.run([base_python, "-I", "-c", _BASE_SITE_SCRIPT], capture_output=True, text=True)
+    except OSError as err:
+        raise EnvError(f"cannot run base interpreter {base_python!r}: {err}") from err
+    if proc.returncode != 0:
+        raise EnvError(f"cannot query base interpreter {base_python}: {proc.stderr.strip()}")
+    info = json.loads(proc.stdout)
+    dirs: list[str] = []
+    for d in info["dirs"]:
+        real = os.path.realpath(d)
+        if os.path.isdir(real) and real not in dirs:
+            dirs.append(real)
+    if not dirs:
+        raise EnvError(f"base interpreter {base_python} reports no site-packages directory")
+    return str(info["executable"]), dirs
+
+
 def base_site_dirs(base_python: str) -> list[str]:
     """The base interpreter's package directories (purelib, platlib, ``site.getsitepackages()``).
 
     Asked of the base interpreter itself, so a base that is a venv reports its own site-packages.
     Only existing directories are returned, without duplicates, in the base's order.
     """
-    proc = subprocess.run([base_python, "-I", "-c", _BASE_SITE_SCRIPT], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise EnvError(f"cannot query base interpreter {base_python}: {proc.stderr.strip()}")
-    dirs: list[str] = []
-    for d in json.loads(proc.stdout)["dirs"]:
-        real = os.path.realpath(d)
-        if os.path.isdir(real) and real not in dirs:
-            dirs.append(real)
-    if not dirs:
-        raise EnvError(f"base interpreter {base_python} reports no site-packages directory")
-    return dirs
+    return _query_base(base_python)[1]
 
 
 def _run(cmd: list[str], what: str) -> None:
@@ -239,7 +248,11 @@ def build_env(
     req_hash = requirements_hash(req)
     final = env_dir(framework, version)
     root = final.parent
-    base_python = os.path.abspath(base_python)
+    found = shutil.which(base_python) if os.sep not in base_python else base_python
+    if not found or not os.path.exists(found):
+        raise EnvError(f"base interpreter {base_python!r} not found")
+    # Its own sys.executable: stable across shims and relative names, and a venv base stays itself.
+    base_python, site_dirs = _query_base(os.path.abspath(found))
     if wheelhouse is not None:
         wheelhouse = Path(wheelhouse).resolve()
         if not wheelhouse.is_dir():
@@ -265,7 +278,6 @@ def build_env(
         started = _dt.datetime.now(_dt.timezone.utc)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".building", dir=root))
         try:
-            site_dirs = base_site_dirs(base_python)
             _run([base_python, "-m", "venv", "--without-pip", "--clear", str(tmp)], "creating venv")
             py = env_python(tmp)
             cmd = [
@@ -328,7 +340,7 @@ def python_for(framework: str, version: str, *, use_current: bool) -> str:
     if use_current:
         return sys.executable
     status, _ = env_status(framework, version)
-    hint = f"run `python -m harness env build framework={framework} framework.version={version}`"
+    hint = f"run `python -m harness env build framework={framework} version={version}`"
     if status == "missing":
         raise EnvError(f"environment for {framework} {version} not built ({env_dir(framework, version)}): {hint}")
     if status == "stale":

@@ -58,3 +58,13 @@ def read_history(path: Path, *, warn=print) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             warn(f"skipped: {path}:{number}: corrupt history line")
     return entries
+
+
+def read_all(results_dir: Path, *, warn=print) -> list[dict[str, Any]]:
+    """Every entry of every machine's history under ``results_dir`` (file order, machines sorted by id);
+    an empty list when there is no history yet."""
+    folder = Path(results_dir) / HISTORY_DIR
+    entries: list[dict[str, Any]] = []
+    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        entries.extend(read_history(path, warn=warn))
+    return entries

@@ -96,7 +96,7 @@ def run(run_dir: Path) -> dict[str, Any]:
     try:
         try:
             if hasattr(adapter, "import_framework"):
-                adapter.import_framework()
+                adapter.import_framework(job)
             _runtime(job)
         except ImportError as err:
             raise FrameworkUnavailable(f"{err}; install with: {adapter.INSTALL_HINT}") from err

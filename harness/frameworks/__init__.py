@@ -2,6 +2,7 @@
 
 Each adapter module provides (see ``base.Adapter``):
   PACKAGES: distributions whose versions are recorded with each result
+  import_framework(job) (optional): imports that must come first in the process (unsloth)
   INSTALL_HINT: what to do when the framework cannot be imported
   native_args(job) -> dict: pure; the framework's own arguments for the job (no heavy imports)
   train(job, callbacks) -> Trained: real training through the framework's public API

@@ -85,7 +85,6 @@ def training_arguments(job: Job) -> dict[str, Any]:
         "per_device_eval_batch_size": 1,  # framework eval loss = mean of per-record token means (see evaluator)
         "report_to": "none",
         "dataloader_num_workers": 0,
-        "group_by_length": False,
         "include_num_input_tokens_seen": "non_padding",
         "use_cpu": not uses_cuda(job),
         "disable_tqdm": True,

@@ -18,7 +18,6 @@ from harness.phases import mark
 
 PACKAGES = ("transformers", "peft", "torch")
 INSTALL_HINT = "pip install transformers peft"
-FAULTS = ("none", "exception", "import_error", "unavailable", "oom", "segfault", "hang", "exit")
 
 
 def native_args(job: Job) -> dict[str, Any]:
@@ -26,8 +25,8 @@ def native_args(job: Job) -> dict[str, Any]:
             "fault": job["framework"].get("fault", "none")}
 
 
-def import_framework() -> None:
-    fault = os.environ.get("HARNESS_FAKE_FAULT") or "none"
+def import_framework(job: Job) -> None:
+    fault = job["framework"].get("fault", "none")
     if fault == "import_error":
         import harness_fake_framework_that_is_not_installed  # noqa: F401
     if fault == "unavailable":

@@ -84,10 +84,27 @@ def write_dataset_info(data_dir: Path) -> None:
     atomic_write_json(data_dir / "dataset_info.json", DATASET_INFO)
 
 
+def _stub_missing_torchaudio() -> None:
+    """LLaMA-Factory imports torchaudio at module level (mm_plugin) but text SFT never calls it, and
+    no torchaudio wheel loads over the CPU build of torch: give it an empty module with a spec
+    (transformers calls importlib.util.find_spec on it)."""
+    import importlib.machinery
+    import sys
+    import types
+
+    try:
+        import torchaudio  # noqa: F401
+    except (ImportError, OSError):
+        stub = types.ModuleType("torchaudio")
+        stub.__spec__ = importlib.machinery.ModuleSpec("torchaudio", None)
+        sys.modules["torchaudio"] = stub
+
+
 def train(job: Job, callbacks: list[Any]) -> Trained:
     import os
 
     os.environ.setdefault("DISABLE_VERSION_CHECK", "1")  # versions are pinned by envs/, not by its check
+    _stub_missing_torchaudio()
     from llamafactory.train.tuner import run_exp
 
     from harness.live import find_live_objects

@@ -20,6 +20,7 @@ def sft_config_args(job: Job) -> dict[str, Any]:
     args.update({
         "max_length": t["max_length"],
         "packing": t["packing"],
+        "packing_strategy": "bfd",  # trl's default today; pinned so a new default cannot slip in
         # unsloth switches padding-free batching on by itself; trl's default may change too.
         "padding_free": bool(t["packing"]),
         "completion_only_loss": True,

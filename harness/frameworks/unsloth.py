@@ -17,7 +17,7 @@ PACKAGES = ("unsloth", "unsloth_zoo", "trl", "transformers", "peft", "accelerate
 INSTALL_HINT = "python -m harness env build framework=unsloth (needs an NVIDIA GPU)"
 
 
-def import_framework() -> None:
+def import_framework(job: Job) -> None:
     """Import unsloth first; it refuses to run without a CUDA GPU, which we report as unavailable."""
     import torch
 

@@ -13,6 +13,8 @@ environment before it is imported; without logits we raise, naming that variable
 """
 from __future__ import annotations
 
+import os
+
 from typing import Any, Sequence
 
 IGNORE_INDEX = -100
@@ -66,7 +68,7 @@ def evaluate_loss(model, tokenizer, records: Sequence[dict[str, Any]], *, max_le
                   device=None) -> dict[str, Any]:
     """Token-mean cross-entropy over the supervised (shifted) tokens of ``records``.
 
-    Returns ``{loss, tokens, records, batches, truncated}`` where tokens counts the supervised tokens
+    Returns ``{loss, tokens, records, batches, truncated, record_mean_loss}`` where tokens counts the supervised tokens
     that entered the mean (``labels[1:] != -100`` per record). The model is put in eval mode under
     no_grad and its previous train/eval mode is restored afterwards.
     """
@@ -83,7 +85,12 @@ def evaluate_loss(model, tokenizer, records: Sequence[dict[str, Any]], *, max_le
     total = torch.zeros((), dtype=torch.float64)
     n_tokens = 0
     batches = 0
+    record_means: list[float] = []
     model.eval()
+    # unsloth's patched forward fuses the loss and returns no logits unless this is set; it reads it
+    # per call, so it is switched on for our evaluation only (training keeps unsloth's fused path).
+    previous_return_logits = os.environ.get("UNSLOTH_RETURN_LOGITS")
+    os.environ["UNSLOTH_RETURN_LOGITS"] = "1"
     try:
         with torch.no_grad():
             for start in range(0, len(items), batch_size):
@@ -110,11 +117,21 @@ def evaluate_loss(model, tokenizer, records: Sequence[dict[str, Any]], *, max_le
                 # Only supervised positions are upcast: a float32 copy of every logit would not fit at
                 # large vocab x long sequences.
                 selected = logits[:, :-1][keep].float()
-                token_ce = F.cross_entropy(selected, targets[keep], reduction="none")
-                total += token_ce.double().sum().cpu()
+                token_ce = F.cross_entropy(selected, targets[keep], reduction="none").double()
+                total += token_ce.sum().cpu()
                 n_tokens += int(keep.sum())
+                # Per-record means too: HF Trainer's own eval loss (eval batch 1) averages those.
+                rows = keep.nonzero()[:, 0]
+                row_sums = torch.zeros(len(chunk), dtype=torch.float64, device=token_ce.device).index_add_(0, rows, token_ce)
+                row_counts = keep.sum(dim=1).double()
+                record_means.extend((row_sums[row_counts > 0] / row_counts[row_counts > 0]).tolist())
     finally:
         model.train(was_training)
+        if previous_return_logits is None:
+            os.environ.pop("UNSLOTH_RETURN_LOGITS", None)
+        else:
+            os.environ["UNSLOTH_RETURN_LOGITS"] = previous_return_logits
     loss = float(total / n_tokens) if n_tokens else None
     return {"loss": loss, "tokens": n_tokens, "records": len(items), "batches": batches,
+            "record_mean_loss": sum(record_means) / len(record_means) if record_means else None,
             "truncated": sum(1 for it in items if it["truncated"])}

@@ -254,6 +254,7 @@ class NvmlSampler:
             self.reason = f"NVML device setup failed: {err}"
             self._shutdown()
             return
+        self._reset_stats()  # sized for the real device count
         self.available = True
 
     # ---- state -------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from harness.audit.live_fields import batch_record
 from harness.measure.stats import median, percentile
 
 IGNORE_INDEX = -100
@@ -50,6 +51,11 @@ def torch_memory() -> dict[str, int | None]:
         return {"torch_max_allocated_bytes": None, "torch_max_reserved_bytes": None}
     return {"torch_max_allocated_bytes": int(torch.cuda.max_memory_allocated()),
             "torch_max_reserved_bytes": int(torch.cuda.max_memory_reserved())}
+
+
+# For the fairness audit: the token ids of the first micro-batches as the model saw them. Copying them
+# to the host is a sync, so only these few (inside the warm-up steps) are kept.
+FIRST_BATCHES_KEPT = 8
 
 
 def _step_time_stats(times: list[float]) -> dict[str, float | None]:
@@ -72,6 +78,7 @@ class StepMeter(TrainerCallback):
         self.pad_token_id = pad_token_id
         self.records: list[dict[str, Any]] = []
         self.first_batch_shape: list[int] | None = None
+        self.first_batches: list[dict[str, Any]] = []
         self.framework_tokens_seen: int | None = None
         self.world_size = 1
         self._handle = None
@@ -126,6 +133,10 @@ class StepMeter(TrainerCallback):
         self._acc_max_len = max(self._acc_max_len, shape[-1])
         if self.first_batch_shape is None:
             self.first_batch_shape = shape
+        if len(self.first_batches) < FIRST_BATCHES_KEPT:
+            record = batch_record(kwargs, args, self.pad_token_id)
+            if record is not None:
+                self.first_batches.append(record)
 
     def _read_counts(self) -> tuple[int, int, int]:
         """The step's three counters in one device-to-host transfer (after the step's sync)."""
@@ -186,16 +197,16 @@ class StepMeter(TrainerCallback):
         self._t_anchor = t_end
         self._t_begin = None
 
-    def _reanchor(self) -> None:
+    def reanchor(self) -> None:
         """Evaluation / checkpoint saving inside the loop is not training work: restart the clock."""
         _sync()
         self._t_anchor = time.perf_counter()
 
     def on_evaluate(self, args, state, control, **kwargs):
-        self._reanchor()
+        self.reanchor()
 
     def on_save(self, args, state, control, **kwargs):
-        self._reanchor()
+        self.reanchor()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or not self.records:

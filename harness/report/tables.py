@@ -1,0 +1,217 @@
+"""The comparison table of each sweep point: runs grouped by framework + version, repeats as median (min-max).
+
+Only plain data comes out of here (numbers, pre-formatted strings, flags); the template lays it out.
+A column's good direction comes from :data:`harness.results.METRICS` (``higher_is_better``); phase
+durations are times, so lower is better.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from harness.measure.stats import summarize
+from harness.results import METRICS, flatten, get_path
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    path: str
+    kind: str  # how to format: rate, bytes, seconds, ratio, loss, joules
+    higher_is_better: bool
+    group: str  # header group in the table
+
+
+def _metric(name: str, kind: str, group: str, label: str | None = None) -> Column:
+    m = METRICS[name]
+    return Column(m.name, label or m.label, m.path, kind, m.higher_is_better, group)
+
+
+COLUMNS: tuple[Column, ...] = (
+    _metric("tokens_per_s", "rate", "speed"),
+    _metric("supervised_tokens_per_s", "rate", "speed"),
+    _metric("samples_per_s", "rate", "speed"),
+    _metric("step_time_s", "seconds", "speed", "step time"),
+    _metric("mfu", "percent", "speed"),
+    _metric("peak_mem", "bytes", "memory", "peak (NVML)"),
+    _metric("torch_peak_allocated", "bytes", "memory", "allocator max allocated"),
+    _metric("torch_peak_reserved", "bytes", "memory", "allocator max reserved"),
+    Column("t_imports", "imports", "durations.imports", "seconds", False, "wall time by phase"),
+    Column("t_model_load", "model load", "durations.model_load", "seconds", False, "wall time by phase"),
+    Column("t_data", "data", "durations.data", "seconds", False, "wall time by phase"),
+    Column("t_train", "train", "durations.train", "seconds", False, "wall time by phase"),
+    Column("t_eval", "eval", "durations.eval", "seconds", False, "wall time by phase"),
+    Column("t_total", "total", "durations.total", "seconds", False, "wall time by phase"),
+    _metric("eval_loss", "loss", "quality", "eval loss"),
+    _metric("energy_per_1k_tokens", "joules", "energy", "J / 1k tokens"),
+)
+COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
+
+
+# ---- formatting --------------------------------------------------------------------------------------
+def fmt(value: float | None, kind: str) -> str:
+    if value is None:
+        return "–"
+    if kind == "bytes":
+        gib = value / 2**30
+        return f"{gib:.2f} GiB" if gib >= 1 else f"{value / 2**20:.0f} MiB"
+    if kind == "rate":
+        return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+    if kind == "seconds":
+        return f"{value:.3g} s" if value < 100 else f"{value:,.0f} s"
+    if kind == "percent":
+        return f"{value * 100:.1f}%"
+    if kind == "loss":
+        return f"{value:.4f}"
+    if kind == "joules":
+        return f"{value:.3g} J"
+    return f"{value:.3g}"
+
+
+def fmt_ratio(ratio: float | None) -> str:
+    if ratio is None:
+        return ""
+    return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:.1f}x"
+
+
+# ---- grouping ----------------------------------------------------------------------------------------
+def run_label(record: dict[str, Any]) -> str:
+    """``framework-version``, the same label the fairness audit uses."""
+    fw = record.get("framework") or {}
+    return f"{fw.get('name')}-{fw.get('version')}"
+
+
+def group_by_point(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Sweep points in first-seen order (a point is one model x dataset x recipe, all frameworks)."""
+    points: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        points.setdefault(str(r.get("point_hash")), []).append(r)
+    return points
+
+
+def group_by_label(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in sorted(records, key=lambda r: (run_label(r), r.get("repeat") or 0)):
+        groups.setdefault(run_label(r), []).append(r)
+    return groups
+
+
+def values(runs: list[dict[str, Any]], path: str) -> list[float]:
+    """The metric of every successful repeat (failed repeats have no value and are left out)."""
+    out = []
+    for r in runs:
+        if r.get("status") != "ok":
+            continue
+        v = get_path(r, path)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append(float(v))
+    return out
+
+
+def choose_reference(labels: list[str], groups: dict[str, list[dict[str, Any]]], reference: str | None) -> str | None:
+    """The reference group: ``reference`` (a framework name or a full label), else trl, else the first
+    group with a successful run, else the first."""
+    ok = [l for l in labels if any(r.get("status") == "ok" for r in groups[l])]
+    pool = ok or labels
+    if not pool:
+        return None
+    for wanted in ([reference] if reference else []) + ["trl"]:
+        for label in pool:
+            if label == wanted or label.split("-", 1)[0] == wanted or label.rsplit("-", 1)[0] == wanted:
+                return label
+    return pool[0]
+
+
+def point_title(runs: list[dict[str, Any]]) -> str:
+    row = flatten(runs[0])
+    train = (runs[0].get("job") or {}).get("train") or {}
+    bits = [f"model {row.get('model')}", f"dataset {row.get('dataset')}"]
+    if train.get("max_steps") is not None:
+        bits.append(f"{train['max_steps']} steps")
+    if train.get("batch_size") is not None:
+        bits.append(f"batch {train['batch_size']}x{train.get('grad_accum', 1)}")
+    if train.get("max_length") is not None:
+        bits.append(f"max length {train['max_length']}")
+    return ", ".join(bits)
+
+
+def comparison_table(runs: list[dict[str, Any]], reference: str | None = None) -> dict[str, Any]:
+    """The table of one sweep point: one row per framework+version, one cell per column.
+
+    Each cell: ``{n, median, min, max, text, spread, best, ratio, ratio_text}``; ``best`` marks the best
+    median among groups (only when two or more groups have a value), ``ratio`` is median / the reference
+    group's median.
+    """
+    import pandas as pd  # the per-run frame; kept local so importing the report does not pull pandas
+
+    groups = group_by_label(runs)
+    ref = choose_reference(list(groups), groups, reference)
+    labels = sorted(groups, key=lambda label: label != ref)  # the reference row first
+    frame = pd.DataFrame([{"label": run_label(r), "status": r.get("status"),
+                           **{c.key: get_path(r, c.path) if r.get("status") == "ok" else None for c in COLUMNS}}
+                          for r in runs])
+    rows = []
+    for label in labels:
+        sub = frame[frame["label"] == label]
+        cells = {}
+        for c in COLUMNS:
+            s = summarize([v for v in sub[c.key].tolist() if v is not None])
+            spread = "" if s["n"] < 2 else f"{fmt(s['min'], c.kind)} – {fmt(s['max'], c.kind)}"
+            cells[c.key] = {"n": s["n"], "median": s["median"], "min": s["min"], "max": s["max"],
+                            "cv": s["cv"], "text": fmt(s["median"], c.kind), "spread": spread,
+                            "best": False, "ratio": None, "ratio_text": ""}
+        statuses = sub["status"].tolist()
+        first = groups[label][0]
+        rows.append({"label": label, "framework": (first.get("framework") or {}).get("name"),
+                     "version": (first.get("framework") or {}).get("version"),
+                     "n_ok": statuses.count("ok"), "n_runs": len(statuses),
+                     "statuses": sorted(set(statuses)), "is_reference": label == ref, "cells": cells,
+                     "run_ids": [r.get("run_id") for r in groups[label]]})
+    for c in COLUMNS:
+        present = [row for row in rows if row["cells"][c.key]["median"] is not None]
+        if len(present) >= 2:
+            pick = max if c.higher_is_better else min
+            best = pick(row["cells"][c.key]["median"] for row in present)
+            for row in present:
+                row["cells"][c.key]["best"] = row["cells"][c.key]["median"] == best
+        ref_row = next((row for row in rows if row["label"] == ref), None)
+        ref_value = ref_row["cells"][c.key]["median"] if ref_row else None
+        if ref_value:
+            for row in present:
+                if row["label"] != ref:
+                    ratio = row["cells"][c.key]["median"] / ref_value
+                    row["cells"][c.key]["ratio"] = ratio
+                    row["cells"][c.key]["ratio_text"] = fmt_ratio(ratio)
+    used = [c for c in COLUMNS if any(row["cells"][c.key]["median"] is not None for row in rows)]
+    unused = [c.label for c in COLUMNS if c not in used]
+    header_groups: list[dict[str, Any]] = []
+    for c in used:
+        if header_groups and header_groups[-1]["name"] == c.group:
+            header_groups[-1]["span"] += 1
+        else:
+            header_groups.append({"name": c.group, "span": 1})
+    return {"reference": ref, "columns": [c.__dict__ for c in used], "header_groups": header_groups,
+            "not_measured": unused, "rows": rows}
+
+
+RUN_COLUMNS = ("tokens_per_s", "step_time_s", "peak_mem", "eval_loss", "t_total")
+
+
+def run_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per run (every repeat, every status), for the per-run table."""
+    out = []
+    for r in sorted(runs, key=lambda r: (run_label(r), r.get("repeat") or 0)):
+        cells = []
+        for key in RUN_COLUMNS:
+            c = COLUMN_BY_KEY[key]
+            v = get_path(r, c.path) if r.get("status") == "ok" else None
+            cells.append(fmt(v if isinstance(v, (int, float)) else None, c.kind))
+        out.append({"run_id": r.get("run_id"), "label": run_label(r), "repeat": r.get("repeat"),
+                    "status": r.get("status"), "reason": r.get("reason") or "", "run_dir": r.get("run_dir"),
+                    "wall_time": fmt(r.get("wall_time_s"), "seconds"), "cells": cells})
+    return out
+
+
+def run_column_labels() -> list[str]:
+    return [COLUMN_BY_KEY[k].label for k in RUN_COLUMNS]
