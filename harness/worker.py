@@ -76,6 +76,7 @@ def _train_and_measure(job: dict[str, Any], adapter: Any, result: dict[str, Any]
         # Whatever happened, keep what was measured so far (an OOM keeps its peak and its steps).
         result["train"] = meter.summary()
         result["memory"] = torch_memory()
+    result["train"]["train_call_s"] = trained.train_call_s
     result["audit"] = read_live_fields(live, meter, job)
     eval_result = evaluate_loss(trained.model, trained.tokenizer, eval_records,
                                 max_length=t["max_length"], batch_size=t["eval_batch_size"])

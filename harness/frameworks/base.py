@@ -23,6 +23,22 @@ class Trained:
     model: Any
     tokenizer: Any
     framework_eval_loss: float | None = None
+    # Wall time of the framework's own train call, where the adapter makes one (the harness-overhead
+    # benchmark compares it with the same call in a bare script).
+    train_call_s: float | None = None
+
+
+def timed_train(trainer: Any) -> float:
+    """Run ``trainer.train()`` and return its wall time, GPU work included."""
+    import time
+
+    import torch
+
+    started = time.perf_counter()
+    trainer.train()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - started
 
 
 class Adapter(Protocol):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.frameworks.base import Job, Trained, torch_dtype_name
+from harness.frameworks.base import timed_train, Job, Trained, torch_dtype_name
 from harness.frameworks.sft_common import load_split, lora_config_args, sft_config_args
 from harness.frameworks.quantization import bnb_config_args
 from harness.phases import mark
@@ -53,6 +53,7 @@ def train(job: Job, callbacks: list[Any]) -> Trained:
         peft_config=LoraConfig(**args["lora_config"]),
         callbacks=callbacks,
     )
-    trainer.train()
+    train_call_s = timed_train(trainer)
     metrics = trainer.evaluate()
-    return Trained(model=trainer.model, tokenizer=tokenizer, framework_eval_loss=metrics.get("eval_loss"))
+    return Trained(model=trainer.model, tokenizer=tokenizer, framework_eval_loss=metrics.get("eval_loss"),
+                   train_call_s=train_call_s)

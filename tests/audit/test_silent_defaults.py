@@ -36,19 +36,13 @@ if hasattr(lf_adapter, "_stub_missing_torchaudio"):
 
 
 def _env_python(name: str, version: str) -> str:
-    try:
-        from harness.envs import python_for
+    """The framework's own interpreter, built on first use (harness/envs.py) like a real run does."""
+    from harness.envs import EnvError, build_env, env_python
 
-        return python_for(name, version, use_current=False)
-    except ImportError:
-        pass
-    except Exception as err:  # EnvError: missing or stale
-        pytest.skip(f"{name} {version} environment not usable: {err}")
-    path = REPO / ".envs" / f"{name}-{version}" / "bin" / "python"
-    if not path.exists():
-        pytest.skip(f"{name} {version} environment not built ({path}): "
-                    f"python -m harness env build framework={name} framework.version={version}")
-    return str(path)
+    try:
+        return str(env_python(build_env(name, version)))
+    except EnvError as err:  # e.g. no package index reachable and no wheelhouse
+        pytest.skip(f"{name} {version} environment cannot be built here: {err}")
 
 
 def run_in_env(framework: tuple[str, str], job: dict, body: str, timeout: int = 300) -> dict:

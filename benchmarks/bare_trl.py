@@ -1,0 +1,47 @@
+"""The harness's trl job as a bare script: no harness process, no callbacks, no sampler.
+
+    ENV_PYTHON benchmarks/bare_trl.py RUN_DIR/job.json
+
+Builds exactly the trainer the trl adapter builds (same native_args, data files and model files),
+times ``trainer.train()`` and prints one JSON line: {"tokens", "train_call_s", "tokens_per_s"}.
+The token count is the Trainer's own ``num_input_tokens_seen`` (non-padding), not ours.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def main(job_path: str) -> None:
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from harness.frameworks.base import timed_train
+    from harness.frameworks.sft_common import load_split
+    from harness.frameworks.trl import native_args
+    from harness.model_cache import random_weights_model
+
+    job = json.loads(Path(job_path).read_text())
+    job["runtime"]["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    job["runtime"]["bf16_supported"] = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if job["model"]["weights"] == "random":
+        job["model"]["path"] = str(random_weights_model(Path(job["model"]["path"]), job["model"]["init_seed"]))
+    args = native_args(job)
+    kwargs = dict(args["model_kwargs"])
+    kwargs.pop("quantization")
+    kwargs["dtype"] = getattr(torch, kwargs["dtype"])
+    tokenizer = AutoTokenizer.from_pretrained(job["model"]["path"])
+    model = AutoModelForCausalLM.from_pretrained(job["model"]["path"], **kwargs)
+    sft = dict(args["sft_config"], output_dir=str(Path(job_path).parent / "bare_output"))
+    trainer = SFTTrainer(model=model, args=SFTConfig(**sft), train_dataset=load_split(job, "train"),
+                         processing_class=tokenizer, peft_config=LoraConfig(**args["lora_config"]))
+    seconds = timed_train(trainer)
+    tokens = int(trainer.state.num_input_tokens_seen)
+    print(json.dumps({"tokens": tokens, "train_call_s": seconds, "tokens_per_s": tokens / seconds}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# How the committed H200 results were produced (README "Results on an H200"). On the GPU machine,
+# which has no network, from the repository root, with the wheelhouse .whl/ (shared/device/
+# build-wheelhouse.sh, plus .whl/base: hydra-core, omegaconf, antlr4) and the Hub mirror .hub/ beside it:
+#   bash benchmarks/h200_session.sh setup seed oom regression     (first call)
+#   bash benchmarks/h200_session.sh gputests throughput overhead  (second call)
+# Results go to results/h200*, reports to reports/; the stages append to $LOG.
+set -uo pipefail
+export HARNESS_HUB_MIRROR=$PWD/.hub HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export HARNESS_CACHE=${HARNESS_CACHE:-/tmp/harness-cache} HARNESS_ENV_ROOT=${HARNESS_ENV_ROOT:-/tmp/harness-envs}
+export PYTHONUNBUFFERED=1
+LOG=${LOG:-session.log}
+OFFLINE=model.weights=random   # no weights offline: seeded random init from config.json
+R=results/h200
+
+stage_setup() {
+  python3 -m pip install -q --no-index --no-deps --no-compile .whl/base/*.whl
+  for f in trl unsloth llamafactory; do python3 -m harness env build framework=$f wheelhouse=.whl/$f; done
+}
+stage_seed() { python3 -m harness run experiment=seed_0.5b $OFFLINE results_dir=$R -m; }
+# One real OOM (batch 1024 cannot fit), then an ordinary run: the sweep goes on.
+stage_oom() {
+  python3 -m harness run experiment=seed_0.5b framework=trl $OFFLINE suite=oom_probe train.max_steps=3 \
+    'train.batch_size=1024,8' results_dir=$R report=false -m
+}
+# Accept the seed suite as this machine's baseline, then run trl's seed job again through the
+# pytest-benchmark suite with a deliberately slower setting (CUDA_LAUNCH_BLOCKING=1): caught.
+stage_regression() {
+  python3 -m harness compare $R/seed_0.5b --suite seed_0.5b --accept
+  CUDA_LAUNCH_BLOCKING=1 HARNESS_BENCH_SUITE=seed_0.5b HARNESS_BENCH_FRAMEWORKS=trl \
+    HARNESS_BENCH_RESULTS=results/h200-regression HARNESS_BENCH_OVERRIDES=$OFFLINE \
+    python3 -m pytest benchmarks/ -p no:cacheprovider --benchmark-json=results/h200-regression/benchmark.json
+  echo "pytest-benchmark exit: $? (1 expected: regression caught)"
+  python3 -m harness compare results/h200-regression --suite seed_0.5b
+  echo "compare exit: $? (1 expected: regression caught)"
+}
+stage_gputests() { python3 -m pytest -m gpu tests/ -p no:cacheprovider -q; }
+stage_throughput() { python3 -m harness run experiment=throughput_0.5b $OFFLINE repeats=3 results_dir=$R -m; }
+stage_overhead() { python3 benchmarks/overhead.py --rounds 3 --out $R/overhead $OFFLINE; }
+
+for stage in "$@"; do
+  echo "=== $stage $(date -u +%T)" | tee -a "$LOG"
+  "stage_$stage" 2>&1 | tee -a "$LOG"
+done

@@ -1,0 +1,72 @@
+"""Harness overhead: the same trl job under the harness and as a bare script, interleaved.
+
+    python benchmarks/overhead.py [--rounds 3] [--out results/overhead] [OVERRIDES...]
+
+Default job: ``experiment=throughput_0.5b framework=trl``. Each round runs the harness (worker,
+callbacks, 10 ms NVML sampler in the parent) and then the bare script on the very same job.json.
+Both sides are measured the same way: tokens the Trainer saw / wall time of ``trainer.train()``.
+Writes ``overhead.json`` with every round and the medians; exits 1 if the medians differ by > 1%.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from harness.atomic import atomic_write_json  # noqa: E402
+from harness.envs import python_for  # noqa: E402
+from harness.environment import environment  # noqa: E402
+from harness.results import load_results  # noqa: E402
+
+TOLERANCE = 0.01
+
+
+def harness_round(out: Path, overrides: list[str]) -> dict:
+    subprocess.run([sys.executable, "-m", "harness", "run", "experiment=throughput_0.5b", "framework=trl",
+                    f"results_dir={out}", "report=false", "force=true", *overrides], cwd=REPO, check=True)
+    (record,) = [r for r in load_results([out]) if r["status"] == "ok"]
+    train = record["train"]
+    return {"tokens": train["framework_tokens_seen"], "train_call_s": train["train_call_s"],
+            "tokens_per_s": train["framework_tokens_seen"] / train["train_call_s"],
+            "harness_timed_tokens_per_s": train["tokens_per_s"], "job": str(Path(record["run_dir"]) / "job.json")}
+
+
+def bare_round(job_json: str) -> dict:
+    out = subprocess.run([python_for("trl", "1.16.0", use_current=False), str(REPO / "benchmarks" / "bare_trl.py"),
+                          job_json], cwd=REPO, check=True, capture_output=True, text=True,
+                         env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "overhead")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    rounds = []
+    for k in range(args.rounds):
+        h = harness_round(args.out / f"harness-r{k}", args.overrides)
+        b = bare_round(h["job"])
+        rounds.append({"round": k, "harness": h, "bare": b})
+        print(f"round {k}: harness {h['tokens_per_s']:.0f} tok/s, bare {b['tokens_per_s']:.0f} tok/s", flush=True)
+    med_h = statistics.median(r["harness"]["tokens_per_s"] for r in rounds)
+    med_b = statistics.median(r["bare"]["tokens_per_s"] for r in rounds)
+    diff = med_h / med_b - 1
+    summary = {"rounds": rounds, "median_harness_tokens_per_s": med_h, "median_bare_tokens_per_s": med_b,
+               "relative_difference": diff, "tolerance": TOLERANCE, "passed": abs(diff) <= TOLERANCE,
+               "env": environment(), "overrides": args.overrides}
+    atomic_write_json(args.out / "overhead.json", summary)
+    print(f"median harness {med_h:.0f} tok/s, bare {med_b:.0f} tok/s, difference {diff:+.2%} "
+          f"({'within' if summary['passed'] else 'OUTSIDE'} {TOLERANCE:.0%})")
+    return 0 if summary["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
