@@ -26,6 +26,7 @@ stage_oom() {
 # Accept the seed suite as this machine's baseline, then run trl's seed job again through the
 # pytest-benchmark suite with a deliberately slower setting (CUDA_LAUNCH_BLOCKING=1): caught.
 stage_regression() {
+  mkdir -p results/h200-regression
   python3 -m harness compare $R/seed_0.5b --suite seed_0.5b --accept
   CUDA_LAUNCH_BLOCKING=1 HARNESS_BENCH_SUITE=seed_0.5b HARNESS_BENCH_FRAMEWORKS=trl \
     HARNESS_BENCH_RESULTS=results/h200-regression HARNESS_BENCH_OVERRIDES=$OFFLINE \

@@ -29,7 +29,7 @@ TOLERANCE = 0.01
 
 def harness_round(out: Path, overrides: list[str]) -> dict:
     subprocess.run([sys.executable, "-m", "harness", "run", "experiment=throughput_0.5b", "framework=trl",
-                    f"results_dir={out}", "report=false", "force=true", *overrides], cwd=REPO, check=True)
+                    f"results_dir={out}", "report=false", "force=true", "keep_outputs=true", *overrides], cwd=REPO, check=True)
     (record,) = [r for r in load_results([out]) if r["status"] == "ok"]
     train = record["train"]
     return {"tokens": train["framework_tokens_seen"], "train_call_s": train["train_call_s"],

@@ -115,6 +115,8 @@ class Config:
     results_dir: str = "results"
     reports_dir: str = "reports"
     report: bool = True
+    # Keep each run's framework output (adapters, checkpoints) and data copy; off: results stay small.
+    keep_outputs: bool = False
     # Build a missing framework environment on first use (from PyPI, or env_wheelhouse offline).
     env_auto_build: bool = True
     env_wheelhouse: Optional[str] = None

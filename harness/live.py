@@ -24,6 +24,7 @@ class LiveObjects(TrainerCallback):
         self.args: Any = None
         self.state: Any = None
         self.eval_metrics: dict[str, float] = {}
+        self.train_begin_checkpointing: dict[str, Any] | None = None
 
     def _take(self, args: Any, state: Any, kwargs: dict[str, Any]) -> None:
         self.args, self.state = args, state
@@ -44,6 +45,10 @@ class LiveObjects(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         mark("train_start")
         self._take(args, state, kwargs)
+        if self.model is not None:
+            from harness.audit.live_fields import checkpointing_snapshot
+
+            self.train_begin_checkpointing = checkpointing_snapshot(self.model, args)
 
     def on_train_end(self, args, state, control, **kwargs):
         mark("train_end")

@@ -5,6 +5,7 @@ A failed run is a result like any other; only Ctrl-C stops the sweep (after reco
 """
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,11 @@ def _finish(run_dir: Path, job: Job, view: dict[str, Any], sampler: NvmlSampler,
     record = build_record(job=job, view=view, sampler=sampler, run_dir=run_dir, repeat=repeat,
                           job_hash=job_hash(_strip_runtime(job)), point_hash=point_hash(_strip_runtime(job)))
     sampler.write_timeline(run_dir / "memory_timeline.csv")
+    if not cfg.keep_outputs:
+        # Adapters, checkpoints and the data copy are large and not results: the job hash and
+        # the data digest in job.json say how to recreate them.
+        for name in ("framework_output", "data", "bare_output"):
+            shutil.rmtree(run_dir / name, ignore_errors=True)
     atomic_write_json(run_dir / RESULT_NAME, record)
     from harness.history import append_history
 

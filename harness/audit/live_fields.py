@@ -379,6 +379,18 @@ def _describe_function(fn: Any) -> tuple[list[str], Any]:
     return names, reentrant
 
 
+def checkpointing_snapshot(model: Any, args: Any) -> dict[str, Any]:
+    """The gradient-checkpointing fields as they are now (the live objects call this at train begin)."""
+    out: dict[str, Any] = {}
+    notes: list[str] = []
+    try:
+        _gradient_checkpointing(_unwrap_model(model), args, out, notes)
+    except Exception as err:  # noqa: BLE001
+        notes.append(f"gradient_checkpointing: {type(err).__name__}: {str(err)[:200]}")
+    out["gradient_checkpointing_read_at"] = "train_begin"
+    return _jsonable(out)
+
+
 def _gradient_checkpointing(model: Any, args: Any, out: dict[str, Any], notes: list[str]) -> None:
     base = _base_model(model)
     flags = [bool(m.gradient_checkpointing) for m in base.modules()
@@ -673,7 +685,13 @@ def read_live_fields(live: Any, meter: Any, job: dict[str, Any]) -> dict[str, An
         section("quantization", lambda: _quantization(model, out))
         section("attn_implementation", lambda: out.__setitem__(
             "attn_implementation", _jsonable(_get(_base_model(model), "config", "_attn_implementation"))))
-        section("gradient_checkpointing", lambda: _gradient_checkpointing(model, getattr(live, "args", None), out, notes))
+        begin = getattr(live, "train_begin_checkpointing", None)
+        if begin:
+            # Read when training started: a framework's own evaluation afterwards (unsloth's
+            # for_inference) switches the flags off again, which says nothing about training.
+            out.update(begin)
+        else:
+            section("gradient_checkpointing", lambda: _gradient_checkpointing(model, getattr(live, "args", None), out, notes))
     section("optimizer", lambda: _optimizer(getattr(live, "optimizer", None), out, notes))
     section("scheduler", lambda: _scheduler(getattr(live, "lr_scheduler", None), getattr(live, "args", None),
                                             getattr(live, "state", None), out, notes))
