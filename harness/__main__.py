@@ -11,6 +11,7 @@ USAGE = """usage: python -m harness COMMAND [ARGS]
   run [OVERRIDES...] [-m]      train and measure (Hydra; -m sweeps, e.g. framework=trl,unsloth,llamafactory)
   report [RESULTS...]          render the HTML comparison report of result folders/files
   compare [--accept] ...       check results against the machine's baseline (exit 1 on a regression)
+  audit [RESULTS...]           fairness audit of finished runs (exit 3 if a strict comparison is refused)
   env build framework=NAME [version=V] [wheelhouse=DIR] | env list
 """
 
@@ -70,6 +71,9 @@ def main(argv: list[str]) -> int:
     if command == "compare":
         from harness.compare import main as compare_main
         return compare_main(rest)
+    if command == "audit":
+        from harness.audit.cli import main as audit_main
+        return audit_main(rest)
     if command == "env":
         from harness.envs_cli import main as env_main
         return env_main(rest)

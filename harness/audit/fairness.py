@@ -30,7 +30,7 @@ STRICT_FIELDS: tuple[str, ...] = (
     "max_length", "packing", "padding_free", "loss_mask_share",
     "first_batch_hash", "eval_set_hash", "train_set_hash",
     # memory/time trade-offs that are part of the recipe
-    "gradient_checkpointing", "gradient_checkpointing_use_reentrant",
+    "gradient_checkpointing",
     "seed",
 )
 
@@ -44,6 +44,10 @@ INFORMATIONAL_FIELDS: tuple[str, ...] = (
     "records_truncated", "records_total", "records_max_tokens",
     "first_batches_multiset_hash", "first_batch_rows", "first_batches_seen", "first_batches_tokens",
     "first_batches_supervised", "chat_template_hash", "pad_token_id", "eos_token_id",
+    # Reentrant or not, the same activations are recomputed and the gradients are the same: it changes
+    # speed and memory a little, not the math. unsloth installs its own reentrant checkpoint function
+    # even when asked for standard checkpointing (seen on the H200), so it is shown, not enforced.
+    "gradient_checkpointing_use_reentrant",
     "gradient_checkpointing_kind", "gradient_checkpointing_func", "gradient_checkpointing_args",
     "lora_config_targets", "lora_init", "lora_modules_to_save",
     "lora_B_nonzero", "lora_B_norm", "lora_A_norm",
