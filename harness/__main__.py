@@ -5,6 +5,7 @@ a bad value exits 2 with one line before anything trains.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 USAGE = """usage: python -m harness COMMAND [ARGS]
@@ -16,9 +17,15 @@ USAGE = """usage: python -m harness COMMAND [ARGS]
 """
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, code: int = 2) -> int:
     print(f"error: {message}", file=sys.stderr)
-    return 2
+    return code
+
+
+def _single_line(message: str) -> str:
+    """Preflight errors are one line: later lines of a library's message are folded in."""
+    parts = [p.strip() for p in str(message).strip().splitlines() if p.strip()]
+    return " | ".join(parts) if parts else "invalid input"
 
 
 def cmd_run(argv: list[str]) -> int:
@@ -26,17 +33,25 @@ def cmd_run(argv: list[str]) -> int:
 
     from harness.config import ConfigError, register_configs
     from harness.measure.nvml_sampler import cuda_available
-    from harness.preflight import CONF_DIR, preflight
+    from harness.preflight import CONF_DIR, check_flags, preflight
     from harness.sweep import SweepOutcome, task
 
     multirun = "-m" in argv or "--multirun" in argv
     overrides = [a for a in argv if not a.startswith("-")]
+    flags = [a for a in argv if a.startswith("-")]
     try:
+        check_flags(flags)
         preflight(overrides, multirun, cuda_available=cuda_available())
     except ConfigError as err:
-        return _fail(str(err))
+        return _fail(_single_line(str(err)))
+    except (OSError, ValueError, LookupError, TypeError) as err:  # bad input that reached the checks raw
+        return _fail(_single_line(f"{type(err).__name__}: {err}"))
+    except Exception as err:  # a bug in the checks: still one readable line, traceback on request
+        if os.environ.get("HARNESS_DEBUG"):
+            raise
+        return _fail(_single_line(f"preflight failed unexpectedly ({type(err).__name__}: {err}); "
+                                  "set HARNESS_DEBUG=1 for the traceback"), code=1)
     register_configs()
-    flags = [a for a in argv if a.startswith("-")]
     sys.argv = [sys.argv[0], *overrides, *flags]  # Hydra's parser wants the overrides before -m
     main = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)(task)
     try:

@@ -7,6 +7,7 @@ field, turned into exit code 2 by the CLI before anything trains.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -100,6 +101,18 @@ class TrainConfig:
     measure_warmup_steps: int = 10
 
 
+# ---- launcher (Scale): how the worker is started; nproc is part of the job (it changes the effective batch) ----
+LAUNCHERS = ("local", "torchrun")
+
+
+@dataclass
+class LauncherConfig:
+    # "local": one worker process; "torchrun": ``python -m torch.distributed.run --standalone
+    # --nproc_per_node NPROC -m harness.worker RUN_DIR`` (one rank per GPU, DDP).
+    name: str = "local"
+    nproc: int = 1
+
+
 @dataclass
 class Config:
     framework: FrameworkConfig = field(default_factory=FrameworkConfig)
@@ -124,6 +137,21 @@ class Config:
     sample_interval_ms: int = 10
     # Dense bf16 peak FLOP/s for MFU; None: looked up by GPU name (harness/measure/flops.py).
     mfu_peak_flops: Optional[float] = None
+    # ---- launcher (Scale) ----
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
+
+
+def validate_launcher(cfg: Any) -> None:
+    """The launcher group (Scale): a known launcher, nproc >= 1, and nproc > 1 only under torchrun."""
+    launcher = cfg.get("launcher") if hasattr(cfg, "get") else getattr(cfg, "launcher", None)
+    if launcher is None:
+        return
+    if launcher.name not in LAUNCHERS:
+        raise ConfigError(f"launcher.name must be one of {LAUNCHERS}, got {launcher.name!r}")
+    if launcher.nproc < 1:
+        raise ConfigError(f"launcher.nproc must be >= 1, got {launcher.nproc}")
+    if launcher.name == "local" and launcher.nproc != 1:
+        raise ConfigError(f"launcher.nproc={launcher.nproc} needs launcher=torchrun (local starts one process)")
 
 
 def register_configs() -> None:
@@ -133,6 +161,8 @@ def register_configs() -> None:
 def _positive(name: str, value: float | int | None, *, allow_zero: bool = False) -> None:
     if value is None:
         return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value}")
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{name} must be {bound}, got {value}")

@@ -30,14 +30,21 @@ class PreparedData:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _parse(path: Path) -> list[Any]:
-    text = path.read_text(encoding="utf-8")
+def _parse(path: Path) -> tuple[list[Any], list[int | None]]:
+    """The rows of ``path`` and, for JSON lines, the line each came from (None inside a JSON array)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}): expected alpaca JSON or JSON lines") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the dataset file: {err.strerror or err}") from None
     if text.lstrip().startswith("["):
         try:
-            return json.loads(text)
+            rows = json.loads(text)
         except json.JSONDecodeError as err:
             raise ConfigError(f"{path}: malformed JSON at line {err.lineno}: {err.msg}") from None
-    rows = []
+        return rows, [None] * len(rows)
+    rows, lines = [], []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -45,23 +52,27 @@ def _parse(path: Path) -> list[Any]:
             rows.append(json.loads(line))
         except json.JSONDecodeError as err:
             raise ConfigError(f"{path}: malformed JSON on line {number}: {err.msg}") from None
-    return rows
+        lines.append(number)
+    return rows, lines
 
 
 def load_records(path: Path) -> list[Record]:
     """Read an alpaca JSON array or JSON-lines file; refuse a record without instruction or output."""
+    if path.is_dir():
+        raise ConfigError(f"dataset file {path} is a directory, not a JSON or JSON-lines file")
     if not path.is_file():
         raise ConfigError(f"dataset file not found: {path}")
-    rows = _parse(path)
+    rows, lines = _parse(path)
     if not rows:
         raise ConfigError(f"{path}: dataset is empty")
     records: list[Record] = []
-    for index, row in enumerate(rows):
+    for index, (row, line) in enumerate(zip(rows, lines)):
+        where = f"record {index}" + (f" (line {line})" if line is not None else "")
         if not isinstance(row, dict):
-            raise ConfigError(f"{path}: record {index} is not a JSON object")
+            raise ConfigError(f"{path}: {where} is not a JSON object")
         for name in REQUIRED_FIELDS:
             if not isinstance(row.get(name), str) or not row[name].strip():
-                raise ConfigError(f"{path}: record {index} has no '{name}'")
+                raise ConfigError(f"{path}: {where} has no '{name}'")
         records.append({"instruction": row["instruction"], "input": str(row.get("input") or ""),
                         "output": row["output"]})
     return records
@@ -95,7 +106,8 @@ def prepare(dataset: Any) -> PreparedData:
     seen = {json.dumps(r, sort_keys=True, ensure_ascii=False) for r in train}
     held_out = [r for r in held_out if json.dumps(r, sort_keys=True, ensure_ascii=False) not in seen]
     if not held_out:
-        raise ConfigError(f"dataset.num_eval: eval set of {dataset.name!r} is empty after removing records that are also in train")
+        source = f"eval file {eval_path}" if eval_path is not None else f"the last {dataset.num_eval} records of {train_path}"
+        raise ConfigError(f"dataset.num_eval: eval set of {dataset.name!r} is empty after removing records that are also in train ({source})")
     if dataset.num_train is not None:
         train = train[: dataset.num_train]
     if not train:

@@ -37,16 +37,28 @@ def _digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
+# The launcher is part of the job (nproc changes the effective batch), but the single-process default
+# hashes as jobs did before the launcher group existed, so earlier results and baselines still match.
+DEFAULT_LAUNCHER = {"name": "local", "nproc": 1}
+
+
+def _hashable(job: Job) -> Job:
+    hashed = json.loads(json.dumps(job))
+    if hashed.get("launcher") == DEFAULT_LAUNCHER:
+        hashed.pop("launcher")
+    return hashed
+
+
 def job_hash(job: Job) -> str:
     """Identity of the job, framework included; stable across machines and repeats."""
-    hashed = json.loads(json.dumps(job))
+    hashed = _hashable(job)
     hashed["model"].pop("path", None)  # a local path differs between machines; hub_id stays
     return _digest(hashed)
 
 
 def point_hash(job: Job) -> str:
     """Identity of the sweep point: the job without the framework, so frameworks can be compared."""
-    hashed = json.loads(json.dumps(job))
+    hashed = _hashable(job)
     hashed.pop("framework", None)
     hashed["model"].pop("path", None)
     return _digest(hashed)

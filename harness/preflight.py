@@ -7,6 +7,7 @@ every combination is composed and validated, and the first problem becomes a one
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,54 @@ def _one_line(err: BaseException) -> str:
     first = text[0] if text else type(err).__name__
     key = getattr(err, "full_key", None)
     return f"{key}: {first}" if key and key not in first else first
+
+
+def _culprit(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~") or override
+
+
+def _composition_error(err: BaseException, overrides: list[str]) -> str:
+    """One line for a Hydra/OmegaConf composition error, naming the group, option or field."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(err, MissingConfigException) and err.missing_cfg_file and "/" in err.missing_cfg_file:
+        group, option = err.missing_cfg_file.rsplit("/", 1)
+        known = ", ".join(err.options or []) or "none"
+        return f"{group}={option}: unknown {group} option {option!r} (available: {known})"
+    cause = err.__cause__
+    if cause is not None and type(cause).__module__.startswith("omegaconf"):
+        # "Error merging override train.lr=fast" <- "Value 'fast' ... could not be converted to Float"
+        match = re.search(r"override (\S+)", str(err)) or re.search(r"override '([^']*)'", str(err))
+        where = match.group(1) if match else getattr(cause, "full_key", None) or "override"
+        return f"{where}: {_one_line(cause)}"
+    return _one_line(err)
+
+
+def check_override_syntax(overrides: list[str]) -> None:
+    """Parse each override on its own, so a syntax error names the override it is in."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        if not override.lstrip("+~").split("=", 1)[0]:
+            raise ConfigError(f"bad override {override!r}: it names no field (expected key=value)")
+        if "=" not in override and not override.startswith("~"):
+            raise ConfigError(f"bad override {override!r}: expected key=value")
+        try:
+            parser.parse_overrides([override])
+        except OverrideParseException as err:
+            raise ConfigError(f"bad override {override!r}: {_one_line(err)}") from None
+
+
+# Hydra flags that take no value; the CLI hands every other argument to Hydra as an override.
+KNOWN_FLAGS = ("-m", "--multirun", "-h", "--help", "--hydra-help", "--version", "--resolve")
+
+
+def check_flags(flags: list[str]) -> None:
+    for flag in flags:
+        if flag not in KNOWN_FLAGS:
+            raise ConfigError(f"unknown option {flag!r} (run takes key=value overrides and -m/--multirun)")
 
 
 def expand_sweep(overrides: list[str], multirun: bool) -> list[list[str]]:
@@ -52,32 +101,53 @@ def compose_job(overrides: list[str]) -> Any:
         return compose(config_name="config", overrides=overrides)
 
 
-def check_model(cfg: Any) -> None:
-    from harness.hub import resolve_model
+def _looks_like_path(hub_id: str) -> bool:
+    """A Hub id is ``name`` or ``org/name``; anything else can only be meant as a local folder."""
+    return hub_id.startswith(("/", ".", "~")) or hub_id.count("/") > 1 or "\\" in hub_id
 
-    path = resolve_model(cfg.model.hub_id)
+
+def check_model(cfg: Any) -> None:
+    from harness.hub import mirror_root, resolve_model
+
+    hub_id = cfg.model.hub_id
+    path = resolve_model(hub_id)
     if not Path(path).exists():
+        mirror = mirror_root()
+        if _looks_like_path(hub_id):
+            raise ConfigError(f"model.hub_id: model folder {hub_id} does not exist")
+        if mirror is not None:
+            raise ConfigError(f"model.hub_id: {hub_id} is not in the offline mirror {mirror}")
         return  # a Hub id fetched at run time; from_pretrained reports it
     config_file = Path(path) / "config.json"
     if not config_file.is_file():
         raise ConfigError(f"model.hub_id: {path} has no config.json")
-    positions = json.loads(config_file.read_text()).get("max_position_embeddings")
+    try:
+        model_config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"model.hub_id: {config_file} is unreadable: {_one_line(err)}") from None
+    positions = model_config.get("max_position_embeddings") if isinstance(model_config, dict) else None
     if positions and cfg.train.max_length > positions:
         raise ConfigError(f"train.max_length={cfg.train.max_length} exceeds the model's max_position_embeddings={positions} ({config_file})")
 
 
 def preflight(overrides: list[str], multirun: bool, *, cuda_available: bool) -> int:
     """Validate every job of the sweep; return how many jobs it has. Raises ConfigError."""
-    jobs = expand_sweep(overrides, multirun)
+    check_override_syntax(overrides)
+    try:
+        jobs = expand_sweep(overrides, multirun)
+    except Exception as err:  # a sweep value hydra's grammar refuses (range(...), choice(...))
+        if type(err).__module__.startswith(("hydra", "omegaconf")):
+            raise ConfigError(_one_line(err)) from None
+        raise
     for job_overrides in jobs:
         try:
             cfg = compose_job(job_overrides)
             OmegaConf.to_container(cfg, resolve=True)
         except (OmegaConfBaseException, ValueError) as err:
-            raise ConfigError(_one_line(err)) from None
+            raise ConfigError(_composition_error(err, job_overrides)) from None
         except Exception as err:  # hydra's composition errors (unknown group option, bad override)
             if type(err).__module__.startswith(("hydra", "omegaconf")):
-                raise ConfigError(_one_line(err)) from None
+                raise ConfigError(_composition_error(err, job_overrides)) from None
             raise
         validate(cfg, cuda_available=cuda_available)
         check_model(cfg)

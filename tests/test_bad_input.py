@@ -1,0 +1,241 @@
+"""Bad input never runs: every entry of the catalogue exits 2 with one ``error:`` line naming the culprit
+(field, group option, file, line or record), before anything is written under results_dir.
+
+Each test drives the real CLI (``python -m harness run ...``) in a subprocess, as a user does.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli import REPO_ROOT, harness
+
+TINY_TRAIN = REPO_ROOT / "harness/assets/tiny/medical_train.jsonl"
+FAST = ("framework=fake", "train.max_steps=1", "train.measure_warmup_steps=0", "report=false")
+
+
+def refused(tmp_path: Path, *args: str, culprit: str | tuple[str, ...]) -> str:
+    """Run the CLI with ``args``; assert it refused with one line naming ``culprit``; return the line."""
+    results_dir = tmp_path / "results"
+    run = harness("run", *args, f"results_dir={results_dir}", timeout=60)
+    lines = run.stderr.splitlines()
+    assert run.returncode == 2, f"rc={run.returncode}\nstdout:\n{run.stdout}\nstderr:\n{run.stderr}"
+    assert len(lines) == 1 and lines[0].strip(), f"expected one error line, got:\n{run.stderr}"
+    line = lines[0]
+    assert line.startswith("error:"), line
+    for name in (culprit,) if isinstance(culprit, str) else culprit:
+        assert name in line, f"{name!r} not named in: {line}"
+    assert not results_dir.exists() or not any(results_dir.iterdir()), \
+        f"written under results_dir: {sorted(str(p) for p in results_dir.rglob('*'))}"
+    assert "running in" not in run.stdout
+    return line
+
+
+def write_lines(path: Path, rows: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n"
+                            for r in rows), encoding="utf-8")
+    return path
+
+
+def record(i: int) -> dict:
+    return {"instruction": f"question {i}?", "input": "", "output": f"answer {i}."}
+
+
+# ---- unknown group options (Hydra composition errors) -----------------------------------------------------
+@pytest.mark.parametrize("override,group,option", [
+    ("framework=bogus", "framework", "bogus"),
+    ("model=qwen9b", "model", "qwen9b"),
+    ("dataset=nope", "dataset", "nope"),
+    ("experiment=nothing_here", "experiment", "nothing_here"),
+])
+def test_unknown_group_option(tmp_path, override, group, option):
+    line = refused(tmp_path, *FAST, override, culprit=(f"{group}={option}", "available:"))
+    assert "Config search path" not in line
+
+
+def test_unknown_option_in_a_sweep_refuses_the_whole_sweep(tmp_path):
+    # the valid first job (fake) must not run before the bad second one is found
+    line = refused(tmp_path, *FAST, "framework=fake,bogus", "-m", culprit="framework=bogus")
+    assert "fake" in line  # listed among the available options
+
+
+def test_bad_value_in_a_later_sweep_job_refuses_before_the_first(tmp_path):
+    refused(tmp_path, *FAST, "train.lr=1e-4,0", "-m", culprit="train.lr")
+
+
+# ---- numeric values ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("override,field", [
+    ("train.lr=0", "train.lr"),
+    ("train.lr=-1e-4", "train.lr"),
+    ("train.lr=nan", "train.lr"),
+    ("train.lora.r=-1", "train.lora.r"),
+    ("train.max_steps=0", "train.max_steps"),
+    ("train.batch_size=0", "train.batch_size"),
+    ("repeats=0", "repeats"),
+    ("timeout_s=0", "timeout_s"),
+])
+def test_zero_or_negative_number(tmp_path, override, field):
+    refused(tmp_path, *FAST, override, culprit=field)
+
+
+def test_max_length_beyond_model_positions(tmp_path):
+    refused(tmp_path, *FAST, "model=tiny", "train.max_length=4096",
+            culprit=("train.max_length", "max_position_embeddings=2048"))
+
+
+def test_4bit_without_cuda(tmp_path):
+    refused(tmp_path, *FAST, "train.quantization=4bit", culprit=("train.quantization", "CUDA"))
+
+
+# ---- wrong type and override syntax -----------------------------------------------------------------------
+@pytest.mark.parametrize("override,culprit", [
+    ("train.lr=fast", ("train.lr", "fast")),
+    ("train.nope=1", "train.nope"),
+])
+def test_wrong_type_or_unknown_field(tmp_path, override, culprit):
+    refused(tmp_path, *FAST, override, culprit=culprit)
+
+
+@pytest.mark.parametrize("args,culprit", [
+    (("train.lr=[",), "train.lr=["),
+    (("train.lr=[", "-m"), "train.lr=["),
+    (("train.lr",), "train.lr"),
+    (("=5",), "=5"),
+    (("--bogus",), "--bogus"),
+])
+def test_bad_override_syntax(tmp_path, args, culprit):
+    refused(tmp_path, *FAST, *args, culprit=culprit)
+
+
+# ---- dataset files ----------------------------------------------------------------------------------------
+def test_dataset_path_missing(tmp_path):
+    refused(tmp_path, *FAST, "dataset.path=/nonexistent.jsonl", culprit="/nonexistent.jsonl")
+
+
+def test_dataset_path_is_a_directory(tmp_path):
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    refused(tmp_path, *FAST, f"dataset.path={folder}", culprit=str(folder))
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", "[]"])
+def test_empty_dataset(tmp_path, content):
+    path = tmp_path / "empty.jsonl"
+    path.write_text(content)
+    refused(tmp_path, *FAST, f"dataset.path={path}", culprit=(str(path), "empty"))
+
+
+def test_malformed_json_line_names_the_line(tmp_path):
+    path = write_lines(tmp_path / "bad.jsonl", [record(0), record(1), '{"instruction": "x", oops}', record(3)])
+    refused(tmp_path, *FAST, f"dataset.path={path}", culprit=(str(path), "line 3"))
+
+
+def test_malformed_json_array_names_the_line(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('[\n {"instruction": "a", "output": "b"},\n {"instruction": "c" "output": "d"}\n]\n')
+    refused(tmp_path, *FAST, f"dataset.path={path}", culprit=(str(path), "line 3"))
+
+
+def test_binary_dataset_file(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b"\xff\xfe\x00garbage\x80")
+    refused(tmp_path, *FAST, f"dataset.path={path}", culprit=str(path))
+
+
+@pytest.mark.parametrize("missing", ["instruction", "output"])
+def test_record_missing_field_names_the_record(tmp_path, missing):
+    bad = {k: v for k, v in record(2).items() if k != missing}
+    path = write_lines(tmp_path / "data.jsonl", [record(0), record(1), bad, record(3)])
+    refused(tmp_path, *FAST, f"dataset.path={path}", culprit=(str(path), "record 2", f"'{missing}'"))
+
+
+def test_record_not_an_object(tmp_path):
+    path = write_lines(tmp_path / "data.jsonl", [record(0), [1, 2]])
+    refused(tmp_path, *FAST, f"dataset.path={path}", culprit=(str(path), "record 1"))
+
+
+def test_eval_split_all_duplicates_of_train(tmp_path):
+    """Eval records split off the end of dataset.path all repeat train records: nothing is held out."""
+    train = [record(i) for i in range(20)]
+    path = write_lines(tmp_path / "dup.jsonl", train + train[:4])
+    refused(tmp_path, *FAST, f"dataset.path={path}", "dataset.num_eval=4",
+            culprit=("dataset.num_eval", "empty", str(path)))
+
+
+def test_eval_file_all_in_train(tmp_path):
+    eval_file = write_lines(tmp_path / "eval.jsonl", TINY_TRAIN.read_text(encoding="utf-8").splitlines()[:5])
+    refused(tmp_path, *FAST, f"dataset.eval_file={eval_file}", culprit=("dataset.num_eval", "empty", str(eval_file)))
+
+
+# ---- model ------------------------------------------------------------------------------------------------
+def test_model_folder_without_config_json(tmp_path):
+    folder = tmp_path / "model_without_config"
+    folder.mkdir()
+    (folder / "tokenizer.json").write_text("{}")
+    refused(tmp_path, *FAST, f"model.hub_id={folder}", culprit=("model.hub_id", str(folder), "config.json"))
+
+
+def test_model_path_that_does_not_exist(tmp_path):
+    refused(tmp_path, *FAST, "model.hub_id=/some/dir/without/config",
+            culprit=("model.hub_id", "/some/dir/without/config"))
+
+
+def test_model_config_json_malformed(tmp_path):
+    folder = tmp_path / "broken_model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{not json")
+    refused(tmp_path, *FAST, f"model.hub_id={folder}", culprit=("model.hub_id", "config.json"))
+
+
+def test_model_not_in_offline_mirror(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    results_dir = tmp_path / "results"
+    run = harness("run", *FAST, "model.hub_id=Qwen/Nope-1B", f"results_dir={results_dir}", timeout=60,
+                  env={"HARNESS_HUB_MIRROR": str(mirror)})
+    assert run.returncode == 2, run.stderr
+    (line,) = run.stderr.splitlines()
+    assert line.startswith("error:") and "model.hub_id" in line and "Qwen/Nope-1B" in line
+    assert not results_dir.exists()
+
+
+# ---- unexpected failures inside the checks ----------------------------------------------------------------
+def test_unexpected_preflight_exception_is_one_line(tmp_path, monkeypatch):
+    """A bug in a check still ends with one readable line, not a traceback (and nothing is written)."""
+    import io
+    import sys
+
+    import harness.__main__ as cli
+    import harness.preflight as preflight_mod
+
+    def boom(*_a, **_k):
+        raise RuntimeError("something broke\nsecond line")
+
+    monkeypatch.setattr(preflight_mod, "preflight", boom)
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    code = cli.cmd_run([*FAST, f"results_dir={tmp_path / 'results'}"])
+    (line,) = err.getvalue().splitlines()
+    assert code == 1 and line.startswith("error: preflight failed unexpectedly (RuntimeError: something broke")
+    assert "HARNESS_DEBUG" in line
+    assert not (tmp_path / "results").exists()
+
+
+def test_raw_input_exception_in_preflight_exits_2(tmp_path, monkeypatch):
+    import io
+    import sys
+
+    import harness.__main__ as cli
+    import harness.preflight as preflight_mod
+
+    def raw(*_a, **_k):
+        raise PermissionError(13, "Permission denied", "/data/train.jsonl")
+
+    monkeypatch.setattr(preflight_mod, "preflight", raw)
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    code = cli.cmd_run([*FAST, f"results_dir={tmp_path / 'results'}"])
+    (line,) = err.getvalue().splitlines()
+    assert code == 2 and line.startswith("error:") and "/data/train.jsonl" in line
