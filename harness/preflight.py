@@ -7,7 +7,6 @@ every combination is composed and validated, and the first problem becomes a one
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +42,12 @@ def _composition_error(err: BaseException, overrides: list[str]) -> str:
     cause = err.__cause__
     if cause is not None and type(cause).__module__.startswith("omegaconf"):
         # "Error merging override train.lr=fast" <- "Value 'fast' ... could not be converted to Float"
-        match = re.search(r"override (\S+)", str(err)) or re.search(r"override '([^']*)'", str(err))
-        where = match.group(1) if match else getattr(cause, "full_key", None) or "override"
-        return f"{where}: {_one_line(cause)}"
+        message = _one_line(cause)
+        key = getattr(cause, "full_key", None)
+        given = [o for o in overrides if key and _culprit(o) == key]
+        return f"{message} (override {given[0]!r})" if given else message
+    if str(err).startswith("Ambiguous value for argument"):
+        return f"{_one_line(err)}: a sweep needs -m, a list needs key=[a,b]"
     return _one_line(err)
 
 
@@ -66,8 +68,10 @@ def check_override_syntax(overrides: list[str]) -> None:
             raise ConfigError(f"bad override {override!r}: {_one_line(err)}") from None
 
 
-# Hydra flags that take no value; the CLI hands every other argument to Hydra as an override.
-KNOWN_FLAGS = ("-m", "--multirun", "-h", "--help", "--hydra-help", "--version", "--resolve")
+# Hydra flags run passes on. Every argument that does not start with "-" goes to Hydra as an override,
+# so flags that take a value (--cfg job, --config-name X) cannot be passed through, and --info/--cfg
+# print instead of running.
+KNOWN_FLAGS = ("-m", "--multirun", "-r", "--run", "-h", "--help", "--hydra-help", "--version")
 
 
 def check_flags(flags: list[str]) -> None:

@@ -104,6 +104,8 @@ def test_wrong_type_or_unknown_field(tmp_path, override, culprit):
     (("train.lr",), "train.lr"),
     (("=5",), "=5"),
     (("--bogus",), "--bogus"),
+    (("--cfg", "job"), "--cfg"),
+    (("framework=fake,trl",), "framework=fake,trl"),
 ])
 def test_bad_override_syntax(tmp_path, args, culprit):
     refused(tmp_path, *FAST, *args, culprit=culprit)
