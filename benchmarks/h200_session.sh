@@ -4,6 +4,7 @@
 # build-wheelhouse.sh, plus .whl/base: hydra-core, omegaconf, antlr4) and the Hub mirror .hub/ beside it:
 #   bash benchmarks/h200_session.sh setup seed oom regression     (first call)
 #   bash benchmarks/h200_session.sh gputests throughput overhead  (second call)
+#   bash benchmarks/h200_session.sh scaling                       (a 2-GPU machine)
 # Results go to results/h200*, reports to reports/; the stages append to $LOG.
 set -uo pipefail
 export HARNESS_HUB_MIRROR=$PWD/.hub HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
@@ -38,6 +39,13 @@ stage_regression() {
 stage_gputests() { python3 -m pytest -m gpu tests/ -p no:cacheprovider -q; }
 stage_throughput() { python3 -m harness run experiment=throughput_0.5b $OFFLINE repeats=3 results_dir=$R -m; }
 stage_overhead() { python3 benchmarks/overhead.py --rounds 3 --out $R/overhead $OFFLINE; }
+# Scaling efficiency (needs 2 GPUs): the throughput recipe at 1 and 2 GPUs (DDP through torchrun, same
+# per-device batch); the report's "Scaling efficiency" table divides tokens/s at 2 GPUs by 2 x at 1 GPU.
+# unsloth is single-GPU: recorded as unavailable at nproc=2.
+stage_scaling() {
+  python3 -m harness run experiment=throughput_0.5b $OFFLINE framework=trl,llamafactory,unsloth \
+    launcher=torchrun 'launcher.nproc=1,2' repeats=3 suite=scaling_0.5b results_dir=$R -m
+}
 
 for stage in "$@"; do
   echo "=== $stage $(date -u +%T)" | tee -a "$LOG"

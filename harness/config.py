@@ -205,3 +205,4 @@ def validate(cfg: Any, *, cuda_available: bool) -> None:
     _positive("dataset.num_eval", cfg.dataset.num_eval)
     _positive("dataset.num_train", cfg.dataset.num_train)
     _positive("sample_interval_ms", cfg.sample_interval_ms)
+    validate_launcher(cfg)

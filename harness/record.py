@@ -47,7 +47,9 @@ def build_record(*, job: dict[str, Any], view: dict[str, Any], sampler: Any, run
         "log_tail": view.get("log_tail", ""),
         "framework": {"name": fw["name"], "version": fw["version"], "packages": worker.get("framework_packages", {})},
         "job": {k: v for k, v in job.items() if k != "runtime"},
-        "runtime": worker.get("runtime", {}),
+        # The worker's runtime facts; the parent's (world size...) when no worker result came back.
+        "runtime": worker.get("runtime") or {k: v for k, v in (job.get("runtime") or {}).items()
+                                              if isinstance(v, (str, int, float, bool, type(None)))},
         "env": environment(),
         "wall_time_s": view.get("wall_time_s"),
         "train": worker.get("train"),
@@ -66,7 +68,12 @@ def build_record(*, job: dict[str, Any], view: dict[str, Any], sampler: Any, run
     memory.update({"nvml_available": nvml.get("available"), "nvml_reason": nvml.get("reason"),
                    "nvml_peak_bytes": nvml.get("peak_used_bytes"), "nvml_baseline_bytes": nvml.get("baseline_used_bytes"),
                    "nvml_process_peak_bytes": nvml.get("peak_process_bytes"), "nvml_samples": nvml.get("samples"),
-                   "nvml_interval_s": nvml.get("interval_s"), "timeline": "memory_timeline.csv"})
+                   "nvml_interval_s": nvml.get("interval_s"), "timeline": "memory_timeline.csv",
+                   # every sampled GPU (one per rank under torchrun); the headline is the busiest card
+                   "nvml_per_device": [{k: d.get(k) for k in ("nvml_index", "name", "peak_used_bytes",
+                                                              "peak_process_bytes", "baseline_used_bytes",
+                                                              "mean_util_pct", "max_power_w")}
+                                       for d in nvml.get("per_device") or []]})
     record["memory"] = memory
     record["gpu_activity"] = {k: nvml.get(k) for k in ("mean_util_pct", "max_power_w")}
     tokens = (record["train"] or {}).get("tokens")

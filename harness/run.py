@@ -39,16 +39,34 @@ def interpreter(cfg: DictConfig) -> str:
     return str(envs.build_env(fw.name, fw.version, wheelhouse=wheelhouse) / "bin" / "python")
 
 
+def world_size(job: Job) -> int:
+    launcher = job.get("launcher") or {}
+    return int(launcher.get("nproc", 1)) if launcher.get("name") == "torchrun" else 1
+
+
 def _runtime(job: Job, run_dir: Path, repeat: int) -> Job:
     runtime_job = dict(job)
     runtime_job["runtime"] = {"run_dir": str(run_dir), "data_dir": str(run_dir / "data"), "repeat": repeat,
-                              "world_size": 1}
+                              "world_size": world_size(job)}
     return runtime_job
 
 
-def run_one(cfg: DictConfig, job: Job, data: PreparedData, repeat: int) -> dict[str, Any]:
+def _single_process_only(job: Job) -> str | None:
+    """Why this framework cannot run at this world size (checked before spawning anything), or None."""
+    if world_size(job) <= 1:
+        return None
+    from harness.frameworks import load_adapter  # adapter modules are light: heavy imports happen in train()
+
+    return getattr(load_adapter(job["framework"]["name"]), "MULTI_GPU_UNSUPPORTED", None)
+
+
+def run_one(cfg: DictConfig, job: Job, data: PreparedData, repeat: int, position: str = "") -> dict[str, Any]:
     run_dir = run_dir_for(Path(cfg.results_dir).resolve(), job, repeat)
     label = f"{job['framework']['name']} {job['framework']['version']} r{repeat}"
+    if world_size(job) > 1:
+        label += f" x{world_size(job)}"
+    if position:
+        print(f"{position} {label} ...", flush=True)
     if not cfg.force:
         earlier = existing_ok_result(run_dir)
         if earlier is not None:
@@ -60,14 +78,20 @@ def run_one(cfg: DictConfig, job: Job, data: PreparedData, repeat: int) -> dict[
     write_job(run_dir, runtime_job)
     print(f"[{label}] running in {run_dir}", flush=True)
     sampler = NvmlSampler(interval_s=cfg.sample_interval_ms / 1000.0)
-    try:
-        python = interpreter(cfg)
-    except envs.EnvError as err:
-        view = {"status": "unavailable", "reason": str(err), "wall_time_s": 0.0, "log_tail": ""}
+    unsupported = _single_process_only(job)
+    python: str | None = None
+    if unsupported:
+        view = {"status": "unavailable", "reason": unsupported, "wall_time_s": 0.0, "log_tail": ""}
     else:
+        try:
+            python = interpreter(cfg)
+        except envs.EnvError as err:
+            view = {"status": "unavailable", "reason": str(err), "wall_time_s": 0.0, "log_tail": ""}
+    if python is not None:
         with sampler:
             try:
-                view = spawn_worker(run_dir, python, cfg.timeout_s, sampler)
+                view = spawn_worker(run_dir, python, cfg.timeout_s, sampler, launcher=job.get("launcher"),
+                                    label=label)
             except KeyboardInterrupt:
                 view = {"status": "interrupted", "reason": "interrupted by the user (Ctrl-C)", "wall_time_s": None,
                         "log_tail": ""}
@@ -99,9 +123,19 @@ def _strip_runtime(job: Job) -> Job:
     return {k: v for k, v in job.items() if k != "runtime"}
 
 
-def execute(cfg: DictConfig) -> list[dict[str, Any]]:
-    """Run every repeat of this config; return the records (validation errors raise ConfigError)."""
+def execute(cfg: DictConfig, *, job_num: int | None = None, total_jobs: int | None = None) -> list[dict[str, Any]]:
+    """Run every repeat of this config; return the records (validation errors raise ConfigError).
+
+    ``job_num`` (0-based) / ``total_jobs``: this Hydra job's place in the sweep, for the progress line
+    ``[2/6] trl 1.16.0 r0 ...`` (a run's number over all runs when every job has ``repeats`` runs)."""
     validate(cfg, cuda_available=cuda_available())
     data = prepare(cfg.dataset)
     job = job_from_config(cfg, data_digest=data.digest)
-    return [run_one(cfg, job, data, repeat) for repeat in range(cfg.repeats)]
+    records = []
+    for repeat in range(cfg.repeats):
+        position = ""
+        if job_num is not None:
+            n = job_num * cfg.repeats + repeat + 1
+            position = f"[{n}/{total_jobs * cfg.repeats}]" if total_jobs else f"[{n}]"
+        records.append(run_one(cfg, job, data, repeat, position))
+    return records

@@ -8,6 +8,7 @@ cluster (submitit).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,29 @@ class SweepOutcome:
     concluded = False  # Hydra only warns when a callback raises; __main__ checks this instead
 
 
+# How many Hydra jobs the sweep has, set by the callback in the launching process before any job starts;
+# inherited by jobs that run elsewhere (submitit's local subprocesses) through the environment.
+TOTAL_ENV = "HARNESS_SWEEP_TOTAL"
+
+
+def _position() -> tuple[int | None, int | None]:
+    """This Hydra job's number (0-based) and the sweep's job count, where known."""
+    try:
+        hc = HydraConfig.get()
+        num = hc.job.get("num")
+        total = int(os.environ[TOTAL_ENV]) if os.environ.get(TOTAL_ENV, "").isdigit() else None
+        if num is None:  # a single run
+            return (0, 1)
+        return int(num), total
+    except Exception:  # noqa: BLE001  (progress is cosmetic)
+        return None, None
+
+
 def task(cfg: DictConfig) -> None:
     from harness.run import execute
 
-    records = execute(cfg)
+    job_num, total = _position()
+    records = execute(cfg, job_num=job_num, total_jobs=total)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     atomic_write_json(out_dir / RUNS_FILE, [str(Path(r["run_dir"]) / "result.json") for r in records])
 
@@ -76,7 +96,21 @@ def _reproduce_command() -> str:
     return "python -m harness run " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+def _count_jobs(config: DictConfig) -> int | None:
+    try:
+        from harness.preflight import expand_sweep
+
+        return len(expand_sweep(list(config.hydra.overrides.task), True))
+    except Exception:  # noqa: BLE001  (progress is cosmetic)
+        return None
+
+
 class SweepCallback(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        total = _count_jobs(config)
+        if total:
+            os.environ[TOTAL_ENV] = str(total)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         _conclude(Path(config.hydra.sweep.dir), config)
 

@@ -4,6 +4,12 @@ Reads ``RUN_DIR/job.json``, imports the framework (unsloth first, before anythin
 transformers), trains through the adapter with our callbacks, evaluates with our own evaluator and
 writes ``RUN_DIR/worker_result.json`` atomically. A fault is written as a status, never lost:
 the parent adds what only it can see (NVML, wall time, signals, timeouts).
+
+Under torchrun (``launcher=torchrun``) every rank runs this module and trains; per-step counts are
+summed and step times maxed over ranks at train end (StepMeter), each rank's torch allocator peaks
+are gathered (``memory.per_rank``; the headline is the max), and only rank 0 evaluates and writes the
+result; the other ranks exit 0 without writing. A rank whose run failed exits 1 (rank 0 after writing
+its result) so that torchrun stops the peers instead of leaving them waiting in a collective.
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ phases.mark("process_start")
 
 import importlib.metadata  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -37,6 +44,42 @@ def package_versions(names: tuple[str, ...]) -> dict[str, str | None]:
     return versions
 
 
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def _dist_ready() -> bool:
+    try:
+        import torch.distributed as dist
+
+        return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _gather_memory(local: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Every rank's allocator peaks (a collective: every rank calls it after training), or None."""
+    if not _dist_ready():
+        return None
+    import torch.distributed as dist
+
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, local)
+    return gathered
+
+
+def _memory_headline(per_rank: list[dict[str, Any]] | None, local: dict[str, Any]) -> dict[str, Any]:
+    """The busiest rank's peaks as the headline (what one GPU must hold), each rank's under per_rank."""
+    if not per_rank:
+        return local
+    out: dict[str, Any] = {}
+    for key in local:
+        vals = [m.get(key) for m in per_rank if isinstance(m.get(key), (int, float))]
+        out[key] = max(vals) if vals else None
+    out["per_rank"] = per_rank
+    return out
+
+
 def _is_oom(err: BaseException) -> bool:
     name = type(err).__name__
     return name == "OutOfMemoryError" or "out of memory" in str(err).lower()
@@ -47,6 +90,9 @@ def _runtime(job: dict[str, Any]) -> None:
     import torch
 
     cuda = torch.cuda.is_available()
+    if "WORLD_SIZE" in os.environ:  # started by torchrun: what it actually launched
+        job["runtime"]["world_size"] = int(os.environ["WORLD_SIZE"])
+        job["runtime"]["rank"] = rank()
     job["runtime"]["device"] = "cuda" if cuda else "cpu"
     job["runtime"]["bf16_supported"] = bool(cuda and torch.cuda.is_bf16_supported())
     job["runtime"]["gpu_name"] = torch.cuda.get_device_name(0) if cuda else None
@@ -67,7 +113,9 @@ def _train_and_measure(job: dict[str, Any], adapter: Any, result: dict[str, Any]
     live, meter = LiveObjects(), StepMeter(warmup_steps=t["measure_warmup_steps"])
     eval_records = [json.loads(line) for line in
                     (Path(job["runtime"]["data_dir"]) / "eval.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    callbacks: list[Any] = [live, meter]
+    from harness.measure.progress import ProgressPrinter
+
+    callbacks: list[Any] = [live, meter, ProgressPrinter(meter, t["max_steps"], job["runtime"].get("world_size", 1))]
     if t["eval_steps"]:
         callbacks.append(PeriodicEval(job, eval_records, meter))
     try:
@@ -76,6 +124,14 @@ def _train_and_measure(job: dict[str, Any], adapter: Any, result: dict[str, Any]
         # Whatever happened, keep what was measured so far (an OOM keeps its peak and its steps).
         result["train"] = meter.summary()
         result["memory"] = torch_memory()
+    per_rank = _gather_memory(result["memory"])
+    if per_rank:
+        import torch.distributed as dist
+
+        job["runtime"]["dist_backend"] = str(dist.get_backend())  # gloo on CPU, nccl on GPUs
+    result["memory"] = _memory_headline(per_rank, result["memory"])
+    if rank() != 0:
+        return  # rank 0 evaluates and writes the result
     result["train"]["train_call_s"] = trained.train_call_s
     result["audit"] = read_live_fields(live, meter, job)
     eval_result = evaluate_loss(trained.model, trained.tokenizer, eval_records,
@@ -86,7 +142,9 @@ def _train_and_measure(job: dict[str, Any], adapter: Any, result: dict[str, Any]
             eval_result.update(cb.summary())
     result["eval"] = eval_result
     phases.mark("eval_end")
-    result["memory"] = torch_memory()
+    if per_rank:
+        per_rank[0] = torch_memory()  # rank 0's peaks now include evaluation
+    result["memory"] = _memory_headline(per_rank, torch_memory())
 
 
 def run(run_dir: Path) -> dict[str, Any]:
@@ -117,6 +175,8 @@ def run(run_dir: Path) -> dict[str, Any]:
         traceback.print_exc()
     result["runtime"] = {k: v for k, v in job["runtime"].items() if isinstance(v, (str, int, float, bool, type(None)))}
     result["model_path"] = job["model"]["path"]
+    if rank() != 0:
+        return result  # only rank 0 writes worker_result.json
     phases.mark("result_written")
     result["phases"] = phases.marks()
     atomic_write_json(run_dir / RESULT_NAME, result)
@@ -128,8 +188,11 @@ def main(argv: list[str]) -> int:
         print("usage: python -m harness.worker RUN_DIR", file=sys.stderr)
         return 2
     result = run(Path(argv[0]))
-    print(f"worker: {result['status']} {result['reason']}".rstrip(), flush=True)
-    return 0
+    if rank() == 0:
+        print(f"worker: {result['status']} {result['reason']}".rstrip(), flush=True)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    # Under torchrun a failed rank must exit non-zero, or its peers wait in a collective until timeout.
+    return 1 if distributed and result["status"] not in ("ok", "unavailable") else 0
 
 
 if __name__ == "__main__":

@@ -16,3 +16,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     """Random-weight models are cached per test session, never in the developer's checkout."""
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path_factory.getbasetemp() / "harness-cache"))
     monkeypatch.delenv("HARNESS_HUB_MIRROR", raising=False)
+    # A test that forgets results_dir= or reports_dir= must not write into the checkout.
+    scratch = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("HARNESS_RESULTS_DIR", str(scratch / "default-results"))
+    monkeypatch.setenv("HARNESS_REPORTS_DIR", str(scratch / "default-reports"))

@@ -15,12 +15,17 @@ from harness.phases import mark
 PACKAGES = ("unsloth", "unsloth_zoo", "trl", "transformers", "peft", "accelerate", "datasets", "torch",
             "bitsandbytes")
 INSTALL_HINT = "python -m harness env build framework=unsloth (needs an NVIDIA GPU)"
+# Read by the parent (harness/run.py) before anything is spawned when launcher.nproc > 1.
+MULTI_GPU_UNSUPPORTED = ("unsloth does not support multi-GPU training in this harness "
+                         "(open-source unsloth is single-GPU)")
 
 
 def import_framework(job: Job) -> None:
     """Import unsloth first; it refuses to run without a CUDA GPU, which we report as unavailable."""
     import torch
 
+    if job["runtime"].get("world_size", 1) > 1:  # before the CUDA check: true on every machine
+        raise FrameworkUnavailable(MULTI_GPU_UNSUPPORTED)
     if not torch.cuda.is_available():
         raise FrameworkUnavailable("unsloth needs a CUDA GPU (torch.cuda.is_available() is False)")
     # Our recipe pins padding_free explicitly; this also stops the automatic choice at its source.

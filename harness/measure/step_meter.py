@@ -245,8 +245,20 @@ class StepMeter(TrainerCallback):
             for r, row in zip(self.records, counts.tolist()):
                 for k, v in zip(keys, row):
                     r[k] = int(v)
+            self._all_reduce_step_times(dist, device)
         except Exception:  # noqa: BLE001  (counting must never fail training; rank-local counts remain)
             pass
+
+    def _all_reduce_step_times(self, dist: Any, device: Any) -> None:
+        """A step ends when its slowest rank ends (DDP's gradient all-reduce waits for it): each step's
+        time_s / compute_s becomes the MAX over ranks, so step time and tokens/s are the slowest rank's."""
+        keys = ("time_s", "compute_s")
+        times = torch.tensor([[float(r[k]) for k in keys] for r in self.records] or [[0.0, 0.0]],
+                             dtype=torch.float64, device=device)
+        dist.all_reduce(times, op=dist.ReduceOp.MAX)
+        for r, row in zip(self.records, times.tolist()):
+            for k, v in zip(keys, row):
+                r[k] = float(v)
 
     # ---- results -----------------------------------------------------------------------------------
     @property

@@ -219,7 +219,8 @@ def build_context(records: list[dict[str, Any]], *, audits: list[dict[str, Any]]
             "headlines": [p["headline"]["text"] for p in points]}
     return {"title": title, "created": created, "points": points, "environment": environment_section(records),
             "command": command or reconstruct_command(records), "command_reconstructed": command is None,
-            "audit_note": audit_note, "meta": meta, "statuses": statuses, "n_runs": len(records)}
+            "audit_note": audit_note, "meta": meta, "statuses": statuses, "n_runs": len(records),
+            "scaling": tables.scaling_table(records)}
 
 
 def render_report(records: list[dict[str, Any]], reports_dir: Path, *, audits: list[dict[str, Any]] | None = None,

@@ -215,3 +215,53 @@ def run_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def run_column_labels() -> list[str]:
     return [COLUMN_BY_KEY[k].label for k in RUN_COLUMNS]
+
+
+# ---- scaling efficiency (launcher=torchrun) ------------------------------------------------------------
+def world_size_of(record: dict[str, Any]) -> int:
+    """The number of ranks the run was launched with (the launcher is part of the job)."""
+    launcher = (record.get("job") or {}).get("launcher") or {}
+    if launcher:
+        return int(launcher.get("nproc", 1)) if launcher.get("name") == "torchrun" else 1
+    return int((record.get("runtime") or {}).get("world_size") or 1)
+
+
+def _scaling_key(record: dict[str, Any]) -> str:
+    """The job without its launcher (and the machine-local model path): one framework at one sweep point,
+    whatever the number of GPUs. Runs at 1 and N GPUs have different point hashes (nproc is in the job)."""
+    import json
+
+    job = json.loads(json.dumps(record.get("job") or {}))
+    job.pop("launcher", None)
+    (job.get("model") or {}).pop("path", None)
+    return json.dumps(job, sort_keys=True)
+
+
+def scaling_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Scaling efficiency = tokens/s at N GPUs / (N x tokens/s at 1 GPU), medians over ok repeats, for
+    every framework and sweep point that has runs at 1 GPU and at N > 1 GPUs (empty otherwise)."""
+    from harness.measure.stats import median
+
+    path = METRICS["tokens_per_s"].path
+    groups: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    for r in records:
+        groups.setdefault(_scaling_key(r), {}).setdefault(world_size_of(r), []).append(r)
+    rows = []
+    for by_n in groups.values():
+        base_values = values(by_n.get(1, []), path)
+        if not base_values:
+            continue
+        base = median(base_values)
+        for n in sorted(k for k in by_n if k > 1):
+            vals = values(by_n[n], path)
+            if not vals:
+                continue
+            rate = median(vals)
+            eff = rate / (n * base) if base else None
+            first = by_n[n][0]
+            rows.append({"label": run_label(first), "point": point_title(by_n[n]), "nproc": n,
+                         "tokens_per_s": rate, "tokens_per_s_1": base, "efficiency": eff,
+                         "tokens_per_s_text": fmt(rate, "rate"), "tokens_per_s_1_text": fmt(base, "rate"),
+                         "efficiency_text": "–" if eff is None else f"{eff * 100:.0f}%",
+                         "speedup_text": fmt_ratio(rate / base) if base else ""})
+    return rows
