@@ -30,6 +30,16 @@ def _mfu(record: dict[str, Any], model_path: str | None, job: dict[str, Any]) ->
             "mfu": mfu(train["tokens_per_s"], flops["flops_per_token"], peak)}
 
 
+def _nvml_peak_between(sampler: Any, nvml: dict[str, Any], t0: float | None, t1: float | None) -> int | None:
+    """Peak device-used memory above each device's idle baseline between two wall-clock times."""
+    if not nvml.get("available") or t0 is None or t1 is None:
+        return None
+    baselines = {d.get("nvml_index"): d.get("baseline_used_bytes") or 0 for d in nvml.get("per_device") or []}
+    peaks = [row["used_bytes"] - baselines.get(row["device"], 0) for row in sampler.timeline()
+             if t0 <= row["t"] <= t1 and row["used_bytes"] is not None]
+    return max(peaks) if peaks else None
+
+
 def build_record(*, job: dict[str, Any], view: dict[str, Any], sampler: Any, run_dir: Path, repeat: int,
                  job_hash: str, point_hash: str) -> dict[str, Any]:
     worker = view.get("worker") or {}
@@ -65,8 +75,14 @@ def build_record(*, job: dict[str, Any], view: dict[str, Any], sampler: Any, run
     record["durations"] = {**durations(phases), "parent_total": view.get("wall_time_s")}
     nvml = sampler.summary()
     memory = dict(worker.get("memory") or {})
+    train_peak = _nvml_peak_between(sampler, nvml, phases.get("train_start"), phases.get("train_end"))
     memory.update({"nvml_available": nvml.get("available"), "nvml_reason": nvml.get("reason"),
-                   "nvml_peak_bytes": nvml.get("peak_used_bytes"), "nvml_baseline_bytes": nvml.get("baseline_used_bytes"),
+                   # headline: the training phase (what the card must hold to train); the whole run,
+                   # model loading and evaluation included, beside it
+                   "nvml_peak_bytes": train_peak if train_peak is not None else nvml.get("peak_used_bytes"),
+                   "nvml_peak_scope": "train" if train_peak is not None else "run",
+                   "nvml_run_peak_bytes": nvml.get("peak_used_bytes"),
+                   "nvml_baseline_bytes": nvml.get("baseline_used_bytes"),
                    "nvml_process_peak_bytes": nvml.get("peak_process_bytes"), "nvml_samples": nvml.get("samples"),
                    "nvml_interval_s": nvml.get("interval_s"), "timeline": "memory_timeline.csv",
                    # every sampled GPU (one per rank under torchrun); the headline is the busiest card

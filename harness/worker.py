@@ -123,7 +123,7 @@ def _train_and_measure(job: dict[str, Any], adapter: Any, result: dict[str, Any]
     finally:
         # Whatever happened, keep what was measured so far (an OOM keeps its peak and its steps).
         result["train"] = meter.summary()
-        result["memory"] = torch_memory()
+        result["memory"] = meter.train_memory or torch_memory()
     per_rank = _gather_memory(result["memory"])
     if per_rank:
         import torch.distributed as dist
@@ -142,9 +142,8 @@ def _train_and_measure(job: dict[str, Any], adapter: Any, result: dict[str, Any]
             eval_result.update(cb.summary())
     result["eval"] = eval_result
     phases.mark("eval_end")
-    if per_rank:
-        per_rank[0] = torch_memory()  # rank 0's peaks now include evaluation
-    result["memory"] = _memory_headline(per_rank, torch_memory())
+    # The headline stays the training phase's; the whole run's peaks (our evaluation included) beside it.
+    result["memory"]["run_peaks"] = torch_memory()
 
 
 def run(run_dir: Path) -> dict[str, Any]:

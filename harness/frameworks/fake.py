@@ -73,7 +73,8 @@ def train(job: Job, callbacks: list[Any]) -> Trained:
     train_set = _dataset(job, tokenizer, "train")
     mark("data_ready")
     trainer = Trainer(model=model, args=TrainingArguments(**args["training_arguments"]), train_dataset=train_set,
-                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True), callbacks=callbacks)
+                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True), processing_class=tokenizer,
+                      callbacks=callbacks)
     if fault not in ("none", "import_error", "unavailable"):
         _inject(fault)
     trainer.train()

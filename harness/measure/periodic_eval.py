@@ -19,6 +19,8 @@ class PeriodicEval(TrainerCallback):
         self.every, self.target = t["eval_steps"], t.get("target_eval_loss")
         self.max_length, self.batch_size = t["max_length"], t["eval_batch_size"]
         self.records, self.meter = records, meter
+        self.model_path = job["model"]["path"]
+        self._tokenizer = None
         self.curve: list[dict[str, Any]] = []
         self.reached: dict[str, Any] | None = None
 
@@ -26,7 +28,7 @@ class PeriodicEval(TrainerCallback):
         step = state.global_step
         if model is None or step % self.every or step == state.max_steps:
             return  # the final evaluation is the worker's own, after training
-        tokenizer = getattr(processing_class, "tokenizer", processing_class)
+        tokenizer = getattr(processing_class, "tokenizer", processing_class) or self._own_tokenizer()
         result = evaluate_loss(model, tokenizer, self.records, max_length=self.max_length, batch_size=self.batch_size)
         done = self.meter.records
         point = {"step": step, "tokens": sum(r["tokens"] for r in done),
@@ -35,6 +37,14 @@ class PeriodicEval(TrainerCallback):
         if self.target is not None and self.reached is None and result["loss"] <= self.target:
             self.reached = point
         self.meter.reanchor()
+
+    def _own_tokenizer(self):
+        """The tokenizer files every framework loaded, for a Trainer that was given none."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        return self._tokenizer
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"curve": self.curve}

@@ -79,6 +79,7 @@ class StepMeter(TrainerCallback):
         self.records: list[dict[str, Any]] = []
         self.first_batch_shape: list[int] | None = None
         self.first_batches: list[dict[str, Any]] = []
+        self.train_memory: dict[str, int | None] | None = None
         self.framework_tokens_seen: int | None = None
         self.world_size = 1
         self._handle = None
@@ -224,6 +225,9 @@ class StepMeter(TrainerCallback):
         # clock is deliberately *not* restarted here.
 
     def on_train_end(self, args, state, control, **kwargs):
+        # The allocator's peaks of the training phase alone: frameworks evaluate right after training
+        # (trl's evaluate(), LLaMA-Factory's do_eval) and that must not count as training memory.
+        self.train_memory = torch_memory()
         self.detach()
         seen = getattr(state, "num_input_tokens_seen", None)
         self.framework_tokens_seen = int(seen) if seen else None
