@@ -110,6 +110,9 @@ def load_results(paths: Iterable[Path], *, warn=lambda msg: print(msg, file=sys.
         except (OSError, ValueError) as err:
             warn(f"skipped: {err}")
             continue
+        # Where the record was read from: run folders move (a clone elsewhere, results copied back
+        # from a GPU machine), so files beside result.json are found from here, not from run_dir.
+        record["_source"] = str(path)
         records.append(record)
     return records
 

@@ -163,6 +163,8 @@ def read_timeline(path: Path) -> list[dict[str, float]]:
 
 def timeline_path(record: dict[str, Any]) -> Path | None:
     name = (record.get("memory") or {}).get("timeline") or "memory_timeline.csv"
+    if record.get("_source"):
+        return Path(record["_source"]).parent / name
     if not record.get("run_dir"):
         return None
     return Path(record["run_dir"]) / name
