@@ -16,6 +16,8 @@ R=results/h200
 
 stage_setup() {
   python3 -m pip install -q --no-index --no-deps --no-compile .whl/base/*.whl
+  # QLoRA needs bitsandbytes in every env; the wheelhouse carries its repacked wheel once, with unsloth's.
+  for f in trl llamafactory; do cp -n .whl/unsloth/bitsandbytes-*.whl .whl/$f/; done
   for f in trl unsloth llamafactory; do python3 -m harness env build framework=$f wheelhouse=.whl/$f; done
 }
 stage_seed() { python3 -m harness run experiment=seed_0.5b $OFFLINE results_dir=$R -m; }
@@ -38,6 +40,7 @@ stage_regression() {
 }
 stage_gputests() { python3 -m pytest -m gpu tests/ -p no:cacheprovider -q; }
 stage_throughput() { python3 -m harness run experiment=throughput_0.5b $OFFLINE repeats=3 results_dir=$R -m; }
+stage_qlora() { python3 -m harness run experiment=qlora_7b $OFFLINE results_dir=$R -m; }
 stage_overhead() { python3 benchmarks/overhead.py --rounds 3 --out $R/overhead $OFFLINE; }
 # Scaling efficiency (needs 2 GPUs): the throughput recipe at 1 and 2 GPUs (DDP through torchrun, same
 # per-device batch); the report's "Scaling efficiency" table divides tokens/s at 2 GPUs by 2 x at 1 GPU.
