@@ -4,6 +4,7 @@
 # build-wheelhouse.sh, plus .whl/base: hydra-core, omegaconf, antlr4) and the Hub mirror .hub/ beside it:
 #   bash benchmarks/h200_session.sh setup seed oom regression     (first call)
 #   bash benchmarks/h200_session.sh gputests throughput overhead  (second call)
+#   end each call with the `pack` stage: results come back in parts of at most 15 MB
 #   bash benchmarks/h200_session.sh scaling                       (a 2-GPU machine)
 # Results go to results/h200*, reports to reports/; the stages append to $LOG.
 set -uo pipefail
@@ -48,6 +49,13 @@ stage_overhead() { python3 benchmarks/overhead.py --rounds 3 --out $R/overhead $
 stage_scaling() {
   python3 -m harness run experiment=throughput_0.5b $OFFLINE framework=trl,llamafactory,unsloth \
     launcher=torchrun 'launcher.nproc=1,2' repeats=3 suite=scaling_0.5b results_dir=$R -m
+}
+
+# Bring results back through the device tool: files of at most 16 MB, so the tarball goes in 15 MB parts
+# (framework outputs and data copies are left behind; keep_outputs=false already removes them).
+stage_pack() {
+  tar czf - --exclude=framework_output --exclude=bare_output --exclude=data results reports benchmarks/baselines \
+    | split -b 15M -d - "${OUT:-.}/results.tgz.part"
 }
 
 for stage in "$@"; do
