@@ -115,6 +115,12 @@ def prepare(dataset: Any) -> PreparedData:
     return PreparedData(train=train, eval=held_out, source=str(train_path))
 
 
+def read_split(data_dir: str | Path, split: str) -> list[Record]:
+    """The prepared ``train`` or ``eval`` records of a run, as every framework reads them."""
+    path = Path(data_dir) / f"{split}.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def write_jsonl(path: Path, records: list[Record]) -> None:
     from harness.atomic import atomic_write_text
 

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from harness import envs
 from harness.atomic import atomic_write_json
-from harness.config import ConfigError, validate
+from harness.config import validate
 from harness.data import PreparedData, prepare, write_jsonl
 from harness.job import Job, job_from_config, job_hash, point_hash, run_dir_for, write_job
 from harness.measure.nvml_sampler import NvmlSampler, cuda_available

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import atomic_write_json, read_json
+from harness.atomic import read_json
 from harness.hub import REPO_ROOT
 
 LOG_NAME = "worker.log"

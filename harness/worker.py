@@ -13,8 +13,6 @@ its result) so that torchrun stops the peers instead of leaving them waiting in 
 """
 from __future__ import annotations
 
-import time
-
 from harness import phases
 
 phases.mark("process_start")
@@ -104,6 +102,7 @@ def _runtime(job: dict[str, Any]) -> None:
 
 def _train_and_measure(job: dict[str, Any], adapter: Any, result: dict[str, Any]) -> None:
     from harness.audit.live_fields import read_live_fields
+    from harness.data import read_split
     from harness.live import LiveObjects
     from harness.measure.evaluator import evaluate_loss
     from harness.measure.periodic_eval import PeriodicEval
@@ -111,8 +110,7 @@ def _train_and_measure(job: dict[str, Any], adapter: Any, result: dict[str, Any]
 
     t = job["train"]
     live, meter = LiveObjects(), StepMeter(warmup_steps=t["measure_warmup_steps"])
-    eval_records = [json.loads(line) for line in
-                    (Path(job["runtime"]["data_dir"]) / "eval.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    eval_records = read_split(job["runtime"]["data_dir"], "eval")
     from harness.measure.progress import ProgressPrinter
 
     callbacks: list[Any] = [live, meter, ProgressPrinter(meter, t["max_steps"], job["runtime"].get("world_size", 1))]

@@ -106,12 +106,3 @@ def training_arguments(job: Job) -> dict[str, Any]:
         "disable_tqdm": True,
         "ddp_find_unused_parameters": False if job["runtime"].get("world_size", 1) > 1 else None,
     }
-
-
-def lora_target_list(job: Job) -> list[str]:
-    return list(job["train"]["lora"]["targets"])
-
-
-def user_prompt(record: dict[str, str]) -> str:
-    """The alpaca prompt as every framework must see it: instruction, then input on a new line."""
-    return record["instruction"] + ("\n" + record["input"] if record.get("input") else "")

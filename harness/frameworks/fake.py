@@ -11,6 +11,7 @@ import signal
 import time
 from typing import Any
 
+from harness.data import read_split
 from harness.frameworks.base import FrameworkUnavailable, Job, Trained, torch_dtype_name, training_arguments
 from harness.frameworks.sft_common import lora_config_args
 from harness.measure.evaluator import tokenize_record
@@ -49,11 +50,7 @@ def _inject(fault: str) -> None:
 
 
 def _dataset(job: Job, tokenizer: Any, split: str) -> list[dict[str, Any]]:
-    import json
-    from pathlib import Path
-
-    path = Path(job["runtime"]["data_dir"]) / f"{split}.jsonl"
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    rows = read_split(job["runtime"]["data_dir"], split)
     tokenized = [tokenize_record(tokenizer, r, job["train"]["max_length"]) for r in rows]
     return [{"input_ids": t["input_ids"], "labels": t["labels"]} for t in tokenized]
 

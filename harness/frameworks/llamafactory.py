@@ -5,7 +5,6 @@ callbacks it passes to ``transformers.Trainer`` (see ``harness.live``).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 

@@ -6,11 +6,11 @@ it and only the completion is supervised (response-only loss), as in LLaMA-Facto
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
-from harness.frameworks.base import Job, training_arguments, user_prompt
+from harness.data import read_split
+from harness.frameworks.base import Job, training_arguments
+from harness.measure.evaluator import messages_for
 
 
 def sft_config_args(job: Job) -> dict[str, Any]:
@@ -50,14 +50,12 @@ def lora_config_args(job: Job) -> dict[str, Any]:
 
 
 def conversation(record: dict[str, str]) -> dict[str, Any]:
-    return {"prompt": [{"role": "user", "content": user_prompt(record)}],
-            "completion": [{"role": "assistant", "content": record["output"]}]}
+    messages = messages_for(record)
+    return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 
 def load_split(job: Job, split: str):
     """The prepared records as a ``datasets.Dataset`` of prompt/completion conversations."""
     from datasets import Dataset
 
-    path = Path(job["runtime"]["data_dir"]) / f"{split}.jsonl"
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return Dataset.from_list([conversation(r) for r in records])
+    return Dataset.from_list([conversation(r) for r in read_split(job["runtime"]["data_dir"], split)])
