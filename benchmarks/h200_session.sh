@@ -2,11 +2,14 @@
 # How the committed H200 results were produced (README "Results on an H200"). On the GPU machine,
 # which has no network, from the repository root, with the wheelhouse .whl/ (shared/device/
 # build-wheelhouse.sh, plus .whl/base: hydra-core, omegaconf, antlr4) and the Hub mirror .hub/ beside it:
-#   bash benchmarks/h200_session.sh setup seed oom regression     (first call)
-#   bash benchmarks/h200_session.sh gputests throughput overhead  (second call)
+#   bash benchmarks/h200_session.sh setup seed oom regression     (session 1, one H200)
+#   bash benchmarks/h200_session.sh setup cache; then, one stream per GPU of a 2-GPU machine:
+#     CUDA_VISIBLE_DEVICES=0 FW=trl,llamafactory bash benchmarks/h200_session.sh throughput overhead
+#     CUDA_VISIBLE_DEVICES=1 FW=unsloth bash benchmarks/h200_session.sh throughput; FW=... qlora
+#   bash benchmarks/h200_session.sh scaling                       (both GPUs)
 #   end each call with the `pack` stage: results come back in parts of at most 15 MB
-#   bash benchmarks/h200_session.sh scaling                       (a 2-GPU machine)
-# Results go to results/h200*, reports to reports/; the stages append to $LOG.
+# FW picks the frameworks of a stage (default all three). Results go to results/h200*, reports to
+# reports/; the stages append to $LOG.
 set -uo pipefail
 export HARNESS_HUB_MIRROR=$PWD/.hub HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export HARNESS_CACHE=${HARNESS_CACHE:-/tmp/harness-cache} HARNESS_ENV_ROOT=${HARNESS_ENV_ROOT:-/tmp/harness-envs}
@@ -14,6 +17,7 @@ export PYTHONUNBUFFERED=1
 LOG=${LOG:-session.log}
 OFFLINE=model.weights=random   # no weights offline: seeded random init from config.json
 R=results/h200
+FW=${FW:-trl,unsloth,llamafactory}
 
 stage_setup() {
   python3 -m pip install -q --no-index --no-deps --no-compile .whl/base/*.whl
@@ -21,6 +25,8 @@ stage_setup() {
   for f in trl llamafactory; do cp -n .whl/unsloth/bitsandbytes-*.whl .whl/$f/; done
   for f in trl unsloth llamafactory; do python3 -m harness env build framework=$f wheelhouse=.whl/$f; done
 }
+# Random-weight models built before any sweep, so no measured run pays for (or holds the memory of) it.
+stage_cache() { python3 -m harness.model_cache Qwen/Qwen2.5-7B-Instruct; }
 stage_seed() { python3 -m harness run experiment=seed_0.5b $OFFLINE results_dir=$R -m; }
 # One real OOM (batch 1024 cannot fit), then an ordinary run: the sweep goes on.
 stage_oom() {
@@ -40,15 +46,17 @@ stage_regression() {
   echo "compare exit: $? (1 expected: regression caught)"
 }
 stage_gputests() { python3 -m pytest -m gpu tests/ -p no:cacheprovider -q; }
-stage_throughput() { python3 -m harness run experiment=throughput_0.5b $OFFLINE repeats=3 results_dir=$R -m; }
-stage_qlora() { python3 -m harness run experiment=qlora_7b $OFFLINE results_dir=$R -m; }
+stage_throughput() { python3 -m harness run experiment=throughput_7b framework=$FW $OFFLINE repeats=3 results_dir=$R -m; }
+stage_qlora() { python3 -m harness run experiment=qlora_7b framework=$FW $OFFLINE results_dir=$R -m; }
 stage_overhead() { python3 benchmarks/overhead.py --rounds 3 --out $R/overhead $OFFLINE; }
-# Scaling efficiency (needs 2 GPUs): the throughput recipe at 1 and 2 GPUs (DDP through torchrun, same
+# Scaling efficiency (needs 2 GPUs): the GPU-bound recipe at 1 and 2 GPUs (DDP through torchrun, same
 # per-device batch); the report's "Scaling efficiency" table divides tokens/s at 2 GPUs by 2 x at 1 GPU.
 # unsloth is single-GPU: recorded as unavailable at nproc=2.
 stage_scaling() {
-  python3 -m harness run experiment=throughput_0.5b $OFFLINE framework=trl,llamafactory,unsloth \
-    launcher=torchrun 'launcher.nproc=1,2' repeats=3 suite=scaling_0.5b results_dir=$R -m
+  python3 -m harness run experiment=throughput_7b $OFFLINE framework=trl,llamafactory \
+    launcher=torchrun 'launcher.nproc=1,2' suite=scaling_7b results_dir=$R -m
+  python3 -m harness run experiment=throughput_7b $OFFLINE framework=unsloth \
+    launcher=torchrun launcher.nproc=2 suite=scaling_7b results_dir=$R -m
 }
 
 # Bring results back through the device tool: files of at most 16 MB, so the tarball goes in 15 MB parts

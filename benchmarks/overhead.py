@@ -1,8 +1,8 @@
 """Harness overhead: the same trl job under the harness and as a bare script, interleaved.
 
-    python benchmarks/overhead.py [--rounds 3] [--out results/overhead] [OVERRIDES...]
+    python benchmarks/overhead.py [--rounds 3] [--experiment throughput_7b] [--out results/overhead] [OVERRIDES...]
 
-Default job: ``experiment=throughput_0.5b framework=trl``. Each round runs the harness (worker,
+Default job: ``experiment=throughput_7b framework=trl`` (the GPU-bound job). Each round runs the harness (worker,
 callbacks, 10 ms NVML sampler in the parent) and then the bare script on the very same job.json.
 Both sides are measured the same way: tokens the Trainer saw / wall time of ``trainer.train()``.
 Writes ``overhead.json`` with every round and the medians; exits 1 if the medians differ by > 1%.
@@ -27,8 +27,8 @@ from harness.results import load_results  # noqa: E402
 TOLERANCE = 0.01
 
 
-def harness_round(out: Path, overrides: list[str]) -> dict:
-    subprocess.run([sys.executable, "-m", "harness", "run", "experiment=throughput_0.5b", "framework=trl",
+def harness_round(out: Path, experiment: str, overrides: list[str]) -> dict:
+    subprocess.run([sys.executable, "-m", "harness", "run", f"experiment={experiment}", "framework=trl",
                     f"results_dir={out}", "report=false", "force=true", "keep_outputs=true", *overrides], cwd=REPO, check=True)
     (record,) = [r for r in load_results([out]) if r["status"] == "ok"]
     train = record["train"]
@@ -47,12 +47,13 @@ def bare_round(job_json: str) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--experiment", default="throughput_7b")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "overhead")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     rounds = []
     for k in range(args.rounds):
-        h = harness_round(args.out / f"harness-r{k}", args.overrides)
+        h = harness_round(args.out / f"harness-r{k}", args.experiment, args.overrides)
         b = bare_round(h["job"])
         rounds.append({"round": k, "harness": h, "bare": b})
         print(f"round {k}: harness {h['tokens_per_s']:.0f} tok/s, bare {b['tokens_per_s']:.0f} tok/s", flush=True)
@@ -61,7 +62,7 @@ def main() -> int:
     diff = med_h / med_b - 1
     summary = {"rounds": rounds, "median_harness_tokens_per_s": med_h, "median_bare_tokens_per_s": med_b,
                "relative_difference": diff, "tolerance": TOLERANCE, "passed": abs(diff) <= TOLERANCE,
-               "env": environment(), "overrides": args.overrides}
+               "env": environment(), "experiment": args.experiment, "overrides": args.overrides}
     atomic_write_json(args.out / "overhead.json", summary)
     print(f"median harness {med_h:.0f} tok/s, bare {med_b:.0f} tok/s, difference {diff:+.2%} "
           f"({'within' if summary['passed'] else 'OUTSIDE'} {TOLERANCE:.0%})")

@@ -67,3 +67,33 @@ def _build(source: Path, seed: int, target: Path) -> None:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        # The builder is the worker that trains next: give the init's GPU memory back, so the run's
+        # memory figures hold its training only.
+        del model
+        if device == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m harness.model_cache HUB_ID [--seed N]``: build the random-weight model ahead of a sweep,
+    so that no measured run pays for (or holds the memory of) the build."""
+    import argparse
+
+    from harness.hub import resolve_model
+
+    parser = argparse.ArgumentParser(prog="python -m harness.model_cache", description=main.__doc__)
+    parser.add_argument("hub_id", nargs="+")
+    parser.add_argument("--seed", type=int, default=0, help="model.init_seed of the jobs (default 0)")
+    args = parser.parse_args(argv)
+    for hub_id in args.hub_id:
+        source = Path(resolve_model(hub_id))
+        if not (source / "config.json").exists():
+            parser.exit(2, f"model_cache: no config.json for {hub_id!r} at {source}\n")
+        print(random_weights_model(source, args.seed), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

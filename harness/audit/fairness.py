@@ -27,7 +27,7 @@ STRICT_FIELDS: tuple[str, ...] = (
     "lr_scheduler", "warmup_steps", "total_steps",
     # batching and data
     "per_device_batch", "grad_accum", "world_size", "effective_batch",
-    "max_length", "packing", "padding_free", "loss_mask_share",
+    "max_length", "packing", "padding_free", "loss_mask_share", "padded_lengths",
     "first_batch_hash", "eval_set_hash", "train_set_hash",
     # memory/time trade-offs that are part of the recipe
     "gradient_checkpointing",
@@ -50,7 +50,7 @@ INFORMATIONAL_FIELDS: tuple[str, ...] = (
     "gradient_checkpointing_use_reentrant",
     "gradient_checkpointing_kind", "gradient_checkpointing_func", "gradient_checkpointing_args",
     "lora_config_targets", "lora_init", "lora_modules_to_save",
-    "lora_B_nonzero", "lora_B_norm", "lora_A_norm",
+    "lora_B_nonzero", "lora_B_norm", "lora_A_norm", "collator", "pad_to_multiple_of",
 )
 
 UNORDERED_FIELDS: frozenset[str] = frozenset({"lora_modules", "lora_config_targets", "lora_modules_to_save"})

@@ -557,11 +557,13 @@ def _batches(meter: Any, live: Any, out: dict[str, Any], notes: list[str]) -> No
         notes.append("meter.first_batches empty: batch hashes, loss_mask_share and batch-derived packing unknown")
         out.update(first_batch_hash=None, first_batches_multiset_hash=None, first_batch_rows=None,
                    loss_mask_share=None, first_batches_tokens=None, first_batches_supervised=None,
-                   batch_padding_free=None, batch_packed=None)
+                   batch_padding_free=None, batch_packed=None, padded_lengths=None)
         return
     first_rows = [list(map(int, r)) for r in (batches[0].get("input_ids") or [])]
     out["first_batch_hash"] = _sha256(first_rows) if first_rows else None
     out["first_batch_rows"] = len(first_rows)
+    # The padded width of each micro-batch: the shapes the GPU computes on (padding costs time, not loss).
+    out["padded_lengths"] = [b.get("seq_len") for b in batches]
     all_rows = sorted([list(map(int, r)) for b in batches for r in (b.get("input_ids") or [])])
     out["first_batches_multiset_hash"] = _sha256(all_rows) if all_rows else None
     tokens = [b.get("tokens") for b in batches]
@@ -583,6 +585,15 @@ def _batches(meter: Any, live: Any, out: dict[str, Any], notes: list[str]) -> No
         out["batch_packed"] = multi
     else:
         out["batch_padding_free"] = out["batch_packed"] = None
+
+
+def _collator(live: Any, out: dict[str, Any]) -> None:
+    """``pad_to_multiple_of`` of the collator the train dataloader really uses (the Trainer may wrap it)."""
+    collator = getattr(live.train_dataloader, "collate_fn", None)
+    while collator is not None and not hasattr(collator, "pad_to_multiple_of") and hasattr(collator, "data_collator"):
+        collator = collator.data_collator
+    out["collator"] = type(collator).__name__ if collator is not None else None
+    out["pad_to_multiple_of"] = getattr(collator, "pad_to_multiple_of", None)
 
 
 def _packing(live: Any, out: dict[str, Any], notes: list[str]) -> None:
@@ -699,6 +710,7 @@ def read_live_fields(live: Any, meter: Any, job: dict[str, Any]) -> dict[str, An
     section("max_length", lambda: _max_length(live, out, notes))
     section("batches", lambda: _batches(meter, live, out, notes))
     section("packing", lambda: _packing(live, out, notes))
+    section("collator", lambda: _collator(live, out))
     section("data", lambda: _data_files(job, live, out, notes))
     out["notes"] = notes
     return _jsonable(out)

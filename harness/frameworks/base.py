@@ -70,6 +70,12 @@ def output_dir(job: Job) -> str:
     return str(Path(job["runtime"]["run_dir"]) / "framework_output")
 
 
+# LLaMA-Factory's SFT workflow hard-codes ``pad_to_multiple_of=8`` in its collator (trl pads to the longest
+# row only). Padding changes the tensor shapes, hence speed and memory, never the loss; every framework
+# pads the same way so that the same batches have the same shapes (audited as ``padded_lengths``).
+PAD_TO_MULTIPLE_OF = 8
+
+
 def training_arguments(job: Job) -> dict[str, Any]:
     """Trainer arguments that change the math or the measurement, pinned for every framework."""
     t = job["train"]

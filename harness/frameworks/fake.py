@@ -12,7 +12,8 @@ import time
 from typing import Any
 
 from harness.data import read_split
-from harness.frameworks.base import FrameworkUnavailable, Job, Trained, torch_dtype_name, training_arguments
+from harness.frameworks.base import (PAD_TO_MULTIPLE_OF, FrameworkUnavailable, Job, Trained, torch_dtype_name,
+                                     training_arguments)
 from harness.frameworks.sft_common import lora_config_args
 from harness.measure.evaluator import tokenize_record
 from harness.phases import mark
@@ -70,7 +71,8 @@ def train(job: Job, callbacks: list[Any]) -> Trained:
     train_set = _dataset(job, tokenizer, "train")
     mark("data_ready")
     trainer = Trainer(model=model, args=TrainingArguments(**args["training_arguments"]), train_dataset=train_set,
-                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True), processing_class=tokenizer,
+                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True,
+                                                                  pad_to_multiple_of=PAD_TO_MULTIPLE_OF), processing_class=tokenizer,
                       callbacks=callbacks)
     if fault not in ("none", "import_error", "unavailable"):
         _inject(fault)

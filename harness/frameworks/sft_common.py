@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.data import read_split
-from harness.frameworks.base import Job, training_arguments
+from harness.frameworks.base import PAD_TO_MULTIPLE_OF, Job, training_arguments
 from harness.measure.evaluator import messages_for
 
 
@@ -23,6 +23,7 @@ def sft_config_args(job: Job) -> dict[str, Any]:
         "packing_strategy": "bfd",  # trl's default today; pinned so a new default cannot slip in
         # unsloth switches padding-free batching on by itself; trl's default may change too.
         "padding_free": bool(t["packing"]),
+        "pad_to_multiple_of": PAD_TO_MULTIPLE_OF,
         "completion_only_loss": True,
         "assistant_only_loss": False,
         "loss_type": "nll",

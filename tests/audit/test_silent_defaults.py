@@ -166,6 +166,19 @@ def test_llamafactory_ddp_find_unused_parameters_pinned_for_multi_gpu():
     assert parsed["ddp_find_unused_parameters"] is False
 
 
+def test_llamafactory_pads_training_batches_to_a_multiple_of_8():
+    """LF's SFT workflow hard-codes the collator's padding (no argument reaches it); the other frameworks are
+    pinned to the same value (base.PAD_TO_MULTIPLE_OF). If LF changes it, this fails and the pin must follow."""
+    from harness.frameworks.base import PAD_TO_MULTIPLE_OF
+
+    found = run_in_env(LLAMAFACTORY, {}, """
+        import inspect
+        import llamafactory.train.sft.workflow as workflow
+        result = {"source": inspect.getsource(workflow.run_sft)}
+    """)
+    assert f"pad_to_multiple_of={PAD_TO_MULTIPLE_OF} if training_args.do_train" in found["source"]
+
+
 def test_llamafactory_template_renders_like_the_chat_template(lf_job, tmp_path):
     """LLaMA-Factory renders records with its own template ("qwen", with its own default system prompt),
     not the tokenizer's chat template: the token ids and the supervised part must equal our evaluator's."""
@@ -272,7 +285,8 @@ def test_trl_length_truncation_packing_pinned(trl_parsed, trl_job):
     assert trl_parsed["packing"] is False and trl_parsed["padding_free"] is False
     assert trl_parsed["shuffle_dataset"] is False
     assert trl_parsed["activation_offloading"] is False and trl_parsed["use_liger_kernel"] is False
-    assert trl_parsed["pad_to_multiple_of"] is None
+    # trl pads to the longest row by default; LLaMA-Factory to a multiple of 8: pinned to LF's 8 for all.
+    assert trl_parsed["pad_to_multiple_of"] == 8
 
 
 def test_trl_optimizer_and_schedule_pinned(trl_parsed, trl_job):
