@@ -16,7 +16,7 @@ export HARNESS_CACHE=${HARNESS_CACHE:-/tmp/harness-cache} HARNESS_ENV_ROOT=${HAR
 export PYTHONUNBUFFERED=1
 LOG=${LOG:-session.log}
 OFFLINE=model.weights=random   # no weights offline: seeded random init from config.json
-R=results/h200
+R=${R:-results/h200}
 FW=${FW:-trl,unsloth,llamafactory}
 
 stage_setup() {

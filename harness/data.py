@@ -73,8 +73,11 @@ def load_records(path: Path) -> list[Record]:
         for name in REQUIRED_FIELDS:
             if not isinstance(row.get(name), str) or not row[name].strip():
                 raise ConfigError(f"{path}: {where} has no '{name}'")
-        records.append({"instruction": row["instruction"], "input": str(row.get("input") or ""),
-                        "output": row["output"]})
+        # Whitespace at either end of a field is stripped: frameworks that tokenize prompt and response
+        # separately (LLaMA-Factory) and those that tokenize the rendered conversation at once (trl)
+        # merge it into different tokens (train record 27 of shibing624/medical answers " \n...").
+        records.append({"instruction": row["instruction"].strip(), "input": str(row.get("input") or "").strip(),
+                        "output": row["output"].strip()})
     return records
 
 

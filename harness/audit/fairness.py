@@ -21,7 +21,7 @@ STRICT_FIELDS: tuple[str, ...] = (
     "trainable_params", "total_params",
     "lora_modules", "lora_module_count", "lora_r", "lora_alpha", "lora_dropout", "lora_scaling",
     "use_rslora", "use_dora", "lora_bias",
-    "quantization", "base_dtype", "mixed_precision", "attn_implementation",
+    "quantization", "base_dtype", "trainable_dtype", "mixed_precision", "attn_implementation",
     # optimisation
     "optimizer", "lr", "betas", "eps", "weight_decay", "max_grad_norm",
     "lr_scheduler", "warmup_steps", "total_steps",
@@ -35,7 +35,7 @@ STRICT_FIELDS: tuple[str, ...] = (
 )
 
 INFORMATIONAL_FIELDS: tuple[str, ...] = (
-    "trainable_dtype", "base_dtypes", "quantization_detail", "optimizer_module", "optimizer_params",
+    "base_dtypes", "quantization_detail", "optimizer_module", "optimizer_params",
     "optimizer_groups", "optimizer_options", "lr_final", "lr_scheduler_class", "lr_lambda",
     "lr_scheduler_type_args", "scheduler_training_steps", "global_step", "dataloader_batch_size",
     "data_seed", "args_optim", "loss_type", "completion_only_loss", "assistant_only_loss", "average_tokens_across_devices",

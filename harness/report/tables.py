@@ -133,6 +133,9 @@ def point_title(runs: list[dict[str, Any]]) -> str:
         bits.append(f"batch {train['batch_size']}x{train.get('grad_accum', 1)}")
     if train.get("max_length") is not None:
         bits.append(f"max length {train['max_length']}")
+    nproc = ((runs[0].get("job") or {}).get("launcher") or {}).get("nproc") or 1
+    if nproc > 1:
+        bits.append(f"{nproc} GPUs (DDP)")
     return ", ".join(bits)
 
 

@@ -48,20 +48,20 @@ def test_changed_lora_alpha_is_invalid_and_named_with_both_values():
 
 
 def test_native_mode_lists_every_difference_but_stays_valid():
-    other = dict(AUDIT, lora_alpha=64, trainable_dtype="bfloat16")
+    other = dict(AUDIT, lora_alpha=64, gradient_checkpointing_kind="unsloth")
     out = audit_point([record("trl", AUDIT), record("llamafactory", other)], "native")
     assert out["valid"] is True and out["mode"] == "native"
-    assert {d["field"] for d in out["differences"]} == {"lora_alpha", "trainable_dtype"}
+    assert {d["field"] for d in out["differences"]} == {"lora_alpha", "gradient_checkpointing_kind"}
     strict = audit_point([record("trl", AUDIT), record("llamafactory", other)], "strict")
     assert strict["valid"] is False and [m["field"] for m in strict["mismatches"]] == ["lora_alpha"]
 
 
 def test_informational_difference_does_not_invalidate():
-    other = dict(AUDIT, gradient_checkpointing_kind="unsloth", records_truncated=5, trainable_dtype="bfloat16")
+    other = dict(AUDIT, gradient_checkpointing_kind="unsloth", records_truncated=5)
     out = diff_point({"a": AUDIT, "b": other})
     assert out["valid"] is True
     assert {r["field"] for r in out["fields"] if not r["match"]} == {
-        "gradient_checkpointing_kind", "records_truncated", "trainable_dtype"}
+        "gradient_checkpointing_kind", "records_truncated"}
 
 
 def test_float_tolerance_is_relative_1e6():
