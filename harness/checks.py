@@ -34,13 +34,30 @@ def memory_order(memory: dict[str, Any]) -> dict[str, Any]:
                   f"NVML peak above idle {nvml / 2**20:.0f} MiB, torch reserved peak {reserved / 2**20:.0f} MiB")
 
 
-def eval_agreement(evaluation: dict[str, Any]) -> dict[str, Any]:
+def ddp_step_mean(record_losses: list[list[float]], world_size: int) -> float | None:
+    """What transformers reports as eval loss under DDP at eval batch 1 with ``average_tokens_across_devices``:
+    eval step k hands record kW+r to rank r, each rank's loss is divided by the tokens gathered over all ranks
+    and multiplied by W, so a step's loss is the token-weighted mean of its W records; steps are averaged."""
+    steps = [record_losses[i:i + world_size] for i in range(0, len(record_losses), world_size)]
+    means = [sum(s for s, _ in step) / sum(n for _, n in step) for step in steps if sum(n for _, n in step)]
+    return sum(means) / len(means) if means else None
+
+
+def eval_agreement(evaluation: dict[str, Any], world_size: int = 1) -> dict[str, Any]:
+    """Our evaluator against the framework's own eval loss, averaged the way a Trainer averages it: the mean over
+    records (eval batch 1); under DDP also transformers' token-weighted mean per eval step (see ``ddp_step_mean``),
+    which frameworks that compute their own loss (trl) do not use. Passes if the framework matches either."""
     ours, theirs = evaluation.get("record_mean_loss"), evaluation.get("framework_loss")
     if ours is None or theirs is None:
         return _check("eval_loss_matches_framework", None, "the framework computed no eval loss")
-    diff = abs(ours - theirs)
+    candidates = {"mean over records, as the framework averages": ours}
+    if world_size > 1 and evaluation.get("record_losses"):
+        candidates[f"token-weighted per eval step of {world_size} ranks, as transformers averages under DDP"] = (
+            ddp_step_mean(evaluation["record_losses"], world_size))
+    how, value = min(((k, v) for k, v in candidates.items() if v is not None), key=lambda kv: abs(kv[1] - theirs))
+    diff = abs(value - theirs)
     return _check("eval_loss_matches_framework", diff <= EVAL_AGREEMENT,
-                  f"ours {ours:.5f} (mean over records, as the framework averages), framework {theirs:.5f}, |diff| {diff:.2e}")
+                  f"ours {value:.5f} ({how}), framework {theirs:.5f}, |diff| {diff:.2e}")
 
 
 def loss_fell(log: list[dict[str, Any]]) -> dict[str, Any]:
@@ -70,5 +87,7 @@ def lora_changed(audit: dict[str, Any]) -> dict[str, Any]:
 
 def run_checks(record: dict[str, Any]) -> list[dict[str, Any]]:
     train, log = record.get("train") or {}, (record.get("train") or {}).get("log") or []
-    return [token_count(train), memory_order(record.get("memory") or {}), eval_agreement(record.get("eval") or {}),
+    world_size = int(train.get("world_size") or 1)
+    return [token_count(train), memory_order(record.get("memory") or {}),
+            eval_agreement(record.get("eval") or {}, world_size),
             loss_fell(log), grad_norm_positive(log), lora_changed(record.get("audit") or {})]

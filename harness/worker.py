@@ -6,8 +6,8 @@ writes ``RUN_DIR/worker_result.json`` atomically. A fault is written as a status
 the parent adds what only it can see (NVML, wall time, signals, timeouts).
 
 Under torchrun (``launcher=torchrun``) every rank runs this module and trains; per-step counts are
-summed and step times maxed over ranks at train end (StepMeter), each rank's torch allocator peaks
-are gathered (``memory.per_rank``; the headline is the max), and only rank 0 evaluates and writes the
+summed, step times maxed and each rank's torch allocator peaks gathered over ranks at train end
+(StepMeter; ``memory.per_rank``, the headline is the max), and only rank 0 evaluates and writes the
 result; the other ranks exit 0 without writing. A rank whose run failed exits 1 (rank 0 after writing
 its result) so that torchrun stops the peers instead of leaving them waiting in a collective.
 """
@@ -53,17 +53,6 @@ def _dist_ready() -> bool:
         return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
     except Exception:  # noqa: BLE001
         return False
-
-
-def _gather_memory(local: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """Every rank's allocator peaks (a collective: every rank calls it after training), or None."""
-    if not _dist_ready():
-        return None
-    import torch.distributed as dist
-
-    gathered: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, local)
-    return gathered
 
 
 def _memory_headline(per_rank: list[dict[str, Any]] | None, local: dict[str, Any]) -> dict[str, Any]:
@@ -122,12 +111,9 @@ def _train_and_measure(job: dict[str, Any], adapter: Any, result: dict[str, Any]
         # Whatever happened, keep what was measured so far (an OOM keeps its peak and its steps).
         result["train"] = meter.summary()
         result["memory"] = meter.train_memory or torch_memory()
-    per_rank = _gather_memory(result["memory"])
-    if per_rank:
-        import torch.distributed as dist
-
-        job["runtime"]["dist_backend"] = str(dist.get_backend())  # gloo on CPU, nccl on GPUs
-    result["memory"] = _memory_headline(per_rank, result["memory"])
+    if meter.dist_backend:
+        job["runtime"]["dist_backend"] = meter.dist_backend
+    result["memory"] = _memory_headline(meter.train_memory_per_rank, result["memory"])
     if rank() != 0:
         return  # rank 0 evaluates and writes the result
     result["train"]["train_call_s"] = trained.train_call_s
@@ -188,8 +174,25 @@ def main(argv: list[str]) -> int:
     if rank() == 0:
         print(f"worker: {result['status']} {result['reason']}".rstrip(), flush=True)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and result["status"] == "ok":
+        _leave_process_group()
     # Under torchrun a failed rank must exit non-zero, or its peers wait in a collective until timeout.
     return 1 if distributed and result["status"] not in ("ok", "unavailable") else 0
+
+
+def _leave_process_group() -> None:
+    """Wait for rank 0 to finish evaluating and writing, then tear the group down on every rank.
+
+    A rank that exits while its peers still hold the process group can abort in the backend's threads
+    ("terminate called without an active exception", seen with gloo), and torchrun then kills rank 0
+    mid-evaluation. Only ranks that succeeded come here: a failed rank exits 1 and torchrun stops the rest.
+    """
+    if not _dist_ready():
+        return
+    import torch.distributed as dist
+
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":

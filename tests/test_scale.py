@@ -71,17 +71,24 @@ def test_progress_lines_and_scaling_report(one_and_two):
     assert 'id="scaling"' in html and 'data-scaling="fake-0-2"' in html
 
 
-def test_trl_under_torchrun(tmp_path):
-    run = harness("run", "framework=trl", "train.max_steps=3", "train.measure_warmup_steps=1", "train.batch_size=4",
+@pytest.mark.parametrize("framework", ["trl", "llamafactory"])
+def test_real_frameworks_under_torchrun(tmp_path, framework):
+    """Two gloo ranks of the real framework: batches summed, every rank leaves the group cleanly (a rank that
+    exited first used to abort and take rank 0 down mid-evaluation), and the framework's own eval loss agrees
+    with ours averaged its way (LLaMA-Factory: transformers' token-weighted mean per eval step under DDP)."""
+    run = harness("run", f"framework={framework}", "train.max_steps=3", "train.measure_warmup_steps=1", "train.batch_size=4",
                   "launcher=torchrun", "launcher.nproc=2", "env_auto_build=false", "report=false",
                   f"results_dir={tmp_path}", timeout=180)
     (record,) = results(tmp_path)
     if record["status"] == "unavailable":
-        pytest.skip(f"trl environment not built here: {record['reason']}")
+        pytest.skip(f"{framework} environment not built here: {record['reason']}")
     assert record["status"] == "ok", run.stdout + run.stderr + record.get("log_tail", "")
     assert record["train"]["samples"] == 3 * 4 * 2 and record["audit"]["effective_batch"] == 8
     assert record["train"]["tokens"] == record["train"]["framework_tokens_seen"]
     assert record["runtime"]["dist_backend"] == "gloo"
+    assert len(record["memory"]["per_rank"]) == 2  # gathered at train end, also where LF then drops the group
+    (agreement,) = [c for c in record["checks"] if c["name"] == "eval_loss_matches_framework"]
+    assert agreement["passed"] is True, agreement["detail"]
 
 
 def test_unsloth_is_unavailable_at_two_gpus(tmp_path):

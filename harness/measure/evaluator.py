@@ -68,8 +68,9 @@ def evaluate_loss(model, tokenizer, records: Sequence[dict[str, Any]], *, max_le
                   device=None) -> dict[str, Any]:
     """Token-mean cross-entropy over the supervised (shifted) tokens of ``records``.
 
-    Returns ``{loss, tokens, records, batches, truncated, record_mean_loss}`` where tokens counts the supervised tokens
-    that entered the mean (``labels[1:] != -100`` per record). The model is put in eval mode under
+    Returns ``{loss, tokens, records, batches, truncated, record_mean_loss, record_losses}`` where tokens counts the
+    supervised tokens that entered the mean (``labels[1:] != -100`` per record) and ``record_losses`` holds each
+    record's ``[summed cross-entropy, supervised tokens]`` (what a framework's own averaging is rebuilt from). The model is put in eval mode under
     no_grad and its previous train/eval mode is restored afterwards.
     """
     import torch  # noqa: PLC0415  (child-side only)
@@ -85,7 +86,7 @@ def evaluate_loss(model, tokenizer, records: Sequence[dict[str, Any]], *, max_le
     total = torch.zeros((), dtype=torch.float64)
     n_tokens = 0
     batches = 0
-    record_means: list[float] = []
+    record_losses: list[list[float]] = []
     model.eval()
     # unsloth's patched forward fuses the loss and returns no logits unless this is set; it reads it
     # per call, so it is switched on for our evaluation only (training keeps unsloth's fused path).
@@ -124,7 +125,8 @@ def evaluate_loss(model, tokenizer, records: Sequence[dict[str, Any]], *, max_le
                 rows = keep.nonzero()[:, 0]
                 row_sums = torch.zeros(len(chunk), dtype=torch.float64, device=token_ce.device).index_add_(0, rows, token_ce)
                 row_counts = keep.sum(dim=1).double()
-                record_means.extend((row_sums[row_counts > 0] / row_counts[row_counts > 0]).tolist())
+                record_losses.extend([float(total_ce), int(count)] for total_ce, count
+                                     in zip(row_sums.tolist(), row_counts.tolist()) if count > 0)
     finally:
         model.train(was_training)
         if previous_return_logits is None:
@@ -133,5 +135,7 @@ def evaluate_loss(model, tokenizer, records: Sequence[dict[str, Any]], *, max_le
             os.environ["UNSLOTH_RETURN_LOGITS"] = previous_return_logits
     loss = float(total / n_tokens) if n_tokens else None
     return {"loss": loss, "tokens": n_tokens, "records": len(items), "batches": batches,
-            "record_mean_loss": sum(record_means) / len(record_means) if record_means else None,
+            "record_mean_loss": (sum(total_ce / count for total_ce, count in record_losses) / len(record_losses)
+                                 if record_losses else None),
+            "record_losses": record_losses,
             "truncated": sum(1 for it in items if it["truncated"])}

@@ -79,6 +79,8 @@ class StepMeter(TrainerCallback):
         self.records: list[dict[str, Any]] = []
         self.first_batch_shape: list[int] | None = None
         self.first_batches: list[dict[str, Any]] = []
+        self.train_memory_per_rank: list[dict[str, Any]] | None = None  # set at train end under torchrun
+        self.dist_backend: str | None = None
         self.train_memory: dict[str, int | None] | None = None
         self.framework_tokens_seen: int | None = None
         self.world_size = 1
@@ -250,6 +252,12 @@ class StepMeter(TrainerCallback):
                 for k, v in zip(keys, row):
                     r[k] = int(v)
             self._all_reduce_step_times(dist, device)
+            # Every rank's allocator peaks, gathered here because every framework's ranks pass through
+            # on_train_end with the group alive (LLaMA-Factory destroys it before returning to us).
+            gathered: list[Any] = [None] * self.world_size
+            dist.all_gather_object(gathered, self.train_memory)
+            self.train_memory_per_rank = gathered
+            self.dist_backend = str(dist.get_backend())  # gloo on CPU, nccl on GPUs
         except Exception:  # noqa: BLE001  (counting must never fail training; rank-local counts remain)
             pass
 
