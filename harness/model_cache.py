@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     for hub_id in args.hub_id:
         source = Path(resolve_model(hub_id))
         if not (source / "config.json").exists():
-            parser.exit(2, f"model_cache: no config.json for {hub_id!r} at {source}\n")
+            parser.exit(2, f"error: model_cache: no config.json for {hub_id!r} at {source}\n")
         print(random_weights_model(source, args.seed), flush=True)
     return 0
 

@@ -241,3 +241,19 @@ def test_raw_input_exception_in_preflight_exits_2(tmp_path, monkeypatch):
     code = cli.cmd_run([*FAST, f"results_dir={tmp_path / 'results'}"])
     (line,) = err.getvalue().splitlines()
     assert code == 2 and line.startswith("error:") and "/data/train.jsonl" in line
+
+
+def test_model_cache_cli_names_a_model_without_config(tmp_path):
+    """``python -m harness.model_cache`` (builds random-weight models before a sweep): a Hub id with no
+    config.json in the mirror is refused in one line naming the id, and nothing is built."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "harness.model_cache", "Qwen/No-Such-Model"], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT),
+                              "HARNESS_HUB_MIRROR": str(tmp_path / "mirror"), "HARNESS_CACHE": str(tmp_path / "cache")})
+    lines = run.stderr.splitlines()
+    assert run.returncode == 2 and len(lines) == 1, run.stderr
+    assert lines[0].startswith("error:") and "Qwen/No-Such-Model" in lines[0]
+    assert not (tmp_path / "cache").exists()

@@ -70,10 +70,9 @@ def train(job: Job, callbacks: list[Any]) -> Trained:
     mark("model_loaded")
     train_set = _dataset(job, tokenizer, "train")
     mark("data_ready")
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, pad_to_multiple_of=PAD_TO_MULTIPLE_OF)
     trainer = Trainer(model=model, args=TrainingArguments(**args["training_arguments"]), train_dataset=train_set,
-                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True,
-                                                                  pad_to_multiple_of=PAD_TO_MULTIPLE_OF), processing_class=tokenizer,
-                      callbacks=callbacks)
+                      data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
     if fault not in ("none", "import_error", "unavailable"):
         _inject(fault)
     trainer.train()

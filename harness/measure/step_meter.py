@@ -233,10 +233,11 @@ class StepMeter(TrainerCallback):
         self.detach()
         seen = getattr(state, "num_input_tokens_seen", None)
         self.framework_tokens_seen = int(seen) if seen else None
-        self._all_reduce_counts()
+        self._combine_ranks()
 
-    def _all_reduce_counts(self) -> None:
-        """Sum per-step counts over ranks (once, at the end) so tokens/s means all ranks together."""
+    def _combine_ranks(self) -> None:
+        """Under torchrun, once at train end: per-step counts summed over ranks (tokens/s means all ranks
+        together), step times maxed, every rank's allocator peaks gathered."""
         try:
             import torch.distributed as dist  # noqa: PLC0415
 

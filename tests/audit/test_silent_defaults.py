@@ -193,17 +193,9 @@ def test_llamafactory_template_renders_like_the_chat_template(lf_job, tmp_path):
     model_args, data_args, *_ = get_train_args(native_args(job))
     tokenizer = AutoTokenizer.from_pretrained(job["model"]["path"])
     template = get_template_and_fix_tokenizer(tokenizer, data_args)
-    import tempfile
-    from harness.data import load_records
-    records = [_json.loads(line) for line in
-               Path(job["model"]["path"], "medical_train.jsonl").read_text(encoding="utf-8").splitlines()[:8]]
-    # shibing624/medical has answers that start with " \\n": LF (prompt and response tokenized apart) and a
-    # tokenizer run over the whole conversation merge that whitespace differently unless data prep strips it.
-    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False, encoding="utf-8") as f:
-        f.write(_json.dumps({"instruction": "头痛怎么办 ", "input": "", "output": " \\n根据你说的症状，多休息。"}) + "\\n")
-    records += load_records(Path(f.name))
     rows = []
-    for record in records:
+    for line in Path(job["model"]["path"], "medical_train.jsonl").read_text(encoding="utf-8").splitlines()[:8]:
+        record = _json.loads(line)
         prompt, response = template.encode_oneturn(tokenizer, messages_for(record), system=data_args.default_system)
         ours = tokenize_record(tokenizer, record, 1 << 20)
         rows.append({"lf_ids": prompt + response, "lf_supervised": len(response),
@@ -325,55 +317,41 @@ def test_trl_packing_strategy_pinned():
     assert args["packing_strategy"] in ("bfd", "bfd_split", "wrapped")
 
 
+def _mirror() -> Path:
+    return Path(os.environ.get("HARNESS_HUB_MIRROR") or REPO.parent / "shared" / "hub")
+
+
 def _qwen_mirror() -> Path:
-    return Path(os.environ.get("HARNESS_HUB_MIRROR") or REPO.parent / "shared" / "hub") / "Qwen" / "Qwen2.5-0.5B-Instruct"
+    return _mirror() / "Qwen" / "Qwen2.5-0.5B-Instruct"
 
 
 @pytest.mark.skipif(not (_qwen_mirror() / "vocab.json").exists(), reason="needs the Qwen2.5 tokenizer (HARNESS_HUB_MIRROR)")
 def test_llamafactory_answer_led_by_whitespace_tokenizes_like_trl(lf_job):
     """With Qwen2.5's tokenizer, an answer starting with " \\n" (shibing624/medical train record 27) gives
-    LLaMA-Factory one token fewer than the rendered conversation, unless data preparation strips it."""
+    LLaMA-Factory one token fewer than the rendered conversation, unless data preparation strips it; after
+    our data preparation every record of the mirrored medical sample renders identically in both."""
     job = dict(lf_job, model=dict(lf_job["model"], path=str(_qwen_mirror())))
-    rows = run_in_env(LLAMAFACTORY, job, """
+    found = run_in_env(LLAMAFACTORY, dict(job, mirror=str(_mirror())), """
+        from pathlib import Path
         from transformers import AutoTokenizer
         from llamafactory.hparams import get_train_args
         from llamafactory.data import get_template_and_fix_tokenizer
+        from harness.data import load_records
         from harness.frameworks.llamafactory import native_args
         from harness.measure.evaluator import messages_for, tokenize_record
         _, data_args, *_ = get_train_args(native_args(job))
         tokenizer = AutoTokenizer.from_pretrained(job["model"]["path"])
         template = get_template_and_fix_tokenizer(tokenizer, data_args)
-        raw = {"instruction": "白带很多", "input": "", "output": " \\n根据你说的症状应该"}
-        result = {}
-        for name, record in (("raw", raw), ("stripped", {k: v.strip() for k, v in raw.items()})):
+
+        def same(record):
             prompt, response = template.encode_oneturn(tokenizer, messages_for(record), system=data_args.default_system)
-            result[name] = prompt + response == tokenize_record(tokenizer, record, 1 << 20)["input_ids"]
-    """)
-    assert rows == {"raw": False, "stripped": True}
+            return prompt + response == tokenize_record(tokenizer, record, 1 << 20)["input_ids"]
 
-
-def test_trl_casts_qlora_adapters_to_bf16_and_the_adapter_casts_them_back(trl_job):
-    """trl's SFTTrainer puts LoRA weights in bf16 when the base is quantized (peft, LLaMA-Factory and unsloth keep
-    fp32; seen on the H200 as trainable_dtype bf16 vs fp32 and a 0.017 eval-loss gap): the adapter undoes it."""
-    found = run_in_env(TRL, trl_job, """
-        import inspect, torch
-        from peft import LoraConfig, get_peft_model
-        from transformers import AutoConfig, AutoModelForCausalLM
-        from trl import SFTTrainer
-        from harness.frameworks.trl import adapters_to_fp32
-        source = inspect.getsource(SFTTrainer.__init__)
-        config = AutoConfig.from_pretrained(job["model"]["path"])
-        model = get_peft_model(AutoModelForCausalLM.from_config(config, dtype=torch.float32),
-                               LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"]))
-        for p in model.parameters():
-            if p.requires_grad:
-                p.data = p.data.to(torch.bfloat16)   # what trl does for a quantized base
-        cast = adapters_to_fp32(model)
-        result = {"trl_casts": "if _is_quantized_model:" in source and "param.data.to(torch.bfloat16)" in source,
-                  "cast": cast,
-                  "trainable": sorted({str(p.dtype) for p in model.parameters() if p.requires_grad}),
-                  "frozen": sorted({str(p.dtype) for p in model.parameters() if not p.requires_grad})}
-    """)
-    assert found["trl_casts"], "trl no longer casts QLoRA adapters to bf16: adapters_to_fp32 may be unnecessary"
-    assert found["cast"] > 0 and found["trainable"] == ["torch.float32"]
-    assert found["frozen"] == ["torch.float32"]  # frozen weights untouched
+        raw = {"instruction": "白带很多", "input": "", "output": " \\n根据你说的症状应该"}
+        files = sorted(Path(job["mirror"], "datasets", "shibing624", "medical").rglob("*.jsonl"))
+        prepared = [r for f in files for r in load_records(f)]
+        result = {"raw": same(raw), "stripped": same({k: v.strip() for k, v in raw.items()}),
+                  "records": len(prepared), "differing": sum(not same(r) for r in prepared)}
+    """, timeout=600)
+    assert (found["raw"], found["stripped"]) == (False, True)
+    assert found["records"] > 0 and found["differing"] == 0, found
