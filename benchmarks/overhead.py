@@ -28,8 +28,10 @@ TOLERANCE = 0.01
 
 
 def harness_round(out: Path, experiment: str, overrides: list[str]) -> dict:
-    subprocess.run([sys.executable, "-m", "harness", "run", f"experiment={experiment}", "framework=trl",
-                    f"results_dir={out}", "report=false", "force=true", "keep_outputs=true", *overrides], cwd=REPO, check=True)
+    run = subprocess.run([sys.executable, "-m", "harness", "run", f"experiment={experiment}", "framework=trl",
+                          f"results_dir={out}", "report=false", "force=true", "keep_outputs=true", *overrides], cwd=REPO)
+    if run.returncode:  # the harness has printed its one-line error (bad experiment or override: exit 2)
+        raise SystemExit(run.returncode)
     (record,) = [r for r in load_results([out]) if r["status"] == "ok"]
     train = record["train"]
     return {"tokens": train["framework_tokens_seen"], "train_call_s": train["train_call_s"],

@@ -257,3 +257,16 @@ def test_model_cache_cli_names_a_model_without_config(tmp_path):
     assert run.returncode == 2 and len(lines) == 1, run.stderr
     assert lines[0].startswith("error:") and "Qwen/No-Such-Model" in lines[0]
     assert not (tmp_path / "cache").exists()
+
+
+def test_overhead_benchmark_passes_the_harness_refusal_through(tmp_path):
+    """benchmarks/overhead.py with an unknown --experiment: the harness's one line, exit 2, nothing written."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "overhead.py"), "--rounds", "1",
+                          "--experiment", "nope", "--out", str(tmp_path / "out")],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    lines = run.stderr.splitlines()
+    assert run.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and "nope" in lines[0], run.stderr
+    assert not (tmp_path / "out").exists()
