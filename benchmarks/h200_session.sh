@@ -8,6 +8,10 @@
 #     CUDA_VISIBLE_DEVICES=1 FW=unsloth bash benchmarks/h200_session.sh throughput; FW=... qlora
 #   bash benchmarks/h200_session.sh scaling                       (both GPUs)
 #   end each call with the `pack` stage: results come back in parts of at most 15 MB
+# Session 3 (one H200, nothing else on the host; R is a git-ignored folder, so it survives between the
+# calls of one warm machine; each call starts with `ensure`, which sets up only what a fresh machine lacks):
+#   R=results/h200-s3 bash benchmarks/h200_session.sh ensure host qlora pack
+#   R=results/h200-s3 FW=trl bash benchmarks/h200_session.sh ensure host throughput pack   (then llamafactory, unsloth)
 # FW picks the frameworks of a stage (default all three). Results go to results/h200*, reports to
 # reports/; the stages append to $LOG.
 set -uo pipefail
@@ -15,6 +19,7 @@ export HARNESS_HUB_MIRROR=$PWD/.hub HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANS
 export HARNESS_CACHE=${HARNESS_CACHE:-/tmp/harness-cache} HARNESS_ENV_ROOT=${HARNESS_ENV_ROOT:-/tmp/harness-envs}
 export PYTHONUNBUFFERED=1
 LOG=${LOG:-session.log}
+mkdir -p "$(dirname "$LOG")"
 OFFLINE=model.weights=random   # no weights offline: seeded random init from config.json
 R=${R:-results/h200}
 FW=${FW:-trl,unsloth,llamafactory}
@@ -27,6 +32,17 @@ stage_setup() {
 }
 # Random-weight models built before any sweep, so no measured run pays for (or holds the memory of) it.
 stage_cache() { python3 -m harness.model_cache Qwen/Qwen2.5-7B-Instruct; }
+# Setup and the model cache once per machine: a warm machine keeps /tmp between calls, a fresh one does not.
+stage_ensure() {
+  if [ -f /tmp/harness-ready ]; then echo "machine already set up"; return; fi
+  stage_setup && stage_cache && touch /tmp/harness-ready
+}
+# What else is on the GPU and the host before the runs (each result also records it during the run).
+stage_host() {
+  nvidia-smi --query-gpu=index,name,memory.used,utilization.gpu --format=csv
+  nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv
+  uptime
+}
 stage_seed() { python3 -m harness run experiment=seed_0.5b $OFFLINE results_dir=$R -m; }
 # One real OOM (batch 1024 cannot fit), then an ordinary run: the sweep goes on.
 stage_oom() {
@@ -62,7 +78,9 @@ stage_scaling() {
 # Bring results back through the device tool: files of at most 16 MB, so the tarball goes in 15 MB parts
 # (framework outputs and data copies are left behind; keep_outputs=false already removes them).
 stage_pack() {
-  tar czf - --exclude=framework_output --exclude=bare_output --exclude=data results reports benchmarks/baselines \
+  local what="results reports benchmarks/baselines"
+  [ "$R" != results/h200 ] && what="$R"  # a session folder: only its own results travel back
+  tar czf - --exclude=framework_output --exclude=bare_output --exclude=data $what \
     | split -b 15M -d - "${OUT:-.}/results.tgz.part"
 }
 

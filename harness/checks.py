@@ -8,7 +8,30 @@ from __future__ import annotations
 import math
 from typing import Any
 
-EVAL_AGREEMENT = 1e-3
+# Unit roundoff of the dtype the logits come out in: bf16 keeps 8 significant bits, fp16 11, fp32 24.
+UNIT_ROUNDOFF = {"bfloat16": 2.0 ** -8, "float16": 2.0 ** -11, "float32": 2.0 ** -24}
+# Standard deviations of the rounding noise allowed: a 4-sigma bound fails an honest run about once in
+# 16,000, while a loss from another model (a different trained adapter: 1e-2 and more apart) still fails.
+EVAL_SIGMAS = 4.0
+# Floor for fp32: reduction order of a few thousand float32 terms, and float64 summation on our side.
+EVAL_FLOOR = 1e-5
+
+
+def eval_tolerance(loss: float, tokens: int, logits_dtype: str | None, logits_rms: float | None = None) -> float:
+    """How far two correct evaluations of the same model on the same records may differ.
+
+    Both sides compute cross-entropy in float32 from logits produced in ``logits_dtype``; two
+    implementations (a fused or chunked loss, another matmul tiling) round each logit z independently,
+    by up to ``u * |z|`` (u: unit roundoff). A token's loss ``logsumexp(z) - z_y`` then moves by about
+    ``u * rms(z)`` with a random sign (the softmax-weighted errors and the target's), so the mean over
+    ``tokens`` supervised tokens moves by ``u * rms(z) / sqrt(tokens)``; allowed: ``EVAL_SIGMAS`` of that.
+    ``logits_rms`` is measured by our evaluator at the supervised positions; older results lack it and
+    use ``|loss|`` instead (for a random-init model the logits are smaller than the loss: conservative).
+    Unknown dtype (older results) is taken as bf16, the loosest of the three.
+    """
+    u = UNIT_ROUNDOFF.get(logits_dtype or "", UNIT_ROUNDOFF["bfloat16"])
+    scale = logits_rms if logits_rms else abs(loss)
+    return max(EVAL_FLOOR, EVAL_SIGMAS * u * scale / math.sqrt(max(1, tokens)))
 
 
 def _check(name: str, passed: bool | None, detail: str) -> dict[str, Any]:
@@ -56,8 +79,15 @@ def eval_agreement(evaluation: dict[str, Any], world_size: int = 1) -> dict[str,
             ddp_step_mean(evaluation["record_losses"], world_size))
     how, value = min(((k, v) for k, v in candidates.items() if v is not None), key=lambda kv: abs(kv[1] - theirs))
     diff = abs(value - theirs)
-    return _check("eval_loss_matches_framework", diff <= EVAL_AGREEMENT,
-                  f"ours {value:.5f} ({how}), framework {theirs:.5f}, |diff| {diff:.2e}")
+    dtype = evaluation.get("logits_dtype")
+    tol = eval_tolerance(theirs, int(evaluation.get("tokens") or 1), dtype, evaluation.get("logits_rms"))
+    shapes = ("same batch shapes as the framework's eval" if evaluation.get("batch_size") == 1
+              else "our batches differ in shape from the framework's eval (batch 1)")
+    return _check("eval_loss_matches_framework", diff <= tol,
+                  f"ours {value:.5f} ({how}), framework {theirs:.5f}, |diff| {diff:.2e}, tolerance {tol:.1e} "
+                  f"({dtype or 'dtype not recorded, bf16 assumed'} logits, rms {evaluation.get('logits_rms') or 'not recorded'}, "
+                  f"over {evaluation.get('tokens')} tokens; "
+                  f"{shapes})")
 
 
 def loss_fell(log: list[dict[str, Any]]) -> dict[str, Any]:

@@ -99,6 +99,9 @@ class TrainConfig:
     target_eval_loss: Optional[float] = None
     # Steps excluded from throughput figures (compilation, allocator and cache warm-up).
     measure_warmup_steps: int = 10
+    # Timing starts after the last step of the run's first half slower per token than this factor times
+    # the steady state's (harness/measure/step_meter.py); null: exactly measure_warmup_steps are excluded.
+    settle_factor: Optional[float] = None
 
 
 # ---- launcher (Scale): how the worker is started; nproc is part of the job (it changes the effective batch) ----
@@ -182,6 +185,9 @@ def validate(cfg: Any, *, cuda_available: bool) -> None:
     for name in ("warmup_steps", "weight_decay", "max_grad_norm", "eval_steps", "measure_warmup_steps"):
         _positive(f"train.{name}", getattr(t, name), allow_zero=True)
     _positive("train.target_eval_loss", t.target_eval_loss)
+    if t.settle_factor is not None and t.settle_factor <= 1.0:
+        raise ConfigError(f"train.settle_factor must be > 1 (a slow step's time per token over the steady state's), "
+                          f"got {t.settle_factor}")
     _positive("train.lora.r", t.lora.r)
     _positive("train.lora.alpha", t.lora.alpha)
     if not 0.0 <= t.lora.dropout < 1.0:

@@ -9,6 +9,7 @@ from typing import Any
 
 from harness.checks import run_checks
 from harness.environment import environment
+from harness.measure.host_activity import host_disclosure
 from harness.phases import durations
 from harness.results import SCHEMA_VERSION
 
@@ -90,12 +91,20 @@ def build_record(*, job: dict[str, Any], view: dict[str, Any], sampler: Any, run
                                                               "peak_process_bytes", "baseline_used_bytes",
                                                               "mean_util_pct", "max_power_w")}
                                        for d in nvml.get("per_device") or []]})
+    # Which part of the run set the card's peak: loading, training, the framework's evaluation, ours.
+    start = phases.get("spawned") or phases.get("process_start")
+    windows = {"load": (start, phases.get("train_start")), "train": (phases.get("train_start"), phases.get("train_end")),
+               "framework_eval": (phases.get("train_end"), phases.get("framework_eval_end")),
+               "our_eval": (phases.get("framework_eval_end"), phases.get("eval_end"))}
+    memory["nvml_phase_peaks"] = {name: _nvml_peak_between(sampler, nvml, t0, t1) for name, (t0, t1) in windows.items()}
     record["memory"] = memory
+    record["host"] = {**(nvml.get("host") or {})}
+    record["host"]["disclosure"] = host_disclosure(record["host"])
     record["gpu_activity"] = {k: nvml.get(k) for k in ("mean_util_pct", "max_power_w")}
     tokens = (record["train"] or {}).get("tokens")
     joules = sampler.energy_between(phases["train_start"], phases["train_end"]) \
         if "train_start" in phases and "train_end" in phases else None
-    record["energy"] = {"train_joules": joules, "method": nvml.get("energy_method"),
+    record["energy"] = {"train_joules": joules, "method": nvml.get("energy_source"),
                         "joules_per_1k_tokens": joules / (tokens / 1000) if joules and tokens else None}
     record["mfu"] = _mfu(record, worker.get("model_path"), job) if record["status"] == "ok" else None
     record["checks"] = run_checks(record) if record["status"] == "ok" else []

@@ -27,7 +27,8 @@ from typing import Any  # noqa: E402
 
 from harness.atomic import atomic_write_json  # noqa: E402
 from harness.frameworks import load_adapter  # noqa: E402
-from harness.frameworks.base import FrameworkUnavailable  # noqa: E402
+from harness.frameworks.base import (FRAMEWORK_EVAL_BATCH, PAD_TO_MULTIPLE_OF,  # noqa: E402
+                                     FrameworkUnavailable)
 
 RESULT_NAME = "worker_result.json"
 
@@ -83,10 +84,16 @@ def _runtime(job: dict[str, Any]) -> None:
     job["runtime"]["device"] = "cuda" if cuda else "cpu"
     job["runtime"]["bf16_supported"] = bool(cuda and torch.cuda.is_bf16_supported())
     job["runtime"]["gpu_name"] = torch.cuda.get_device_name(0) if cuda else None
+
+
+def _build_model(job: dict[str, Any]) -> None:
+    """``model.weights=random``: the seeded model's folder, built on first use (its own phase,
+    ``model_build``: a 7B build takes longer than the imports it used to be counted in)."""
     if job["model"]["weights"] == "random":
         from harness.model_cache import random_weights_model
 
         job["model"]["path"] = str(random_weights_model(Path(job["model"]["path"]), job["model"]["init_seed"]))
+    phases.mark("model_built")
 
 
 def _train_and_measure(job: dict[str, Any], adapter: Any, result: dict[str, Any]) -> None:
@@ -98,7 +105,8 @@ def _train_and_measure(job: dict[str, Any], adapter: Any, result: dict[str, Any]
     from harness.measure.step_meter import StepMeter, torch_memory
 
     t = job["train"]
-    live, meter = LiveObjects(), StepMeter(warmup_steps=t["measure_warmup_steps"])
+    live = LiveObjects()
+    meter = StepMeter(warmup_steps=t["measure_warmup_steps"], settle_factor=t.get("settle_factor"))
     eval_records = read_split(job["runtime"]["data_dir"], "eval")
     from harness.measure.progress import ProgressPrinter
 
@@ -116,18 +124,36 @@ def _train_and_measure(job: dict[str, Any], adapter: Any, result: dict[str, Any]
     result["memory"] = _memory_headline(meter.train_memory_per_rank, result["memory"])
     if rank() != 0:
         return  # rank 0 evaluates and writes the result
+    phases.mark("framework_eval_end")
+    # The StepMeter reset the allocator's peaks at train end: this is the framework's own evaluation's.
+    phase_peaks = {"train": result["memory"], "framework_eval": torch_memory()}
     result["train"]["train_call_s"] = trained.train_call_s
     result["audit"] = read_live_fields(live, meter, job)
-    eval_result = evaluate_loss(trained.model, trained.tokenizer, eval_records,
-                                max_length=t["max_length"], batch_size=t["eval_batch_size"])
+    _reset_peaks()
+    # At the framework's eval shapes (batch 1, padded like its collator): the same tensors for the
+    # cross-check, and a memory footprint inside the training peak.
+    eval_result = evaluate_loss(trained.model, trained.tokenizer, eval_records, max_length=t["max_length"],
+                                batch_size=FRAMEWORK_EVAL_BATCH, pad_to_multiple_of=PAD_TO_MULTIPLE_OF)
+    phase_peaks["our_eval"] = torch_memory()
     eval_result["framework_loss"] = trained.framework_eval_loss
     for cb in callbacks:
         if isinstance(cb, PeriodicEval):
             eval_result.update(cb.summary())
     result["eval"] = eval_result
     phases.mark("eval_end")
-    # The headline stays the training phase's; the whole run's peaks (our evaluation included) beside it.
-    result["memory"]["run_peaks"] = torch_memory()
+    # The headline stays the training phase's; each phase's peaks and the whole run's beside it.
+    result["memory"]["phase_peaks"] = {name: {k: v for k, v in peaks.items() if k != "per_rank"}
+                                       for name, peaks in phase_peaks.items()}
+    result["memory"]["run_peaks"] = {key: max((p[key] for p in phase_peaks.values() if p.get(key) is not None),
+                                              default=None) for key in ("torch_max_allocated_bytes",
+                                                                        "torch_max_reserved_bytes")}
+
+
+def _reset_peaks() -> None:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.reset_peak_memory_stats()
 
 
 def run(run_dir: Path) -> dict[str, Any]:
@@ -143,6 +169,7 @@ def run(run_dir: Path) -> dict[str, Any]:
         except ImportError as err:
             raise FrameworkUnavailable(f"{err}; install with: {adapter.INSTALL_HINT}") from err
         phases.mark("imports_done")
+        _build_model(job)
         _train_and_measure(job, adapter, result)
         result["status"], result["reason"] = "ok", ""
     except FrameworkUnavailable as err:

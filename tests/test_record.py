@@ -24,3 +24,49 @@ def test_nvml_peak_is_taken_inside_the_training_window_above_idle():
 def test_no_gpu_or_no_window_gives_none():
     assert _nvml_peak_between(TimelineSampler([]), {"available": False}, 1.0, 2.0) is None
     assert _nvml_peak_between(TimelineSampler([]), {"available": True}, None, 2.0) is None
+
+
+class SummarySampler(TimelineSampler):
+    """A parent-side sampler as build_record sees it: a timeline, a summary, energy over a window."""
+
+    def __init__(self, rows, summary):
+        super().__init__(rows)
+        self._summary = summary
+
+    def summary(self):
+        return self._summary
+
+    def energy_between(self, t0, t1):
+        return 50.0
+
+
+def _record(sampler, phases):
+    from harness.record import build_record
+
+    job = {"framework": {"name": "fake", "version": "0"}, "suite": "s", "train": {"gradient_checkpointing": True}}
+    worker = {"status": "failed", "reason": "x", "phases": phases, "train": {"tokens": 1000}}
+    return build_record(job=job, view={"worker": worker, "wall_time_s": 9.0}, sampler=sampler, run_dir=None,
+                        repeat=0, job_hash="j", point_hash="p")
+
+
+def test_energy_method_is_the_samplers_source_and_each_phase_has_its_peak():
+    nvml = {"available": True, "energy_source": "counter", "peak_used_bytes": 5000,
+            "per_device": [{"nvml_index": 0, "baseline_used_bytes": 100}],
+            "host": {"samples": 3, "cpu_count": 2, "cpu_shared": False, "other_busy_cores_mean": 0.0,
+                     "other_gpu_processes": [], "other_busy_gpus": []}}
+    rows = [{"t": t, "device": 0, "used_bytes": u} for t, u in
+            ((1.5, 900), (2.5, 600), (3.5, 5100), (4.5, 300))]
+    phases = {"process_start": 1.0, "train_start": 2.0, "train_end": 3.0, "framework_eval_end": 4.0, "eval_end": 5.0}
+    record = _record(SummarySampler(rows, nvml), phases)
+    assert record["energy"]["method"] == "counter" and record["energy"]["joules_per_1k_tokens"] == 50.0
+    assert record["memory"]["nvml_phase_peaks"] == {"load": 800, "train": 500, "framework_eval": 5000, "our_eval": 200}
+    assert record["host"]["disclosure"] == {"shared": False, "because": []}
+
+
+def test_model_build_is_its_own_phase():
+    from harness.phases import durations
+
+    d = durations({"process_start": 0.0, "imports_done": 18.0, "model_built": 34.0, "model_loaded": 38.0})
+    assert d["imports"] == 18.0 and d["model_build"] == 16.0 and d["model_load"] == 4.0
+    old = durations({"process_start": 0.0, "imports_done": 18.0, "model_loaded": 38.0})  # results before the phase
+    assert old["model_build"] is None and old["model_load"] == 20.0

@@ -74,6 +74,9 @@ def output_dir(job: Job) -> str:
 # row only). Padding changes the tensor shapes, hence speed and memory, never the loss; every framework
 # pads the same way so that the same batches have the same shapes (audited as ``padded_lengths``).
 PAD_TO_MULTIPLE_OF = 8
+# The frameworks' eval batch: their eval loss is then the mean of per-record token means, and our final
+# evaluation runs at the same shapes (harness/worker.py) so the two losses are computed alike.
+FRAMEWORK_EVAL_BATCH = 1
 
 
 def training_arguments(job: Job) -> dict[str, Any]:
@@ -104,7 +107,7 @@ def training_arguments(job: Job) -> dict[str, Any]:
         "logging_steps": 1,
         "save_strategy": "no",
         "eval_strategy": "no",  # our evaluator runs at train.eval_steps; the framework's eval runs once at the end
-        "per_device_eval_batch_size": 1,  # framework eval loss = mean of per-record token means (see evaluator)
+        "per_device_eval_batch_size": FRAMEWORK_EVAL_BATCH,  # framework eval loss = mean of per-record token means
         "report_to": "none",
         "dataloader_num_workers": 0,
         "include_num_input_tokens_seen": "non_padding",

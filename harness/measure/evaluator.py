@@ -65,10 +65,17 @@ def _pad_id(tokenizer) -> int:
 
 
 def evaluate_loss(model, tokenizer, records: Sequence[dict[str, Any]], *, max_length: int, batch_size: int,
-                  device=None) -> dict[str, Any]:
+                  pad_to_multiple_of: int = 1, device=None) -> dict[str, Any]:
     """Token-mean cross-entropy over the supervised (shifted) tokens of ``records``.
 
-    Returns ``{loss, tokens, records, batches, truncated, record_mean_loss, record_losses}`` where tokens counts the
+    Each batch is right-padded to its longest row, rounded up to ``pad_to_multiple_of``. The final
+    evaluation runs at the frameworks' own eval shapes (batch 1, padded to the collators' multiple of 8),
+    so that our loss and the framework's are computed on the same tensors in the same precision (bf16
+    rounds differently for differently shaped matmuls) and the run's memory peak is never set by a
+    wide evaluation batch (16 x 1024 rows of 152k-vocabulary logits are ~5 GiB in bf16).
+
+    Returns ``{loss, tokens, records, batches, truncated, record_mean_loss, record_losses, logits_dtype,
+    logits_rms, batch_size, pad_to_multiple_of}`` where tokens counts the
     supervised tokens that entered the mean (``labels[1:] != -100`` per record) and ``record_losses`` holds each
     record's ``[summed cross-entropy, supervised tokens]`` (what a framework's own averaging is rebuilt from). The model is put in eval mode under
     no_grad and its previous train/eval mode is restored afterwards.
@@ -87,6 +94,9 @@ def evaluate_loss(model, tokenizer, records: Sequence[dict[str, Any]], *, max_le
     n_tokens = 0
     batches = 0
     record_losses: list[list[float]] = []
+    logits_dtype: str | None = None
+    square_sum = torch.zeros((), dtype=torch.float64)  # of the supervised positions' logits: rounding scale
+    n_logits = 0
     model.eval()
     # unsloth's patched forward fuses the loss and returns no logits unless this is set; it reads it
     # per call, so it is switched on for our evaluation only (training keeps unsloth's fused path).
@@ -97,6 +107,7 @@ def evaluate_loss(model, tokenizer, records: Sequence[dict[str, Any]], *, max_le
             for start in range(0, len(items), batch_size):
                 chunk = items[start:start + batch_size]
                 width = max(len(it["input_ids"]) for it in chunk)
+                width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
                 ids = torch.full((len(chunk), width), pad, dtype=torch.long)
                 labels = torch.full((len(chunk), width), IGNORE_INDEX, dtype=torch.long)
                 mask = torch.zeros((len(chunk), width), dtype=torch.long)
@@ -115,10 +126,13 @@ def evaluate_loss(model, tokenizer, records: Sequence[dict[str, Any]], *, max_le
                 if logits is None or not torch.is_tensor(logits) or logits.shape[:2] != ids.shape:
                     raise RuntimeError("model returned no full logits (for unsloth set UNSLOTH_RETURN_LOGITS=1 "
                                        "before importing it)")
+                logits_dtype = str(logits.dtype).removeprefix("torch.")
                 # Only supervised positions are upcast: a float32 copy of every logit would not fit at
                 # large vocab x long sequences.
                 selected = logits[:, :-1][keep].float()
                 token_ce = F.cross_entropy(selected, targets[keep], reduction="none").double()
+                square_sum += torch.linalg.vector_norm(selected, dtype=torch.float64).cpu() ** 2
+                n_logits += selected.numel()
                 total += token_ce.sum().cpu()
                 n_tokens += int(keep.sum())
                 # Per-record means too: HF Trainer's own eval loss (eval batch 1) averages those.
@@ -137,5 +151,7 @@ def evaluate_loss(model, tokenizer, records: Sequence[dict[str, Any]], *, max_le
     return {"loss": loss, "tokens": n_tokens, "records": len(items), "batches": batches,
             "record_mean_loss": (sum(total_ce / count for total_ce, count in record_losses) / len(record_losses)
                                  if record_losses else None),
-            "record_losses": record_losses,
+            "record_losses": record_losses, "logits_dtype": logits_dtype,
+            "logits_rms": float((square_sum / n_logits).sqrt()) if n_logits else None,
+            "batch_size": batch_size, "pad_to_multiple_of": pad_to_multiple_of,
             "truncated": sum(1 for it in items if it["truncated"])}

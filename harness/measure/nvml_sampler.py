@@ -25,10 +25,13 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from harness.measure.host_activity import HostActivity
+
 # One timeline point of one device: (t, used_bytes, util_pct, power_w, process_bytes); None = not read.
 Sample = tuple[float, "int | None", "int | None", "float | None", "int | None"]
 
 _PID_REFRESH_S = 0.5  # re-walk the watched process tree this often (enumerating /proc costs ~ms)
+_NEIGHBOUR_SCAN_S = 1.0  # the host's other GPUs are looked at this often (disclosure, not measurement)
 
 
 def _import_nvml():
@@ -233,6 +236,12 @@ class NvmlSampler:
         self._energy_supported: list[bool] = []
         self._process_supported = True
         self._process_matched = False
+        # What else used the GPUs: other processes on ours (pid -> peak bytes), the host's other GPUs.
+        self.host = HostActivity()
+        self._foreign: dict[tuple[int, int], dict[str, Any]] = {}
+        self._neighbour_handles: list[tuple[int, Any]] = []
+        self._neighbours: dict[int, dict[str, Any]] = {}
+        self._neighbour_scanned = 0.0
         self._reset_stats()
         try:
             nvml = _import_nvml()
@@ -250,6 +259,8 @@ class NvmlSampler:
             self._handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in self._indices]
             self._env = _environment(nvml, self._indices)
             self._energy_supported = [self._read_energy(h) is not None for h in self._handles]
+            self._neighbour_handles = [(i, nvml.nvmlDeviceGetHandleByIndex(i))
+                                       for i in range(int(nvml.nvmlDeviceGetCount())) if i not in self._indices]
         except Exception as err:  # noqa: BLE001
             self.reason = f"NVML device setup failed: {err}"
             self._shutdown()
@@ -293,7 +304,7 @@ class NvmlSampler:
         except Exception:  # noqa: BLE001  (pre-Volta, vGPU, MIG: unsupported)
             return None
 
-    def _read_process_bytes(self, handle) -> int | None:
+    def _read_process_bytes(self, handle, nvml_index: int) -> int | None:
         if not self._watch_pids or not self._process_supported:
             return None
         try:
@@ -301,17 +312,48 @@ class NvmlSampler:
         except Exception:  # noqa: BLE001
             self._process_supported = False
             return None
-        total, seen = 0, False
+        total, seen, attributable = 0, False, True
         for proc in procs:
+            used = getattr(proc, "usedGpuMemory", None)
+            if proc.pid not in self._watch_pids and (nvml_index, proc.pid) not in self._foreign \
+                    and self._watch_root is not None:
+                # A rank or helper the child spawned since the last refresh is ours, not a neighbour
+                # (checked once per new pid: a walk of the tree at every 10 ms tick would cost too much).
+                self._watch_pids = _children_pids(self._watch_root)
             if proc.pid in self._watch_pids:
                 seen = True
-                used = getattr(proc, "usedGpuMemory", None)
                 if used is None:  # driver cannot attribute memory (e.g. Windows WDDM, some containers)
-                    return None
-                total += int(used)
+                    attributable = False
+                else:
+                    total += int(used)
+            else:
+                self._note_foreign(nvml_index, int(proc.pid), used)
         if seen:
             self._process_matched = True
-        return total
+        return total if attributable else None
+
+    def _note_foreign(self, nvml_index: int, pid: int, used: int | None) -> None:
+        entry = self._foreign.get((nvml_index, pid))
+        if entry is None:
+            entry = self._foreign[(nvml_index, pid)] = {"nvml_index": nvml_index, "pid": pid,
+                                                        "name": _process_name(pid), "used_bytes": None}
+        entry["used_bytes"] = _max_opt(entry["used_bytes"], None if used is None else int(used))
+
+    def _scan_neighbours(self, now: float) -> None:
+        """The host's GPUs that are not this run's: busy ones are disclosed (another sweep beside ours shares
+        the host's CPUs, PCIe and power budget even when it never touches our card)."""
+        if now - self._neighbour_scanned < _NEIGHBOUR_SCAN_S or not self._neighbour_handles:
+            return
+        self._neighbour_scanned = now
+        for index, handle in self._neighbour_handles:
+            try:
+                util = int(self._nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+                procs = len(self._nvml.nvmlDeviceGetComputeRunningProcesses(handle))
+            except Exception:  # noqa: BLE001
+                continue
+            entry = self._neighbours.setdefault(index, {"nvml_index": index, "max_util_pct": 0, "processes": 0})
+            entry["max_util_pct"] = max(entry["max_util_pct"], util)
+            entry["processes"] = max(entry["processes"], procs)
 
     def _read_used(self, handle) -> int | None:
         try:
@@ -339,7 +381,7 @@ class NvmlSampler:
                 except Exception:  # noqa: BLE001
                     power = None
                 energy = self._read_energy(handle) if self._energy_supported[k] else None
-                proc = self._read_process_bytes(handle)
+                proc = self._read_process_bytes(handle, self._indices[k])
                 self._timelines[k].add((now, used, util, power, proc))
                 self._peak_used[k] = _max_opt(self._peak_used[k], used)
                 self._peak_proc[k] = _max_opt(self._peak_proc[k], proc)
@@ -355,6 +397,7 @@ class NvmlSampler:
                 self._intervals.append(now - self._last_t)
             self._last_t = now
             self._ticks += 1
+            self._scan_neighbours(now)
 
     def _record_energy(self, t: float, energy: float | None, power: float | None) -> None:
         self._energy_skip += 1
@@ -387,7 +430,9 @@ class NvmlSampler:
         return base
 
     def start(self) -> "NvmlSampler":
-        """Take the idle baseline, then start the background sampling thread. No-op without NVML."""
+        """Take the idle baseline, then start the background sampling thread (without NVML, only the
+        host's CPU activity is sampled)."""
+        self.host.start()
         if not self.available or self._thread is not None:
             return self
         self._reset_stats()
@@ -421,6 +466,7 @@ class NvmlSampler:
                 self._tick()
             except Exception:  # noqa: BLE001
                 pass
+        self.host.stop()
         self._shutdown()
 
     def __enter__(self) -> "NvmlSampler":
@@ -434,6 +480,7 @@ class NvmlSampler:
         anything it spawns, e.g. dataloader or torchrun ranks). Note: inside a container NVML may report
         host PIDs, which then never match; the summary says so instead of reporting 0."""
         self._watch_root = int(root_pid)
+        self.host.watch(root_pid)
         self._watch_pids = _children_pids(self._watch_root)
         self._watch_refreshed = time.time()
 
@@ -509,7 +556,7 @@ class NvmlSampler:
                     "driver": None, "cuda_driver_version": None, "baseline_used_bytes": None,
                     "peak_used_bytes": None, "peak_process_bytes": None, "mean_util_pct": None,
                     "max_power_w": None, "samples": 0, "interval_s": None, "energy_source": None,
-                    "per_device": []}
+                    "per_device": [], "host": self.host_summary()}
         with self._lock:
             per_device = []
             for k, idx in enumerate(self._indices):
@@ -545,7 +592,34 @@ class NvmlSampler:
                 "peak_process_bytes": peak_proc, "process_note": process_note,
                 "mean_util_pct": mean_util, "max_power_w": max_power, "samples": ticks,
                 "interval_s": interval, "target_interval_s": self.interval_s,
-                "energy_source": self.energy_source(), "per_device": per_device}
+                "energy_source": self.energy_source(), "per_device": per_device, "host": self.host_summary()}
+
+    def host_summary(self) -> dict[str, Any]:
+        """CPU activity of the host (HostActivity) plus what NVML saw beside the run: other processes on
+        its GPUs (only when NVML's pids are ours to compare: same PID namespace) and busy other GPUs."""
+        summary = self.host.summary()
+        with self._lock:
+            foreign = [dict(v) for v in self._foreign.values()]
+            neighbours = [dict(v) for v in self._neighbours.values() if v["max_util_pct"] > 0 or v["processes"]]
+        if not self.available:
+            summary["gpu_neighbours"] = "NVML not available"
+        elif self._watch_root is not None and not self._process_matched:
+            summary["gpu_neighbours"] = "NVML's pids are not this host's (another PID namespace): not attributable"
+            foreign = []
+        else:
+            summary["gpu_neighbours"] = "checked"
+        summary["other_gpu_processes"] = foreign
+        summary["other_busy_gpus"] = neighbours
+        return summary
+
+
+def _process_name(pid: int) -> str | None:
+    try:
+        import psutil  # noqa: PLC0415
+
+        return psutil.Process(pid).name()
+    except Exception:  # noqa: BLE001  (gone, or another namespace)
+        return None
 
 
 def _interp(points: Iterable[tuple[float, float]], t: float) -> float:

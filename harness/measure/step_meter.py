@@ -24,11 +24,24 @@ Step time: HF's Trainer fetches all micro-batches of a step *before* ``on_step_b
 would hide data loading. ``time_s`` is therefore the wall time from the previous step's end (or train
 begin, or the end of an in-loop evaluation/save, which are not training work) to this step's end,
 with ``torch.cuda.synchronize()`` at both ends; ``compute_s`` (begin→end) is kept for diagnosis.
+
+Warm-up: the first ``warmup_steps`` steps are never timed. With ``settle_factor`` (``train.settle_factor``,
+set by the GPU throughput suites; off by default, so that a short run's timed window is fixed), timing
+starts later still if the run had not settled by then. A step is "slow" when its time per token is more
+than ``settle_factor`` (1.5 in those suites) times the
+median time per token of the run's second half (the steady state); compilation (unsloth, torch.compile),
+kernel autotuning and allocator growth make steps 2-10x slower per token, while the steady state's
+shape-dependent variation stays within ~1.3x (7B, batch 16: per-step tokens/s 1,830-2,930). Timing
+starts after the last slow step of the run's first half. A slow step in the second half (a recompile
+for a new shape) is timed and listed: it is part of how the framework runs, and the trace shows it.
+Per padded token (rows x padded width: what the GPU computes), not per step, because steps of the same
+run carry 1.5x different token counts, nor per real token, which a batch of short rows in a wide tensor
+would make look slow.
 """
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from transformers import TrainerCallback
@@ -73,8 +86,12 @@ class StepMeter(TrainerCallback):
     nor position ids (falls back to the trainer's ``processing_class.pad_token_id``).
     """
 
-    def __init__(self, warmup_steps: int, pad_token_id: int | None = None) -> None:
+    def __init__(self, warmup_steps: int, pad_token_id: int | None = None, settle_factor: float | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.warmup_steps = int(warmup_steps)
+        self.settle_factor = settle_factor
+        # Injected in tests: a known-answer timing test must not depend on how busy the machine is.
+        self._clock = clock
         self.pad_token_id = pad_token_id
         self.records: list[dict[str, Any]] = []
         self.first_batch_shape: list[int] | None = None
@@ -97,6 +114,7 @@ class StepMeter(TrainerCallback):
         self._acc_samples: Any = 0
         self._acc_micro = 0
         self._acc_max_len = 0
+        self._acc_padded = 0
 
     def count_batch(self, kwargs: dict[str, Any], args: tuple = ()) -> None:
         """Add one micro-batch (the model call's kwargs / positional args) to the current step."""
@@ -134,6 +152,7 @@ class StepMeter(TrainerCallback):
         self._acc_samples = self._acc_samples + samples
         self._acc_micro += 1
         self._acc_max_len = max(self._acc_max_len, shape[-1])
+        self._acc_padded += shape[0] * shape[-1] if len(shape) > 1 else shape[0]
         if self.first_batch_shape is None:
             self.first_batch_shape = shape
         if len(self.first_batches) < FIRST_BATCHES_KEPT:
@@ -173,18 +192,18 @@ class StepMeter(TrainerCallback):
         if model is not None:
             self.attach(model)
         _sync()
-        self._t_anchor = time.perf_counter()
+        self._t_anchor = self._clock()
         self._t_begin = None
 
     def on_step_begin(self, args, state, control, **kwargs):
         _sync()
-        self._t_begin = time.perf_counter()
+        self._t_begin = self._clock()
         if self._t_anchor is None:
             self._t_anchor = self._t_begin
 
     def on_step_end(self, args, state, control, **kwargs):
         _sync()
-        t_end = time.perf_counter()
+        t_end = self._clock()
         wall_end = time.time()
         tokens, supervised, samples = self._read_counts()
         begin = self._t_begin if self._t_begin is not None else t_end
@@ -194,7 +213,7 @@ class StepMeter(TrainerCallback):
             "time_s": t_end - anchor, "compute_s": t_end - begin,
             "tokens": tokens, "supervised_tokens": supervised,
             "samples": samples, "micro_batches": self._acc_micro,
-            "max_seq_len": self._acc_max_len,
+            "max_seq_len": self._acc_max_len, "padded_tokens": self._acc_padded,
             "loss": None, "grad_norm": None, "lr": None, "t_end": wall_end})
         self._reset_acc()
         self._t_anchor = t_end
@@ -203,7 +222,7 @@ class StepMeter(TrainerCallback):
     def reanchor(self) -> None:
         """Evaluation / checkpoint saving inside the loop is not training work: restart the clock."""
         _sync()
-        self._t_anchor = time.perf_counter()
+        self._t_anchor = self._clock()
 
     def on_evaluate(self, args, state, control, **kwargs):
         self.reanchor()
@@ -230,6 +249,10 @@ class StepMeter(TrainerCallback):
         # The allocator's peaks of the training phase alone: frameworks evaluate right after training
         # (trl's evaluate(), LLaMA-Factory's do_eval) and that must not count as training memory.
         self.train_memory = torch_memory()
+        # From here on the allocator's peaks are the evaluations' (the worker reads them per phase), so a
+        # wide evaluation batch can never pass for the training peak or hide inside it.
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.reset_peak_memory_stats()
         self.detach()
         seen = getattr(state, "num_input_tokens_seen", None)
         self.framework_tokens_seen = int(seen) if seen else None
@@ -278,14 +301,36 @@ class StepMeter(TrainerCallback):
     def steps(self) -> int:
         return len(self.records)
 
+    def settled(self) -> dict[str, Any]:
+        """The measured warm-up: where timing starts (see the module docstring) and the evidence."""
+        recs = self.records
+        if not self.settle_factor:
+            return {"min_warmup_steps": self.warmup_steps, "settle_factor": None, "steady_s_per_token": None,
+                    "slow_steps": [], "timing_starts_after_step": self.warmup_steps, "extended_by": 0}
+        # Per padded token: what the GPU computes (padding included), so a batch of short rows in a wide
+        # tensor is not mistaken for a slow step.
+        cost = [r["time_s"] / (r.get("padded_tokens") or r["tokens"]) if (r.get("padded_tokens") or r["tokens"])
+                else None for r in recs]
+        steady = [c for c in cost[len(recs) // 2:] if c is not None]
+        reference = median(steady) if steady else None
+        slow = [r["step"] for r, c in zip(recs, cost)
+                if reference is not None and c is not None and c > self.settle_factor * reference]
+        first_half = [step for step in slow if step <= recs[len(recs) // 2 - 1]["step"]] if len(recs) >= 2 else []
+        starts_after = max([self.warmup_steps] + first_half)
+        return {"min_warmup_steps": self.warmup_steps, "settle_factor": self.settle_factor,
+                "steady_s_per_token": reference, "slow_steps": slow,
+                "timing_starts_after_step": starts_after,
+                "extended_by": starts_after - self.warmup_steps}
+
     def summary(self) -> dict[str, Any]:
         """The ``train`` section of result.json (harness/results.py)."""
         recs = self.records
-        timed = [r for r in recs if r["step"] > self.warmup_steps]
+        settle = self.settled()
+        timed = [r for r in recs if r["step"] > settle["timing_starts_after_step"]]
         note = None
         if recs and not timed:
             timed = list(recs)
-            note = (f"run has {len(recs)} steps <= warmup_steps={self.warmup_steps}: "
+            note = (f"run has {len(recs)} steps <= warm-up ({settle['timing_starts_after_step']} steps): "
                     "throughput is over all steps, warm-up included")
         if not self._supervised_known:
             note = ((note + "; ") if note else "") + "some batches had no labels: supervised tokens undercounted"
@@ -295,7 +340,8 @@ class StepMeter(TrainerCallback):
             return sum(r[key] for r in timed) / t_time if timed and t_time > 0 else None
 
         return {
-            "steps": len(recs), "warmup_steps": self.warmup_steps, "timed_steps": len(timed),
+            "steps": len(recs), "warmup_steps": settle["timing_starts_after_step"], "timed_steps": len(timed),
+            "warmup": settle,
             "tokens": sum(r["tokens"] for r in recs),
             "supervised_tokens": sum(r["supervised_tokens"] for r in recs),
             "samples": sum(r["samples"] for r in recs),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.checks import ddp_step_mean, eval_agreement
+from harness.checks import ddp_step_mean, eval_agreement, eval_tolerance
 
 # [summed cross-entropy, supervised tokens] of four records: per-record means 2, 1, 4, 3.
 RECORDS = [[20.0, 10], [5.0, 5], [8.0, 2], [30.0, 10]]
@@ -16,7 +16,8 @@ def test_ddp_step_mean_is_the_token_weighted_mean_of_each_step_of_world_size_rec
 
 
 def test_single_process_compares_with_the_mean_over_records():
-    evaluation = {"record_mean_loss": 2.5, "record_losses": RECORDS, "framework_loss": 2.5004}
+    evaluation = {"record_mean_loss": 2.5, "record_losses": RECORDS, "framework_loss": 2.5004, "tokens": 27,
+                  "logits_dtype": "bfloat16"}
     check = eval_agreement(evaluation)
     assert check["passed"] is True and "mean over records" in check["detail"]
     assert eval_agreement(dict(evaluation, framework_loss=2.52))["passed"] is False
@@ -24,7 +25,8 @@ def test_single_process_compares_with_the_mean_over_records():
 
 def test_under_ddp_either_averaging_matches_and_the_detail_names_which():
     ddp = (25 / 15 + 38 / 12) / 2
-    evaluation = {"record_mean_loss": 2.5, "record_losses": RECORDS, "framework_loss": ddp + 1e-4}
+    evaluation = {"record_mean_loss": 2.5, "record_losses": RECORDS, "framework_loss": ddp + 1e-4, "tokens": 27,
+                  "logits_dtype": "bfloat16"}
     check = eval_agreement(evaluation, world_size=2)
     assert check["passed"] is True and "2 ranks" in check["detail"]
     assert eval_agreement(evaluation, world_size=1)["passed"] is False  # one process: only the record mean
@@ -34,3 +36,64 @@ def test_under_ddp_either_averaging_matches_and_the_detail_names_which():
 
 def test_no_framework_loss_does_not_apply():
     assert eval_agreement({"record_mean_loss": 2.5, "framework_loss": None})["passed"] is None
+
+
+def test_tolerance_follows_the_logits_dtype_and_the_token_count():
+    # bf16: 4 sigma of u * rms(logits) / sqrt(tokens), u = 2^-8; fp32 down to the floor.
+    assert eval_tolerance(11.0, 10_000, "bfloat16", logits_rms=3.0) == pytest.approx(4 * 2 ** -8 * 3.0 / 100)
+    assert eval_tolerance(11.0, 10_000, "bfloat16") == pytest.approx(4 * 2 ** -8 * 11.0 / 100)  # no rms: |loss|
+    assert eval_tolerance(11.0, 10_000, "float32", logits_rms=3.0) == 1e-5
+    assert eval_tolerance(11.0, 40_000, "bfloat16", 3.0) == pytest.approx(eval_tolerance(11.0, 10_000, "bfloat16", 3.0) / 2)
+    assert eval_tolerance(11.0, 100, None, 3.0) == eval_tolerance(11.0, 100, "bfloat16", 3.0)  # unknown: loosest
+
+
+def _tiny(seed: int):
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from tests.measure.test_evaluator import HUB, TINY
+
+    tok = AutoTokenizer.from_pretrained(str(TINY if (TINY / "tokenizer_config.json").exists() else HUB))
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    return Qwen2ForCausalLM(cfg).float().eval(), tok
+
+
+def _trainer_style_eval_loss(model, tok, records, pad_to: int) -> float:
+    """What HF's Trainer reports at eval batch 1: each record padded like the collator, the model's own loss
+    (labels -> ForCausalLMLoss), averaged over records."""
+    import torch
+
+    from harness.measure.evaluator import tokenize_record
+
+    losses = []
+    for r in records:
+        it = tokenize_record(tok, r, 64)
+        n = len(it["input_ids"])
+        width = -(-n // pad_to) * pad_to
+        ids = torch.full((1, width), tok.pad_token_id)
+        labels = torch.full((1, width), -100)
+        mask = torch.zeros((1, width), dtype=torch.long)
+        ids[0, :n], labels[0, :n], mask[0, :n] = torch.tensor(it["input_ids"]), torch.tensor(it["labels"]), 1
+        with torch.no_grad():
+            losses.append(float(model(input_ids=ids, attention_mask=mask, labels=labels).loss))
+    return sum(losses) / len(losses)
+
+
+def test_honest_evaluation_passes_and_another_models_loss_fails():
+    from harness.measure.evaluator import evaluate_loss
+    from tests.measure.test_evaluator import RECORDS as RECS
+
+    model, tok = _tiny(0)
+    other, _ = _tiny(1)
+    ours = evaluate_loss(model, tok, RECS, max_length=64, batch_size=1, pad_to_multiple_of=8)
+    assert ours["logits_dtype"] == "float32" and ours["logits_rms"] > 0 and ours["batch_size"] == 1
+    honest = eval_agreement(dict(ours, framework_loss=_trainer_style_eval_loss(model, tok, RECS, 8)))
+    assert honest["passed"] is True, honest["detail"]
+    assert "same batch shapes" in honest["detail"]
+    mismatch = eval_agreement(dict(ours, framework_loss=_trainer_style_eval_loss(other, tok, RECS, 8)))
+    assert mismatch["passed"] is False, mismatch["detail"]
+    # Even judged as bf16 (the loosest tolerance), another model's losses are far outside it.
+    assert eval_agreement(dict(ours, logits_dtype="bfloat16",
+                               framework_loss=_trainer_style_eval_loss(other, tok, RECS, 8)))["passed"] is False

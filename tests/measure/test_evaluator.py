@@ -97,3 +97,11 @@ def test_token_mean_not_mean_of_batch_means(model, tokenizer):
     assert a["tokens"] != b["tokens"]
     token_mean = (a["loss"] * a["tokens"] + b["loss"] * b["tokens"]) / (a["tokens"] + b["tokens"])
     assert both["loss"] == pytest.approx(token_mean, abs=1e-9)
+
+
+def test_padding_to_a_multiple_changes_shapes_not_the_loss(model, tokenizer):
+    plain = evaluate_loss(model, tokenizer, RECORDS, max_length=48, batch_size=1)
+    padded = evaluate_loss(model, tokenizer, RECORDS, max_length=48, batch_size=1, pad_to_multiple_of=8)
+    assert padded["tokens"] == plain["tokens"] and padded["pad_to_multiple_of"] == 8
+    assert padded["loss"] == pytest.approx(plain["loss"], abs=1e-6)
+    assert padded["logits_dtype"] == "float32" and padded["logits_rms"] == pytest.approx(plain["logits_rms"], rel=1e-6)

@@ -1,0 +1,47 @@
+"""What else ran on the host: the run's own CPU is told apart from its neighbours', and reports get words."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from harness.measure.host_activity import HostActivity, host_disclosure
+
+SPIN = "import time\nend = time.time() + 30\nwhile time.time() < end: pass\n"
+
+
+def test_the_watched_tree_is_the_run_and_a_spinning_neighbour_is_other():
+    run = subprocess.Popen([sys.executable, "-c", SPIN])
+    monitor = HostActivity(interval_s=0.2)
+    monitor.watch(run.pid)
+    try:
+        monitor.start()
+        deadline = time.monotonic() + 20
+        while monitor.summary()["samples"] < 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        monitor.stop()
+    finally:
+        run.kill()
+        run.wait()
+    s = monitor.summary()
+    assert s["samples"] >= 5 and s["cpu_count"] >= 1
+    # A spinning process holds most of a core even on a loaded 2-core machine (three runnable: 2/3 each).
+    assert s["run_busy_cores_mean"] > 0.3
+    assert s["host_busy_cores_mean"] >= s["run_busy_cores_mean"] - 0.1
+    assert s["other_busy_cores_mean"] >= 0 and s["load_avg_1m_start"] is not None
+
+
+def test_disclosure_names_every_neighbour_in_words():
+    host = {"samples": 60, "cpu_count": 32, "cpu_shared": True, "other_busy_cores_mean": 1.4, "other_busy_cores_max": 2.2,
+            "other_gpu_processes": [{"pid": 4242, "name": "python3", "nvml_index": 0, "used_bytes": 3 * 2**30}],
+            "other_busy_gpus": [{"nvml_index": 1, "max_util_pct": 100, "processes": 1}]}
+    d = host_disclosure(host)
+    assert d["shared"] is True and len(d["because"]) == 3
+    assert "process 4242 (python3) used 3.0 GiB on GPU 0" in d["because"][0]
+    assert "GPU 1 of the host" in d["because"][1] and "100%" in d["because"][1]
+    assert "1.4 of 32 CPU cores" in d["because"][2]
+    quiet = host_disclosure({"samples": 60, "cpu_count": 16, "cpu_shared": False, "other_busy_cores_mean": 0.1,
+                             "other_gpu_processes": [], "other_busy_gpus": []})
+    assert quiet == {"shared": False, "because": []}
+    assert host_disclosure(None)["shared"] is None  # older results: not recorded, and said so
+    assert host_disclosure({"samples": 0})["shared"] is None
