@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-# Unit roundoff of the dtype the logits come out in: bf16 keeps 8 significant bits, fp16 11, fp32 24.
+# Unit roundoff of the dtype the model computes in: bf16 keeps 8 significant bits, fp16 11, fp32 24.
 UNIT_ROUNDOFF = {"bfloat16": 2.0 ** -8, "float16": 2.0 ** -11, "float32": 2.0 ** -24}
 # Standard deviations of the rounding noise allowed: a 4-sigma bound fails an honest run about once in
 # 16,000, while a loss from another model (a different trained adapter: 1e-2 and more apart) still fails.
@@ -17,11 +17,13 @@ EVAL_SIGMAS = 4.0
 EVAL_FLOOR = 1e-5
 
 
-def eval_tolerance(loss: float, tokens: int, logits_dtype: str | None, logits_rms: float | None = None) -> float:
+def eval_tolerance(loss: float, tokens: int, compute_dtype: str | None, logits_rms: float | None = None) -> float:
     """How far two correct evaluations of the same model on the same records may differ.
 
-    Both sides compute cross-entropy in float32 from logits produced in ``logits_dtype``; two
-    implementations (a fused or chunked loss, another matmul tiling) round each logit z independently,
+    Both sides compute cross-entropy in float32 from logits that the model computed in ``compute_dtype``
+    (its base weights' dtype: transformers hands back float32 logits from a bf16 model, but they carry
+    bf16 rounding); two implementations (unsloth's fused loss, another matmul tiling) round each logit z
+    independently,
     by up to ``u * |z|`` (u: unit roundoff). A token's loss ``logsumexp(z) - z_y`` then moves by about
     ``u * rms(z)`` with a random sign (the softmax-weighted errors and the target's), so the mean over
     ``tokens`` supervised tokens moves by ``u * rms(z) / sqrt(tokens)``; allowed: ``EVAL_SIGMAS`` of that.
@@ -29,7 +31,7 @@ def eval_tolerance(loss: float, tokens: int, logits_dtype: str | None, logits_rm
     use ``|loss|`` instead (for a random-init model the logits are smaller than the loss: conservative).
     Unknown dtype (older results) is taken as bf16, the loosest of the three.
     """
-    u = UNIT_ROUNDOFF.get(logits_dtype or "", UNIT_ROUNDOFF["bfloat16"])
+    u = UNIT_ROUNDOFF.get(compute_dtype or "", UNIT_ROUNDOFF["bfloat16"])
     scale = logits_rms if logits_rms else abs(loss)
     return max(EVAL_FLOOR, EVAL_SIGMAS * u * scale / math.sqrt(max(1, tokens)))
 
@@ -66,7 +68,7 @@ def ddp_step_mean(record_losses: list[list[float]], world_size: int) -> float | 
     return sum(means) / len(means) if means else None
 
 
-def eval_agreement(evaluation: dict[str, Any], world_size: int = 1) -> dict[str, Any]:
+def eval_agreement(evaluation: dict[str, Any], world_size: int = 1, compute_dtype: str | None = None) -> dict[str, Any]:
     """Our evaluator against the framework's own eval loss, averaged the way a Trainer averages it: the mean over
     records (eval batch 1); under DDP also transformers' token-weighted mean per eval step (see ``ddp_step_mean``),
     which frameworks that compute their own loss (trl) do not use. Passes if the framework matches either."""
@@ -79,13 +81,13 @@ def eval_agreement(evaluation: dict[str, Any], world_size: int = 1) -> dict[str,
             ddp_step_mean(evaluation["record_losses"], world_size))
     how, value = min(((k, v) for k, v in candidates.items() if v is not None), key=lambda kv: abs(kv[1] - theirs))
     diff = abs(value - theirs)
-    dtype = evaluation.get("logits_dtype")
+    dtype = compute_dtype or evaluation.get("logits_dtype")
     tol = eval_tolerance(theirs, int(evaluation.get("tokens") or 1), dtype, evaluation.get("logits_rms"))
     shapes = ("same batch shapes as the framework's eval" if evaluation.get("batch_size") == 1
               else "our batches differ in shape from the framework's eval (batch 1)")
     return _check("eval_loss_matches_framework", diff <= tol,
                   f"ours {value:.5f} ({how}), framework {theirs:.5f}, |diff| {diff:.2e}, tolerance {tol:.1e} "
-                  f"({dtype or 'dtype not recorded, bf16 assumed'} logits, rms {evaluation.get('logits_rms') or 'not recorded'}, "
+                  f"({dtype or 'dtype not recorded, bf16 assumed'} model, logits rms {evaluation.get('logits_rms') or 'not recorded'}, "
                   f"over {evaluation.get('tokens')} tokens; "
                   f"{shapes})")
 
@@ -119,5 +121,5 @@ def run_checks(record: dict[str, Any]) -> list[dict[str, Any]]:
     train, log = record.get("train") or {}, (record.get("train") or {}).get("log") or []
     world_size = int(train.get("world_size") or 1)
     return [token_count(train), memory_order(record.get("memory") or {}),
-            eval_agreement(record.get("eval") or {}, world_size),
+            eval_agreement(record.get("eval") or {}, world_size, (record.get("audit") or {}).get("base_dtype")),
             loss_fell(log), grad_norm_positive(log), lora_changed(record.get("audit") or {})]

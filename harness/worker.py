@@ -129,7 +129,7 @@ def _train_and_measure(job: dict[str, Any], adapter: Any, result: dict[str, Any]
     phase_peaks = {"train": result["memory"], "framework_eval": torch_memory()}
     result["train"]["train_call_s"] = trained.train_call_s
     result["audit"] = read_live_fields(live, meter, job)
-    _reset_peaks()
+    _release_cached_memory()
     # At the framework's eval shapes (batch 1, padded like its collator): the same tensors for the
     # cross-check, and a memory footprint inside the training peak.
     eval_result = evaluate_loss(trained.model, trained.tokenizer, eval_records, max_length=t["max_length"],
@@ -149,10 +149,14 @@ def _train_and_measure(job: dict[str, Any], adapter: Any, result: dict[str, Any]
                                                                         "torch_max_reserved_bytes")}
 
 
-def _reset_peaks() -> None:
+def _release_cached_memory() -> None:
+    """Before our evaluation: hand the allocator's cached blocks back and restart its peak counters.
+    Without it, eval-sized tensors that fit none of training's cached blocks reserve new segments on top:
+    trl's 7B QLoRA run reached 16.2 GiB (NVML) in our evaluation against 11.4 GiB in training (session 3)."""
     import torch
 
     if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
 
 

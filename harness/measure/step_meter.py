@@ -27,16 +27,16 @@ with ``torch.cuda.synchronize()`` at both ends; ``compute_s`` (begin→end) is k
 
 Warm-up: the first ``warmup_steps`` steps are never timed. With ``settle_factor`` (``train.settle_factor``,
 set by the GPU throughput suites; off by default, so that a short run's timed window is fixed), timing
-starts later still if the run had not settled by then. A step is "slow" when its time per token is more
-than ``settle_factor`` (1.5 in those suites) times the
-median time per token of the run's second half (the steady state); compilation (unsloth, torch.compile),
-kernel autotuning and allocator growth make steps 2-10x slower per token, while the steady state's
-shape-dependent variation stays within ~1.3x (7B, batch 16: per-step tokens/s 1,830-2,930). Timing
-starts after the last slow step of the run's first half. A slow step in the second half (a recompile
-for a new shape) is timed and listed: it is part of how the framework runs, and the trace shows it.
-Per padded token (rows x padded width: what the GPU computes), not per step, because steps of the same
-run carry 1.5x different token counts, nor per real token, which a batch of short rows in a wide tensor
-would make look slow.
+starts later still if the run had not settled by then. The steady state is a line fitted to the run's
+second half, step time against padded tokens (rows x padded width: what the GPU computes), robustly
+(Theil-Sen: the median of pairwise slopes): a step costs a fixed launch/Python part plus a part per
+token (7B LoRA, batch 16 on an H200: ~0.39 s + 86 us per padded token, so a 3,200-token step takes
+0.67 s and a 16,384-token step 1.81 s; per token the small step looks twice as slow while it is on the
+line). A step is "slow" when it takes more than ``settle_factor`` (1.5 in those suites) times the line's
+prediction for its tokens; compilation (unsloth, torch.compile), kernel autotuning and allocator growth
+make steps 2-10x slower. Timing starts after the last slow step of the run's first half. A slow step in
+the second half (a recompile for a new shape) is timed and listed: it is part of how the framework
+runs, and the trace shows it.
 """
 from __future__ import annotations
 
@@ -69,6 +69,19 @@ def torch_memory() -> dict[str, int | None]:
 # For the fairness audit: the token ids of the first micro-batches as the model saw them. Copying them
 # to the host is a sync, so only these few (inside the warm-up steps) are kept.
 FIRST_BATCHES_KEPT = 8
+
+
+def steady_line(work: list[float], times: list[float]) -> tuple[float, float] | None:
+    """Theil-Sen fit ``time = fixed + per_token * work``: slope the median of pairwise slopes, intercept
+    the median residual. Robust to a few outliers (a recompile in the window), unlike least squares.
+    Steps of equal work give no slope: the line is then flat at their median time."""
+    if not times:
+        return None
+    slopes = [(times[j] - times[i]) / (work[j] - work[i]) for i in range(len(work))
+              for j in range(i + 1, len(work)) if work[j] != work[i]]
+    per_token = max(0.0, median(slopes)) if slopes else 0.0
+    fixed = median([t - per_token * w for w, t in zip(work, times)])
+    return fixed, per_token
 
 
 def _step_time_stats(times: list[float]) -> dict[str, float | None]:
@@ -305,20 +318,20 @@ class StepMeter(TrainerCallback):
         """The measured warm-up: where timing starts (see the module docstring) and the evidence."""
         recs = self.records
         if not self.settle_factor:
-            return {"min_warmup_steps": self.warmup_steps, "settle_factor": None, "steady_s_per_token": None,
+            return {"min_warmup_steps": self.warmup_steps, "settle_factor": None, "steady_fixed_s": None,
+                    "steady_s_per_token": None,
                     "slow_steps": [], "timing_starts_after_step": self.warmup_steps, "extended_by": 0}
-        # Per padded token: what the GPU computes (padding included), so a batch of short rows in a wide
-        # tensor is not mistaken for a slow step.
-        cost = [r["time_s"] / (r.get("padded_tokens") or r["tokens"]) if (r.get("padded_tokens") or r["tokens"])
-                else None for r in recs]
-        steady = [c for c in cost[len(recs) // 2:] if c is not None]
-        reference = median(steady) if steady else None
-        slow = [r["step"] for r, c in zip(recs, cost)
-                if reference is not None and c is not None and c > self.settle_factor * reference]
+        work = [float(r.get("padded_tokens") or r["tokens"]) for r in recs]
+        times = [float(r["time_s"]) for r in recs]
+        half = len(recs) // 2
+        line = steady_line(work[half:], times[half:])
+        slow = [r["step"] for r, w, t in zip(recs, work, times)
+                if line is not None and t > self.settle_factor * max(line[0] + line[1] * w, 1e-9)]
         first_half = [step for step in slow if step <= recs[len(recs) // 2 - 1]["step"]] if len(recs) >= 2 else []
         starts_after = max([self.warmup_steps] + first_half)
         return {"min_warmup_steps": self.warmup_steps, "settle_factor": self.settle_factor,
-                "steady_s_per_token": reference, "slow_steps": slow,
+                "steady_fixed_s": line[0] if line else None, "steady_s_per_token": line[1] if line else None,
+                "slow_steps": slow,
                 "timing_starts_after_step": starts_after,
                 "extended_by": starts_after - self.warmup_steps}
 

@@ -193,6 +193,27 @@ def test_settle_criterion_moves_timing_past_slow_early_steps_only():
     _run_steps(meter, model, [[_uniform_batch(16)], [_uniform_batch(8)]] * 3, TrainerState(), clock=clock,
                step_s=[0.2, 0.1] * 3)
     assert meter.summary()["warmup"]["slow_steps"] == [] and meter.summary()["timed_steps"] == 6
+    assert meter.summary()["warmup"]["steady_fixed_s"] == pytest.approx(0.0, abs=1e-12)
+
+
+def _batch_of(rows: int, width: int) -> dict:
+    return {"input_ids": torch.ones(rows, width, dtype=torch.long), "attention_mask": torch.ones(rows, width, dtype=torch.long)}
+
+
+def test_settle_criterion_allows_for_the_fixed_cost_of_a_step():
+    # The H200 7B shape: 0.39 s a step plus 86 us per padded token. A small step is twice as slow per token
+    # as a full one but on the line, so not slow; a compile-like step (3x the line) in the first half is.
+    model = TinyModel().train()
+    clock = FakeClock()
+    meter = StepMeter(warmup_steps=1, settle_factor=1.5, clock=clock)
+    widths = [32, 8, 32, 16, 8, 32, 16, 8, 32, 16, 8, 32]  # padded tokens = 4 rows x width
+    line = [0.39 + 86e-6 * 1000 * 4 * w for w in widths]  # x1000: the fake batches are small, the times are not
+    times = list(line)
+    times[2] *= 3.0
+    _run_steps(meter, model, [[_batch_of(4, w)] for w in widths], TrainerState(), clock=clock, step_s=times)
+    w = meter.summary()["warmup"]
+    assert w["slow_steps"] == [3] and w["timing_starts_after_step"] == 3
+    assert w["steady_fixed_s"] == pytest.approx(0.39) and w["steady_s_per_token"] == pytest.approx(0.086)
 
 
 def test_settle_criterion_off_by_default():
