@@ -54,7 +54,7 @@ def cmd_run(argv: list[str]) -> int:
     register_configs()
     sys.argv = [sys.argv[0], *overrides, *flags]  # Hydra's parser wants the overrides before -m
     main = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)(task)
-    status = run_sweep(main, overrides, multirun)  # the results dir's lock; SIGINT/TERM/HUP: 128 + N
+    status = run_sweep(main, overrides, multirun, tuple(flags))  # the results dir's lock; SIGINT/TERM/HUP: 128 + N
     if status is not None:
         return status
     if not SweepOutcome.concluded:

@@ -184,13 +184,20 @@ def _held_sweep(main: Callable[[], Any], locks: list[Any], dirs: list[Path], wai
             raise
 
 
-def run_sweep(main: Callable[[], Any], overrides: list[str], multirun: bool) -> int | None:
+# Hydra flags that print and exit instead of running: no lock is taken and nothing is written for them.
+PRINT_ONLY_FLAGS = ("-h", "--help", "--hydra-help", "--version")
+
+
+def run_sweep(main: Callable[[], Any], overrides: list[str], multirun: bool, flags: tuple[str, ...] = ()) -> int | None:
     """Run Hydra's ``main`` holding the sweep's results dir(s), logging to their ``sweep.log``, with
     SIGINT/SIGTERM/SIGHUP stopping it cleanly. Returns the exit status when it is decided here (2: a
     results dir is held by another sweep; 128 + N: stopped by signal N), else None (SweepOutcome decides)."""
     from harness import interrupts
     from harness.sweep_lock import LockError, SweepLock
 
+    if any(flag in PRINT_ONLY_FLAGS for flag in flags):
+        main()
+        return None
     dirs, wait = _targets(overrides, multirun)
     command = _reproduce_command()
     locks = [SweepLock(d) for d in dirs]

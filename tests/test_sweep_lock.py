@@ -45,6 +45,14 @@ def test_a_second_sweep_refuses_or_waits_then_resumes(tmp_path):
         assert line.endswith("wait_for_lock=true waits")
         assert _tree(results_dir) == before  # it wrote nothing: no run dir, no history line, no log
 
+        # A waiter told to stop while it waits exits 128 + N, having written nothing.
+        quitter = Sweep("quitter", [*FAST, *common, "wait_for_lock=true"], tmp_path)
+        wait_until("the quitter to wait", lambda: f"is in use by pid {holder.pid}" in quitter.err(), quitter)
+        quitter.proc.send_signal(signal.SIGHUP)
+        assert quitter.wait() == 128 + signal.SIGHUP, quitter.err()
+        assert "Traceback" not in quitter.err()
+        assert _tree(results_dir) == before
+
         waiter = Sweep("waiter", [*FAST, "framework.fault=none,exception", *common, "wait_for_lock=true", "-m"],
                        tmp_path)
         wait_until("the waiter to wait", lambda: f"is in use by pid {holder.pid}" in waiter.err(), waiter)
