@@ -200,7 +200,7 @@ def run_sweep(main: Callable[[], Any], overrides: list[str], multirun: bool, fla
         return None
     dirs, wait = _targets(overrides, multirun)
     command = _reproduce_command()
-    locks = [SweepLock(d) for d in dirs]
+    locks = [SweepLock(d) for d in sorted(dirs)]  # one order for every sweep: two never wait on each other
     status: int | None = None
     with interrupts.handling():
         try:
