@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from harness.atomic import atomic_write_json, read_json
