@@ -198,13 +198,13 @@ def run_sweep(main: Callable[[], Any], overrides: list[str], multirun: bool, fla
     if any(flag in PRINT_ONLY_FLAGS for flag in flags):
         main()
         return None
-    dirs, wait = _targets(overrides, multirun)
-    command = _reproduce_command()
-    locks = [SweepLock(d) for d in sorted(dirs)]  # one order for every sweep: two never wait on each other
+    locks: list[SweepLock] = []
     status: int | None = None
     with interrupts.handling():
         try:
-            _held_sweep(main, locks, dirs, wait, command)
+            dirs, wait = _targets(overrides, multirun)
+            locks = [SweepLock(d) for d in sorted(dirs)]  # one order for every sweep: two never wait on each other
+            _held_sweep(main, locks, dirs, wait, _reproduce_command())
         except LockError as err:
             interrupts.note(f"error: {err}")
             status = 2
