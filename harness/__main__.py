@@ -34,7 +34,7 @@ def cmd_run(argv: list[str]) -> int:
     from harness.config import ConfigError, register_configs
     from harness.measure.nvml_sampler import cuda_available
     from harness.preflight import CONF_DIR, check_flags, preflight
-    from harness.sweep import SweepOutcome, task
+    from harness.sweep import SweepOutcome, run_sweep, task
 
     multirun = "-m" in argv or "--multirun" in argv
     overrides = [a for a in argv if not a.startswith("-")]
@@ -54,11 +54,9 @@ def cmd_run(argv: list[str]) -> int:
     register_configs()
     sys.argv = [sys.argv[0], *overrides, *flags]  # Hydra's parser wants the overrides before -m
     main = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)(task)
-    try:
-        main()
-    except KeyboardInterrupt:
-        print("interrupted: finished results and history are kept", file=sys.stderr)
-        return 130
+    status = run_sweep(main, overrides, multirun, tuple(flags))  # the results dir's lock; SIGINT/TERM/HUP: 128 + N
+    if status is not None:
+        return status
     if not SweepOutcome.concluded:
         return _fail("the end-of-sweep step (fairness audit, report) failed; see the warning above")
     return exit_status(SweepOutcome.not_ok, SweepOutcome.unfair_points)

@@ -129,6 +129,9 @@ class Config:
     timeout_s: int = 3600
     force: bool = False
     results_dir: str = "results"
+    # A results dir is held by one sweep at a time (RESULTS_DIR/.sweep.lock): a second sweep into it
+    # exits 2 naming the holder, or with wait_for_lock=true waits for it and then resumes.
+    wait_for_lock: bool = False
     reports_dir: str = "reports"
     report: bool = True
     # Keep each run's framework output (adapters, checkpoints) and data copy; off: results stay small.

@@ -18,7 +18,8 @@ from harness.hub import resolve_model
 
 # Keys of the top-level config that describe the run's bookkeeping, not the job.
 _NOT_PART_OF_JOB = ("results_dir", "reports_dir", "report", "force", "timeout_s", "repeats",
-                    "env_auto_build", "env_wheelhouse", "keep_outputs", "sample_interval_ms", "experiment")
+                    "env_auto_build", "env_wheelhouse", "keep_outputs", "sample_interval_ms", "experiment",
+                    "wait_for_lock")
 
 Job = dict[str, Any]
 

@@ -1,25 +1,26 @@
 """The Hydra task: one sweep point and framework -> ``repeats`` runs, each a result on disk.
 
 Validation already happened for the whole sweep (``harness.preflight``) before any job started.
-A failed run is a result like any other; only Ctrl-C stops the sweep (after recording it).
+A failed run is a result like any other; only a stop signal (SIGINT, SIGTERM, SIGHUP) stops the
+sweep, after the running worker's process group is ended and its run recorded ``interrupted``.
 """
 from __future__ import annotations
 
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from omegaconf import DictConfig
 
-from harness import envs
+from harness import envs, interrupts
 from harness.atomic import atomic_write_json
 from harness.config import validate
 from harness.data import PreparedData, prepare, write_jsonl
 from harness.job import Job, job_from_config, job_hash, point_hash, run_dir_for, write_job
 from harness.measure.nvml_sampler import NvmlSampler, cuda_available
 from harness.record import build_record
-from harness.runner import RESULT_NAME, existing_ok_result, spawn_worker
+from harness.runner import LOG_NAME, RESULT_NAME, existing_ok_result, log_tail, spawn_worker
 
 
 def interpreter(cfg: DictConfig) -> str:
@@ -60,7 +61,18 @@ def _single_process_only(job: Job) -> str | None:
     return getattr(load_adapter(job["framework"]["name"]), "MULTI_GPU_UNSUPPORTED", None)
 
 
-def run_one(cfg: DictConfig, job: Job, data: PreparedData, repeat: int, position: str = "") -> dict[str, Any]:
+OnRecord = Callable[[dict[str, Any]], None]
+
+
+def _noop(record: dict[str, Any]) -> None:
+    pass
+
+
+def run_one(cfg: DictConfig, job: Job, data: PreparedData, repeat: int, position: str = "",
+            on_record: OnRecord = _noop) -> dict[str, Any]:
+    """Run (or skip, on resume) one repeat; ``on_record`` hears of its record as soon as it exists,
+    an interrupted run's included (the caller's list of finished runs stays whole when a signal
+    stops the sweep)."""
     run_dir = run_dir_for(Path(cfg.results_dir).resolve(), job, repeat)
     label = f"{job['framework']['name']} {job['framework']['version']} r{repeat}"
     if world_size(job) > 1:
@@ -71,6 +83,7 @@ def run_one(cfg: DictConfig, job: Job, data: PreparedData, repeat: int, position
         earlier = existing_ok_result(run_dir)
         if earlier is not None:
             print(f"[{label}] skipped: ok result exists at {run_dir / RESULT_NAME} (force=true reruns)", flush=True)
+            on_record(earlier)
             return earlier
     write_jsonl(run_dir / "data" / "train.jsonl", data.train)
     write_jsonl(run_dir / "data" / "eval.jsonl", data.eval)
@@ -92,12 +105,18 @@ def run_one(cfg: DictConfig, job: Job, data: PreparedData, repeat: int, position
             try:
                 view = spawn_worker(run_dir, python, cfg.timeout_s, sampler, launcher=job.get("launcher"),
                                     label=label)
-            except KeyboardInterrupt:
-                view = {"status": "interrupted", "reason": "interrupted by the user (Ctrl-C)", "wall_time_s": None,
-                        "log_tail": ""}
-                _finish(run_dir, runtime_job, view, sampler, cfg, repeat)
+            except KeyboardInterrupt as err:  # the worker's process group is already ended (runner)
+                view = {"status": "interrupted", "reason": interrupts.reason(err), "wall_time_s": None,
+                        "log_tail": log_tail(run_dir / LOG_NAME)}
+                with interrupts.shielded():
+                    on_record(_finish(run_dir, runtime_job, view, sampler, cfg, repeat))
                 raise
-    return _finish(run_dir, runtime_job, view, sampler, cfg, repeat)
+    # A signal arriving while the result and its history line are written waits until both are:
+    # then it stops the sweep before the next run starts.
+    with interrupts.shielded():
+        record = _finish(run_dir, runtime_job, view, sampler, cfg, repeat)
+        on_record(record)
+    return record
 
 
 def _finish(run_dir: Path, job: Job, view: dict[str, Any], sampler: NvmlSampler, cfg: DictConfig,
@@ -123,7 +142,8 @@ def _strip_runtime(job: Job) -> Job:
     return {k: v for k, v in job.items() if k != "runtime"}
 
 
-def execute(cfg: DictConfig, *, job_num: int | None = None, total_jobs: int | None = None) -> list[dict[str, Any]]:
+def execute(cfg: DictConfig, *, job_num: int | None = None, total_jobs: int | None = None,
+            on_record: OnRecord = _noop) -> list[dict[str, Any]]:
     """Run every repeat of this config; return the records (validation errors raise ConfigError).
 
     ``job_num`` (0-based) / ``total_jobs``: this Hydra job's place in the sweep, for the progress line
@@ -137,5 +157,5 @@ def execute(cfg: DictConfig, *, job_num: int | None = None, total_jobs: int | No
         if job_num is not None:
             n = job_num * cfg.repeats + repeat + 1
             position = f"[{n}/{total_jobs * cfg.repeats}]" if total_jobs else f"[{n}]"
-        records.append(run_one(cfg, job, data, repeat, position))
+        records.append(run_one(cfg, job, data, repeat, position, on_record))
     return records

@@ -1,5 +1,6 @@
 """Run one job in a fresh child process and turn whatever happens into a result record. Never raises
-for a fault of the run: failures are results. Only Ctrl-C propagates (after recording 'interrupted').
+for a fault of the run: failures are results. Only a stop signal to the parent (SIGINT, SIGTERM,
+SIGHUP: harness/interrupts.py) propagates, after the child's whole tree has been ended.
 
 The child is ``INTERPRETER -m harness.worker RUN_DIR`` (or, with ``launcher=torchrun``,
 ``INTERPRETER -m torch.distributed.run --standalone --nproc_per_node N -m harness.worker RUN_DIR``) in
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness import interrupts
 from harness.atomic import read_json
 from harness.hub import REPO_ROOT
 
@@ -169,8 +171,9 @@ def spawn_worker(run_dir: Path, python: str, timeout_s: float, sampler: Any,
                         timed_out = True
                         _kill_group(proc)
                         break
-        except KeyboardInterrupt:
-            _kill_group(proc, signal.SIGINT)
+        except KeyboardInterrupt as err:  # SIGINT, SIGTERM or SIGHUP to the parent (harness.interrupts)
+            with interrupts.shielded():  # ending the group is never cut short: no rank is left behind
+                _kill_group(proc, interrupts.child_signal(err))
             raise
         tail.poll()
     view: dict[str, Any] = {"wall_time_s": round(time.time() - started, 3), "returncode": proc.returncode,

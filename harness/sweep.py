@@ -1,19 +1,25 @@
 """Hydra entry and sweep end: the task runs one job's repeats; the callback audits the sweep's
-runs for fairness, renders the report and decides the exit status.
+runs for fairness, renders the report and decides the exit status. :func:`run_sweep` wraps the
+whole Hydra run: it holds the results dir (harness/sweep_lock.py), logs the sweep's output to
+``RESULTS_DIR/sweep.log`` (harness/sweep_log.py) and turns SIGINT, SIGTERM and SIGHUP into a clean
+stop (harness/interrupts.py): the running worker's process group ended, its run recorded
+``interrupted``, no further run started, a report of what finished, exit 128 + the signal.
 
 Each Hydra job writes the result paths it produced to ``runs.json`` in its own Hydra output folder,
 so the end-of-sweep callback finds them the same way whether jobs ran in this process or on a
-cluster (submitit).
+cluster (submitit). It is rewritten after every run, so a sweep stopped by a signal still names
+every run it finished (and the one it interrupted).
 """
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from harness.atomic import atomic_write_json, read_json
@@ -47,13 +53,28 @@ def _position() -> tuple[int | None, int | None]:
         return None, None
 
 
+class _Active:
+    """The running job's sweep folder and config: what the report after a signal is made of (Hydra
+    calls no end-of-sweep callback when an exception leaves its launcher)."""
+    root: Path | None = None
+    config: DictConfig | None = None
+
+
 def task(cfg: DictConfig) -> None:
     from harness.run import execute
 
     job_num, total = _position()
-    records = execute(cfg, job_num=job_num, total_jobs=total)
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-    atomic_write_json(out_dir / RUNS_FILE, [str(Path(r["run_dir"]) / "result.json") for r in records])
+    hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
+    _Active.root = Path(hc.sweep.dir if hc.mode == RunMode.MULTIRUN else hc.run.dir)
+    _Active.config = cfg
+    paths: list[str] = []
+
+    def finished(record: dict[str, Any]) -> None:
+        paths.append(str(Path(record["run_dir"]) / "result.json"))
+        atomic_write_json(out_dir / RUNS_FILE, paths)
+
+    execute(cfg, job_num=job_num, total_jobs=total, on_record=finished)
 
 
 def _collect(root: Path) -> list[dict[str, Any]]:
@@ -116,3 +137,82 @@ class SweepCallback(Callback):
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         _conclude(Path(config.hydra.run.dir), config)
+
+
+def _targets(overrides: list[str], multirun: bool) -> tuple[list[Path], bool]:
+    """The results dirs the sweep writes to (usually one) and whether any job asks to wait_for_lock."""
+    from harness.preflight import compose_job, expand_sweep
+
+    dirs: list[Path] = []
+    wait = False
+    for job in expand_sweep(overrides, multirun):
+        cfg = compose_job(job)
+        path = Path(cfg.results_dir).resolve()
+        if path not in dirs:
+            dirs.append(path)
+        wait = wait or bool(cfg.get("wait_for_lock", False))
+    return dirs, wait
+
+
+def _report_after_interruption(stop: BaseException) -> None:
+    from harness import interrupts
+
+    interrupts.note(f"{interrupts.as_interruption(stop).name}: sweep stopped; the running worker's process group "
+                    "was ended and no further run starts; finished results and history are kept")
+    if _Active.root is None or _Active.config is None:
+        return
+    with interrupts.abortable():  # a second signal skips the report; its files are written atomically
+        try:
+            _conclude(_Active.root, _Active.config)
+        except KeyboardInterrupt:
+            interrupts.note("report skipped (second signal); `python -m harness report RESULTS_DIR` renders it")
+        except Exception as err:  # noqa: BLE001  (the runs are recorded; only the report is lost)
+            interrupts.note(f"report of the finished runs failed: {type(err).__name__}: {err}")
+
+
+def _held_sweep(main: Callable[[], Any], locks: list[Any], dirs: list[Path], wait: bool, command: str) -> None:
+    """Take every results dir's lock (LockBusy, or wait), then run the sweep with its output logged."""
+    from harness import interrupts, sweep_log
+
+    for lock in locks:  # before the first job; a second sweep refuses (or waits) here
+        lock.acquire(command, wait=wait, warn=interrupts.note)
+    with sweep_log.teeing(dirs, command):
+        try:
+            main()
+        except KeyboardInterrupt as err:
+            _report_after_interruption(err)
+            raise
+
+
+# Hydra flags that print and exit instead of running: no lock is taken and nothing is written for them.
+PRINT_ONLY_FLAGS = ("-h", "--help", "--hydra-help", "--version")
+
+
+def run_sweep(main: Callable[[], Any], overrides: list[str], multirun: bool, flags: tuple[str, ...] = ()) -> int | None:
+    """Run Hydra's ``main`` holding the sweep's results dir(s), logging to their ``sweep.log``, with
+    SIGINT/SIGTERM/SIGHUP stopping it cleanly. Returns the exit status when it is decided here (2: a
+    results dir is held by another sweep; 128 + N: stopped by signal N), else None (SweepOutcome decides)."""
+    from harness import interrupts
+    from harness.sweep_lock import LockError, SweepLock
+
+    if any(flag in PRINT_ONLY_FLAGS for flag in flags):
+        main()
+        return None
+    locks: list[SweepLock] = []
+    status: int | None = None
+    with interrupts.handling():
+        try:
+            dirs, wait = _targets(overrides, multirun)
+            locks = [SweepLock(d) for d in sorted(dirs)]  # one order for every sweep: two never wait on each other
+            _held_sweep(main, locks, dirs, wait, _reproduce_command())
+        except LockError as err:
+            interrupts.note(f"error: {err}")
+            status = 2
+        except KeyboardInterrupt as err:  # while waiting for the lock, or the sweep's own stop
+            status = interrupts.as_interruption(err).exit_status
+        finally:
+            interrupts.quiet()  # from here on a signal only decides the exit status
+            for lock in locks:
+                lock.release()
+        first = interrupts.received()
+    return 128 + first if first is not None else status

@@ -1,13 +1,11 @@
 """The real runner and worker, driven through every status by the fault-injecting test double."""
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 
-from tests.cli import REPO_ROOT, by_fault, harness, results
+from tests.cli import by_fault, harness, results
+from tests.sweeps import Sweep, hanging_workers, wait_until
 
 FAST = ("run", "framework=fake", "train.max_steps=3", "train.measure_warmup_steps=1", "report=false")
 
@@ -51,20 +49,17 @@ def test_resume_skips_ok_runs_and_force_reruns(tmp_path):
 
 
 def test_ctrl_c_records_interrupted_and_keeps_finished_results(tmp_path):
-    done = harness(*FAST, f"results_dir={tmp_path}")
+    results_dir = tmp_path / "results"
+    done = harness(*FAST, f"results_dir={results_dir}")
     assert done.returncode == 0
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "harness", *FAST, "framework.fault=hang",
-                             f"results_dir={tmp_path}"], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(tmp_path.rglob("worker.log"))[1:]:
-        time.sleep(0.2)
-    time.sleep(3)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, out + err
-    statuses = sorted(r["status"] for r in results(tmp_path))
+    sweep = Sweep("hang", [*FAST, "framework.fault=hang", f"results_dir={results_dir}"], tmp_path)
+    try:
+        wait_until("the hanging worker", lambda: hanging_workers(results_dir), sweep)  # not a fixed sleep
+        sweep.proc.send_signal(signal.SIGINT)
+        assert sweep.wait(timeout=60) == 130, sweep.out() + sweep.err()
+    finally:
+        sweep.stop()
+    statuses = sorted(r["status"] for r in results(results_dir))
     assert statuses == ["interrupted", "ok"]
-    history = next((tmp_path / "history").glob("*.jsonl")).read_text().splitlines()
+    history = next((results_dir / "history").glob("*.jsonl")).read_text().splitlines()
     assert len(history) == 2

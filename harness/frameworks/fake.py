@@ -45,6 +45,8 @@ def _inject(fault: str) -> None:
     if fault == "segfault":
         os.kill(os.getpid(), signal.SIGSEGV)
     if fault == "hang":
+        # The line tests wait for (in worker.log) before they signal or time out a hung run.
+        print(f"fake: hanging (pid {os.getpid()}, process group {os.getpgid(0)})", flush=True)
         time.sleep(3600)
     if fault == "exit":
         os._exit(3)

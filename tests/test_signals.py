@@ -1,0 +1,106 @@
+"""SIGINT, SIGTERM and SIGHUP to a real sweep, and a stdout closed under it (``... | head -1``).
+
+Each test starts the real CLI in a process group of its own, waits until the fake worker says it is
+hanging (its line in worker.log names its pid and process group), signals the parent and checks what
+a user must find: the exit status 128 + N, the worker's process group gone, the run recorded
+``interrupted`` with the signal, the finished run and its history line untouched, no later run
+started, the results dir's lock released, and a report of what finished.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+
+import pytest
+
+from tests.cli import by_fault
+from tests.sweeps import FAST, Sweep, eventually, group_gone, hanging_workers, pid_gone, wait_until
+
+
+def _history(results_dir):
+    (path,) = (results_dir / "history").glob("*.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_signal_ends_the_worker_group_records_it_and_stops_the_sweep(tmp_path, sig):
+    results_dir, reports_dir = tmp_path / "results", tmp_path / "reports"
+    sweep = Sweep("sweep", [*FAST, "framework.fault=none,hang,exception", f"results_dir={results_dir}",
+                            f"reports_dir={reports_dir}", "-m"], tmp_path)
+    try:
+        ((worker_pid, worker_pgid),) = wait_until("the hanging worker", lambda: hanging_workers(results_dir), sweep)
+        finished = by_fault(results_dir)["none"]
+        finished_bytes = (results_dir / finished["run_dir"] / "result.json").read_bytes()
+        history_before = (next((results_dir / "history").glob("*.jsonl"))).read_text()
+        assert (results_dir / ".sweep.lock").exists()
+        sweep.proc.send_signal(sig)
+        code = sweep.wait()
+    finally:
+        sweep.stop()
+    assert code == 128 + sig, sweep.out() + sweep.err()
+    assert eventually(lambda: group_gone(worker_pgid)), f"worker group {worker_pgid} outlived the sweep"
+    assert pid_gone(worker_pid)
+    found = by_fault(results_dir)
+    assert set(found) == {"none", "hang"}  # the sweep stopped: the third run never started
+    assert found["hang"]["status"] == "interrupted"
+    assert f"interrupted by {sig.name}" in found["hang"]["reason"]
+    assert (results_dir / finished["run_dir"] / "result.json").read_bytes() == finished_bytes
+    history = (next((results_dir / "history").glob("*.jsonl"))).read_text()
+    assert history.startswith(history_before)  # the finished run's line untouched, one line added
+    assert [e["status"] for e in _history(results_dir)] == ["ok", "interrupted"]
+    assert not (results_dir / ".sweep.lock").exists()
+    err = sweep.err()
+    assert "Traceback" not in err and f"{sig.name}: sweep stopped" in err
+    # What finished is reported (the interrupted run included); the report is a whole file.
+    log = (results_dir / "sweep.log").read_text()
+    assert "sweep: 2 runs, 1 did not succeed" in log
+    (report,) = reports_dir.glob("default-*.html")
+    assert report.read_text().rstrip().endswith("</html>")
+
+
+def test_sigterm_under_torchrun_ends_torchrun_and_every_rank(tmp_path):
+    import psutil
+
+    results_dir = tmp_path / "results"
+    sweep = Sweep("sweep", [*FAST, "framework.fault=hang", "launcher=torchrun", "launcher.nproc=2", "report=false",
+                            f"results_dir={results_dir}"], tmp_path)
+    try:
+        ranks = wait_until("both hanging ranks", lambda: hanging_workers(results_dir, count=2), sweep)
+        (torchrun,) = psutil.Process(sweep.pid).children()  # the worker command is torchrun itself
+        assert "torch.distributed.run" in " ".join(torchrun.cmdline())
+        torchrun_pid, torchrun_pgid = torchrun.pid, torchrun.pid  # its own process group (start_new_session)
+        sweep.proc.send_signal(signal.SIGTERM)
+        code = sweep.wait()
+    finally:
+        sweep.stop()
+    assert code == 143, sweep.out() + sweep.err()
+    assert eventually(lambda: group_gone(torchrun_pgid) and pid_gone(torchrun_pid))
+    for pid, pgid in ranks:  # torchrun starts its ranks in sessions of their own: each must be gone too
+        assert eventually(lambda: pid_gone(pid) and group_gone(pgid)), f"rank {pid} outlived the sweep"
+    (record,) = by_fault(results_dir).values()
+    assert record["status"] == "interrupted" and "SIGTERM" in record["reason"]
+
+
+def test_closed_stdout_never_ends_a_sweep(tmp_path):
+    """``python -m harness run -m | head -1``: the reader goes away after one line."""
+    results_dir, reports_dir = tmp_path / "results", tmp_path / "reports"
+    sweep = Sweep("sweep", [*FAST, "framework.fault=none,exception", f"results_dir={results_dir}",
+                            f"reports_dir={reports_dir}", "-m"], tmp_path, stdout=subprocess.PIPE)
+    try:
+        first = sweep.proc.stdout.readline()
+        sweep.proc.stdout.close()  # what head -1 does
+        code = sweep.wait()
+    finally:
+        sweep.stop()
+    assert first.strip()
+    assert code == 10 + 1, sweep.err()  # the injected exception's run; the sweep itself went on
+    assert {f: r["status"] for f, r in by_fault(results_dir).items()} == {"none": "ok", "exception": "failed"}
+    assert len(_history(results_dir)) == 2
+    err = sweep.err()
+    assert "BrokenPipeError" not in err and "Traceback" not in err, err
+    log = (results_dir / "sweep.log").read_text()
+    assert "[stdout closed" in log  # the pipe really broke under the sweep
+    assert "[fake r0] failed" in log and "sweep: 2 runs, 1 did not succeed" in log  # written after it broke
+    (report,) = reports_dir.glob("default-*.html")
+    assert f"report: {report}" in log
