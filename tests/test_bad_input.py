@@ -270,3 +270,128 @@ def test_overhead_benchmark_passes_the_harness_refusal_through(tmp_path):
     lines = run.stderr.splitlines()
     assert run.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and "nope" in lines[0], run.stderr
     assert not (tmp_path / "out").exists()
+
+
+# ---- framework version and interpreter (issue 12, points 3 and 4) -----------------------------------------
+def test_unknown_framework_version_is_refused_not_unavailable(tmp_path):
+    """A typo in framework.version is bad input (exit 2 naming the pinned versions), not an 'unavailable' run."""
+    line = refused(tmp_path, *FAST, "framework=trl", "framework.version=9.9.9",
+                   culprit=("framework.version=9.9.9", "1.16.0"))
+    assert "known versions" in line
+
+
+def test_unknown_framework_version_under_the_current_interpreter(tmp_path):
+    refused(tmp_path, *FAST, "framework=trl", "framework.python=current", "framework.version=9.9.9",
+            culprit=("framework.version=9.9.9", "1.16.0"))
+
+
+def test_framework_python_that_does_not_exist(tmp_path):
+    refused(tmp_path, *FAST, "framework.python=/nonexistent/python", culprit=("framework.python", "/nonexistent/python"))
+
+
+def test_framework_python_that_is_not_python(tmp_path):
+    refused(tmp_path, *FAST, "framework=trl", "framework.python=/bin/ls", culprit=("framework.python", "/bin/ls"))
+
+
+@pytest.mark.parametrize("folder", ["/proc/x", "/proc/x/y"])
+def test_results_dir_not_writable(tmp_path, folder):
+    run = harness("run", *FAST, f"results_dir={folder}", timeout=60)
+    (line,) = run.stderr.splitlines()
+    assert run.returncode == 2 and line.startswith("error: results_dir=") and folder in line, run.stderr
+
+
+def test_results_dir_is_a_file(tmp_path):
+    file = tmp_path / "a_file"
+    file.write_text("")
+    run = harness("run", *FAST, f"results_dir={file}", timeout=60)
+    (line,) = run.stderr.splitlines()
+    assert run.returncode == 2 and "results_dir" in line and str(file) in line, run.stderr
+    assert file.read_text() == ""
+
+
+def test_reports_dir_not_writable(tmp_path):
+    refused(tmp_path, "framework=fake", "train.max_steps=1", "report=true", "reports_dir=/proc/y",
+            culprit=("reports_dir=/proc/y",))
+
+
+# ---- values only a framework would have refused, now refused in preflight (point 5) ------------------------
+@pytest.mark.parametrize("override,culprit", [
+    ("train.lora.targets=[nonexistent_proj]", ("train.lora.targets", "nonexistent_proj", "q_proj")),
+    ("train.lora.targets=[q_proj,nonexistent_proj]", ("train.lora.targets", "nonexistent_proj")),
+    ("train.lora.targets=[all-linear]", ("train.lora.targets", "all-linear")),
+    ("train.optimizer=sgdx", ("train.optimizer", "sgdx", "adamw_torch")),
+    ("train.lr_scheduler=bogus", ("train.lr_scheduler", "bogus", "cosine")),
+    ("train.seed=-1", ("train.seed", "-1")),
+    ("model.init_seed=-1", ("model.init_seed", "-1")),
+    ("train.seed=4294967296", ("train.seed",)),
+])
+def test_value_a_framework_would_refuse(tmp_path, override, culprit):
+    refused(tmp_path, *FAST, override, culprit=culprit)
+
+
+def test_lora_targets_checked_against_a_mirrored_hub_model(tmp_path):
+    """The Qwen2.5 config of the offline mirror (model_type qwen2) names the modules, no weights needed."""
+    results_dir = tmp_path / "results"
+    run = harness("run", *FAST, "model=qwen2.5-0.5b", "model.weights=random", "train.lora.targets=[qkv_proj]",
+                  f"results_dir={results_dir}", timeout=60, env={"HARNESS_HUB_MIRROR": "/work/shared/hub"})
+    (line,) = run.stderr.splitlines()
+    assert run.returncode == 2 and "train.lora.targets" in line and "qkv_proj" in line, run.stderr
+    assert not results_dir.exists()
+
+
+def test_lora_targets_read_from_safetensors_weights(tmp_path):
+    """A model whose model_type the harness does not know: the module names come from its weight files."""
+    import struct
+
+    from harness.input_checks import check_lora_targets
+    from omegaconf import OmegaConf
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    header = json.dumps({"__metadata__": {}, "transformer.h.0.attn.c_attn.weight": {
+        "dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}).encode()
+    (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 16)
+    cfg = OmegaConf.create({"model": {"hub_id": str(folder)}, "train": {"lora": {"targets": ["c_attn"]}}})
+    check_lora_targets(cfg, folder, {"model_type": "gpt2"})  # accepted: c_attn is in the weights
+    cfg.train.lora.targets = ["q_proj"]
+    with pytest.raises(ValueError, match="'q_proj' is not a module .*c_attn"):
+        check_lora_targets(cfg, folder, {"model_type": "gpt2"})
+
+
+def test_num_eval_beyond_the_eval_file(tmp_path):
+    """More held-out records than the eval file has is refused naming the count, never silently capped."""
+    available = len((REPO_ROOT / "harness/assets/tiny/medical_eval.jsonl").read_text().splitlines())
+    refused(tmp_path, *FAST, "dataset.num_eval=100000", culprit=("dataset.num_eval=100000", f"only {available} records"))
+
+
+def test_num_eval_beyond_a_split_file(tmp_path):
+    path = write_lines(tmp_path / "data.jsonl", [record(i) for i in range(10)])
+    refused(tmp_path, *FAST, f"dataset.path={path}", "dataset.num_eval=10",
+            culprit=("dataset.num_eval=10", str(path), "only 10 records", "at most 9"))
+
+
+# ---- sweeps and keys (point 8) -------------------------------------------------------------------------------
+@pytest.mark.parametrize("sweep,culprit", [
+    ("framework=fake,fake", "framework=fake,fake"),
+    ("train.lr=1e-4,0.0001", "train.lr=1e-4,0.0001"),
+])
+def test_same_job_twice_in_a_sweep(tmp_path, sweep, culprit):
+    refused(tmp_path, *FAST, sweep, "-m", culprit=("same job twice", culprit))
+
+
+def test_duplicate_framework_in_a_sweep(tmp_path):
+    refused(tmp_path, "framework=trl,trl", "train.max_steps=1", "report=false", "-m",
+            culprit=("same job twice", "framework=trl,trl"))
+
+
+@pytest.mark.parametrize("override,culprit", [
+    ("+foo=1", ("foo", "+foo=1", "unknown key")),
+    ("+train.foo=1", ("train.foo", "+train.foo=1", "unknown key")),
+    ("++train.lora.foo=1", ("train.lora.foo", "unknown key")),
+])
+def test_unknown_key_added_with_plus(tmp_path, override, culprit):
+    refused(tmp_path, *FAST, override, culprit=culprit)
+
+
+def test_removed_field(tmp_path):
+    refused(tmp_path, *FAST, "~train.seed", culprit="train.seed")

@@ -80,3 +80,14 @@ def test_plain_multirun_sweeps_the_three_frameworks():
 def test_explicit_framework_list_replaces_the_default_sweep():
     jobs = expand_sweep(["framework=trl,fake", "train.lr=1e-3,2e-3"], multirun=True)
     assert len(jobs) == 4 and all("framework=unsloth" not in job for job in jobs)
+
+
+def test_accepted_optimizers_and_schedules_are_transformers_names():
+    """The parent's lists (it never imports transformers) stay names TrainingArguments accepts."""
+    from transformers.trainer_utils import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    from harness.config import LR_SCHEDULERS, OPTIMIZERS
+
+    assert set(OPTIMIZERS) <= {o.value for o in OptimizerNames}
+    assert set(LR_SCHEDULERS) <= {s.value for s in SchedulerType}
