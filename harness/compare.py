@@ -404,7 +404,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline", type=Path, help="baseline file (default: BASELINES/<machine_id>/<suite>.json)")
     parser.add_argument("--baselines-dir", type=Path, help=f"baselines folder (default ${BASELINES_ENV} or {BASELINES_DIR})")
     parser.add_argument("--suite", help="only results of this suite")
-    parser.add_argument("--check", action="append", help=f"checks, replacing the default {DEFAULT_CHECKS!r}")
+    # argparse %-formats help strings: the checks' own % signs must be written %%
+    parser.add_argument("--check", action="append",
+                        help=f"checks, replacing the default {DEFAULT_CHECKS!r}".replace("%", "%%"))
     parser.add_argument("--accept", action="store_true", help="write the current results as the new baseline")
     return parser
 
