@@ -395,3 +395,78 @@ def test_unknown_key_added_with_plus(tmp_path, override, culprit):
 
 def test_removed_field(tmp_path):
     refused(tmp_path, *FAST, "~train.seed", culprit="train.seed")
+
+
+# ---- report and audit on result files that parse but have the wrong shape (point 4) -------------------------
+@pytest.fixture(scope="module")
+def good_results(tmp_path_factory) -> Path:
+    """One real result of the fake framework (the real runner), shared by the report/audit tests."""
+    root = tmp_path_factory.mktemp("good")
+    run = harness("run", *FAST, f"results_dir={root / 'results'}", timeout=120)
+    assert run.returncode == 0, run.stderr
+    return root / "results"
+
+
+def good_record(results_dir: Path) -> dict:
+    (path,) = [p for p in results_dir.rglob("result.json") if ".hydra" not in p.parts]
+    return json.loads(path.read_text())
+
+
+def _broken(record: dict, change: str) -> object:
+    if change == "list":
+        return []
+    if change == "status 3":
+        return {"status": 3}
+    broken = json.loads(json.dumps(record))
+    if change == "no status":
+        del broken["status"]
+    elif change == "no framework":
+        del broken["framework"]
+    elif change == "framework text":
+        broken["framework"] = "trl"
+    elif change == "train number":
+        broken["train"] = 3
+    elif change == "metric text":
+        broken["train"]["tokens_per_s"] = "fast"
+    elif change == "checks object":
+        broken["checks"] = {"a": 1}
+    elif change == "phases text":
+        broken["phases"]["result_written"] = "yesterday"
+    return broken
+
+
+SHAPES = ["list", "status 3", "no status", "no framework", "framework text", "train number", "metric text",
+          "checks object", "phases text"]
+
+
+@pytest.mark.parametrize("command", ["report", "audit"])
+@pytest.mark.parametrize("change", SHAPES)
+def test_wrong_shape_result_is_skipped_naming_it(tmp_path, good_results, command, change):
+    bad = tmp_path / "bad" / "r0" / "result.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(json.dumps(_broken(good_record(good_results), change)))
+    extra = ("--out", str(tmp_path / "reports")) if command == "report" else ()
+    run = harness(command, str(good_results), str(tmp_path / "bad"), *extra, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    (line,) = [l for l in run.stderr.splitlines() if str(bad) in l]
+    assert line.startswith("skipped: ")
+    # only the broken file: one error line, exit 2
+    alone = harness(command, str(tmp_path / "bad"), *extra, timeout=120)
+    lines = alone.stderr.splitlines()
+    assert alone.returncode == 2 and lines[-1].startswith("error:") and "Traceback" not in alone.stderr, alone.stderr
+    assert len(lines) == 2 and lines[0].startswith(f"skipped: {bad}")
+
+
+def test_report_reference_that_is_not_in_the_results(tmp_path, good_results):
+    out = tmp_path / "reports"
+    run = harness("report", str(good_results), "--reference", "nonexistent", "--out", str(out), timeout=120)
+    (line,) = run.stderr.splitlines()
+    assert run.returncode == 2 and line.startswith("error:") and "nonexistent" in line and "fake" in line, run.stderr
+    assert not out.exists()
+
+
+def test_audit_bad_argument_is_one_line(tmp_path, good_results):
+    run = harness("audit", str(good_results), "--fairness", "lenient", timeout=60)
+    (line,) = run.stderr.splitlines()
+    assert run.returncode == 2 and line.startswith("error: audit:") and "lenient" in line
