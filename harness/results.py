@@ -117,6 +117,19 @@ def shape_problem(record: Any) -> str | None:
     for name in _OBJECT_FIELDS:
         if record.get(name) is not None and not isinstance(record[name], dict):
             return f"'{name}' is {type(record[name]).__name__}, expected an object"
+    for parent, name in (("framework", "packages"), ("env", "git")):
+        value = (record.get(parent) or {}).get(name)
+        if value is not None and not isinstance(value, dict):
+            return f"'{parent}.{name}' is {type(value).__name__}, expected an object"
+    job = record.get("job") or {}
+    for name in ("framework", "model", "dataset", "train", "launcher"):
+        if name in job and not isinstance(job[name], dict):
+            return f"'job.{name}' is {type(job[name]).__name__}, expected an object"
+    if "fairness" in job and job["fairness"] not in ("strict", "native"):
+        return f"'job.fairness' is {job['fairness']!r}, expected strict or native"
+    log = (record.get("train") or {}).get("log")
+    if log is not None and (not isinstance(log, list) or not all(isinstance(e, dict) for e in log)):
+        return "'train.log' must be a list of objects"
     for name in ("phases", "durations"):
         bad = [k for k, v in (record.get(name) or {}).items() if v is not None and not _is_number(v)]
         if bad:

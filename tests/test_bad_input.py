@@ -168,7 +168,8 @@ def test_eval_split_all_duplicates_of_train(tmp_path):
 
 def test_eval_file_all_in_train(tmp_path):
     eval_file = write_lines(tmp_path / "eval.jsonl", TINY_TRAIN.read_text(encoding="utf-8").splitlines()[:5])
-    refused(tmp_path, *FAST, f"dataset.eval_file={eval_file}", culprit=("dataset.num_eval", "empty", str(eval_file)))
+    refused(tmp_path, *FAST, f"dataset.eval_file={eval_file}", "dataset.num_eval=5",
+            culprit=("dataset.num_eval", "empty", str(eval_file)))
 
 
 # ---- model ------------------------------------------------------------------------------------------------
@@ -432,11 +433,17 @@ def _broken(record: dict, change: str) -> object:
         broken["checks"] = {"a": 1}
     elif change == "phases text":
         broken["phases"]["result_written"] = "yesterday"
+    elif change == "job.model null":
+        broken["job"]["model"] = None
+    elif change == "train.log text":
+        broken["train"]["log"] = "x"
+    elif change == "packages text":
+        broken["framework"]["packages"] = "x"
     return broken
 
 
 SHAPES = ["list", "status 3", "no status", "no framework", "framework text", "train number", "metric text",
-          "checks object", "phases text"]
+          "checks object", "phases text", "job.model null", "train.log text", "packages text"]
 
 
 @pytest.mark.parametrize("command", ["report", "audit"])
