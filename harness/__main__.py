@@ -91,12 +91,18 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         return _fail(f"unknown command {command!r} (commands: {', '.join(COMMANDS)}; python -m harness --help)")
+    if command == "run":  # handles its own failures (preflight, Hydra, the sweep's results)
+        return cmd_run(rest)
     import importlib
 
     module, function = COMMANDS[command][0].split(":")
-    # run -m harness executes this file as __main__: use it rather than importing a second copy
-    found = sys.modules[__name__] if module == "harness.__main__" else importlib.import_module(module)
-    return getattr(found, function)(rest)
+    try:
+        return getattr(importlib.import_module(module), function)(rest)
+    except Exception as err:  # a bug, or input no check foresaw: still one readable line
+        if os.environ.get("HARNESS_DEBUG"):
+            raise
+        return _fail(_single_line(f"{command} failed unexpectedly ({type(err).__name__}: {err}); "
+                                  "set HARNESS_DEBUG=1 for the traceback"), code=1)
 
 
 def console_main() -> None:

@@ -477,3 +477,18 @@ def test_audit_bad_argument_is_one_line(tmp_path, good_results):
     run = harness("audit", str(good_results), "--fairness", "lenient", timeout=60)
     (line,) = run.stderr.splitlines()
     assert run.returncode == 2 and line.startswith("error: audit:") and "lenient" in line
+
+
+def test_unexpected_error_in_a_command_is_one_line(monkeypatch, capsys):
+    """A bug (or input no check foresaw) in report/audit/compare/env ends with one line and exit 1."""
+    import harness.__main__ as cli
+    import harness.report.cli as report_cli
+
+    def boom(_argv):
+        raise KeyError("something\nsecond line")
+
+    monkeypatch.setattr(report_cli, "main", boom)
+    monkeypatch.delenv("HARNESS_DEBUG", raising=False)
+    assert cli.main(["report"]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: report failed unexpectedly (KeyError") and "HARNESS_DEBUG" in line
