@@ -331,12 +331,16 @@ def test_value_a_framework_would_refuse(tmp_path, override, culprit):
 
 
 def test_lora_targets_checked_against_a_mirrored_hub_model(tmp_path):
-    """The Qwen2.5 config of the offline mirror (model_type qwen2) names the modules, no weights needed."""
+    """A Hub id resolved through the offline mirror: its config.json (model_type qwen2) names the modules,
+    no weights needed."""
+    model = tmp_path / "mirror" / "Qwen" / "Qwen2.5-0.5B-Instruct"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text(json.dumps({"model_type": "qwen2", "max_position_embeddings": 32768}))
     results_dir = tmp_path / "results"
     run = harness("run", *FAST, "model=qwen2.5-0.5b", "model.weights=random", "train.lora.targets=[qkv_proj]",
-                  f"results_dir={results_dir}", timeout=60, env={"HARNESS_HUB_MIRROR": "/work/shared/hub"})
+                  f"results_dir={results_dir}", timeout=60, env={"HARNESS_HUB_MIRROR": str(tmp_path / "mirror")})
     (line,) = run.stderr.splitlines()
-    assert run.returncode == 2 and "train.lora.targets" in line and "qkv_proj" in line, run.stderr
+    assert run.returncode == 2 and "train.lora.targets" in line and "qkv_proj" in line and "qwen2" in line, run.stderr
     assert not results_dir.exists()
 
 
