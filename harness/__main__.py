@@ -1,20 +1,29 @@
-"""Command line: ``python -m harness {run,report,compare,env,history} ...``.
+"""Command line: ``python -m harness {run,report,compare,audit,env} ...`` (``COMMANDS``).
 
 ``run`` hands its arguments to Hydra (``-m`` for a sweep) after checking every job of the sweep;
-a bad value exits 2 with one line before anything trains.
+a bad value exits 2 with one line before anything trains. Every command and sub-command answers
+``--help`` with its help and exit 0 (tests/test_help.py walks them from the ``commands:`` list of
+``python -m harness --help``). The run history (``results/history/*.jsonl``) has no command of its
+own: ``report --trend`` renders it and ``compare`` checks against accepted baselines.
 """
 from __future__ import annotations
 
 import os
 import sys
 
-USAGE = """usage: python -m harness COMMAND [ARGS]
-  run [OVERRIDES...] [-m]      train and measure (Hydra; -m sweeps, e.g. framework=trl,unsloth,llamafactory)
-  report [RESULTS...]          render the HTML comparison report of result folders/files
-  compare [--accept] ...       check results against the machine's baseline (exit 1 on a regression)
-  audit [RESULTS...]           fairness audit of finished runs (exit 3 if a strict comparison is refused)
-  env build framework=NAME [version=V] [wheelhouse=DIR] | env list
-"""
+# name -> ("module:function" that takes the argv after the name and returns the exit code, one-line synopsis)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("harness.__main__:cmd_run", "[OVERRIDES...] [-m]   train and measure (Hydra; -m sweeps, e.g. "
+                                "framework=trl,unsloth,llamafactory)"),
+    "report": ("harness.report.cli:main", "[RESULTS...]          render the HTML comparison report (--trend: history)"),
+    "compare": ("harness.compare:main", "[--accept] ...        check results against the machine's baseline "
+                                   "(exit 1 on a regression)"),
+    "audit": ("harness.audit.cli:main", "[RESULTS...]          fairness audit of finished runs (exit 3 if a strict "
+                                   "comparison is refused)"),
+    "env": ("harness.envs_cli:main", "build|list ...        build or list the per-framework environments"),
+}
+USAGE = ("usage: python -m harness COMMAND [ARGS]   (python -m harness COMMAND --help for a command's help)\n"
+         "commands:\n" + "".join(f"  {name:8s} {synopsis}\n" for name, (_, synopsis) in COMMANDS.items()))
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -39,9 +48,11 @@ def cmd_run(argv: list[str]) -> int:
     multirun = "-m" in argv or "--multirun" in argv
     overrides = [a for a in argv if not a.startswith("-")]
     flags = [a for a in argv if a.startswith("-")]
+    asks_help = any(f in ("-h", "--help", "--hydra-help") for f in flags)
     try:
         check_flags(flags)
-        preflight(overrides, multirun, cuda_available=cuda_available())
+        if not asks_help:  # help describes the config; it needs no valid job (and runs none)
+            preflight(overrides, multirun, cuda_available=cuda_available())
     except ConfigError as err:
         return _fail(_single_line(str(err)))
     except (OSError, ValueError, LookupError, TypeError) as err:  # bad input that reached the checks raw
@@ -76,21 +87,20 @@ def main(argv: list[str]) -> int:
         print(USAGE)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    if command == "run":
+    if command not in COMMANDS:
+        return _fail(f"unknown command {command!r} (commands: {', '.join(COMMANDS)}; python -m harness --help)")
+    if command == "run":  # handles its own failures (preflight, Hydra, the sweep's results)
         return cmd_run(rest)
-    if command == "report":
-        from harness.report.cli import main as report_main
-        return report_main(rest)
-    if command == "compare":
-        from harness.compare import main as compare_main
-        return compare_main(rest)
-    if command == "audit":
-        from harness.audit.cli import main as audit_main
-        return audit_main(rest)
-    if command == "env":
-        from harness.envs_cli import main as env_main
-        return env_main(rest)
-    return _fail(f"unknown command {command!r}\n{USAGE}")
+    import importlib
+
+    module, function = COMMANDS[command][0].split(":")
+    try:
+        return getattr(importlib.import_module(module), function)(rest)
+    except Exception as err:  # a bug, or input no check foresaw: still one readable line
+        if os.environ.get("HARNESS_DEBUG"):
+            raise
+        return _fail(_single_line(f"{command} failed unexpectedly ({type(err).__name__}: {err}); "
+                                  "set HARNESS_DEBUG=1 for the traceback"), code=1)
 
 
 def console_main() -> None:

@@ -14,8 +14,10 @@ code; the sign, when written, must agree with it (``tokens_per_s:-5%``: a drop o
 A change is a regression only when it exceeds the threshold AND is outside the noise of the repeats
 (``harness.measure.stats.difference_is_noise``); with a single value on a side, the threshold alone decides.
 
-Exit status: 0 no regression (or ``--accept`` done), 1 at least one regression, 2 bad input (check syntax,
-unknown metric, missing or foreign baseline, no results): always one line on stderr.
+Exit status: 0 no regression (or ``--accept`` done); 1 at least one regression, or a (point, framework) of the
+baseline with no current ok result (it failed, or was not run: a check that silently shrinks is no check;
+``--allow-missing`` makes those notes); 2 bad input (check syntax, unknown metric, missing or foreign
+baseline, no results): always one line on stderr.
 """
 from __future__ import annotations
 
@@ -287,14 +289,19 @@ class Row:
 class Comparison:
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # baseline entries with no current ok result: (framework, version, point_hash)
+    missing: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def regressions(self) -> list[Row]:
         return [r for r in self.rows if r.regression]
 
+    def exit_code_for(self, *, allow_missing: bool = False) -> int:
+        return 1 if self.regressions or (self.missing and not allow_missing) else 0
+
     @property
     def exit_code(self) -> int:
-        return 1 if self.regressions else 0
+        return self.exit_code_for()
 
     def table(self) -> str:
         return format_table(self.rows)
@@ -343,7 +350,7 @@ def compare(records: Iterable[dict[str, Any]], baseline: dict[str, Any], checks:
                 change=change, check=check, verdict=verdict_))
     for (point, framework), entry in sorted(entries.items()):
         if (point, framework) not in seen:
-            result.notes.append(f"baseline {framework} {entry.get('version')} at point {point} has no current result")
+            result.missing.append((framework, str(entry.get("version")), point))
     return result
 
 
@@ -404,8 +411,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline", type=Path, help="baseline file (default: BASELINES/<machine_id>/<suite>.json)")
     parser.add_argument("--baselines-dir", type=Path, help=f"baselines folder (default ${BASELINES_ENV} or {BASELINES_DIR})")
     parser.add_argument("--suite", help="only results of this suite")
-    parser.add_argument("--check", action="append", help=f"checks, replacing the default {DEFAULT_CHECKS!r}")
+    # argparse %-formats help strings: the checks' own % signs must be written %%
+    parser.add_argument("--check", action="append",
+                        help=f"checks, replacing the default {DEFAULT_CHECKS!r}".replace("%", "%%"))
     parser.add_argument("--accept", action="store_true", help="write the current results as the new baseline")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="a baseline framework/point without a current ok result is a note, not a failure (exit 1)")
     return parser
 
 
@@ -449,11 +460,18 @@ def run(argv: Sequence[str], *, out=None, err=None) -> int:
         print(result.table(), file=out)
         for note in result.notes:
             print(f"note: {note}", file=out)
+        for framework, version, point in result.missing:
+            print(f"{'note' if args.allow_missing else 'MISSING'}: baseline {framework} {version} at point {point} "
+                  f"has no current ok result (it failed or was not run)", file=out)
         regressions = result.regressions
         print(f"{len(regressions)} regression(s) in {len(result.rows)} checked metric(s)"
               + (": " + ", ".join(f"{r.framework} {r.metric} {_change(r)}" for r in regressions) if regressions else ""),
               file=out)
-        code = max(code, result.exit_code)
+        if result.missing and not args.allow_missing:
+            names = sorted({framework for framework, _, _ in result.missing})
+            print(f"error: no current ok result for baseline framework(s) {', '.join(names)} of suite {suite} "
+                  f"(--allow-missing to compare the rest only)", file=err)
+        code = max(code, result.exit_code_for(allow_missing=args.allow_missing))
     return code
 
 

@@ -25,6 +25,19 @@ FAIRNESS_MODES = ("strict", "native")
 # Faults the test-double framework can inject (harness/frameworks/fake.py).
 FAKE_FAULTS = ("none", "exception", "import_error", "unavailable", "oom", "segfault", "hang", "exit")
 LORA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# ``train.optimizer`` / ``train.lr_scheduler`` are HF TrainingArguments ``optim`` / ``lr_scheduler_type``
+# values that every framework's transformers (5.6 under LLaMA-Factory, 5.17 under trl and unsloth) knows and
+# that need no extra arguments or packages the recipe does not pin (galore needs optim_target_modules, lomo
+# and apollo their own packages, cosine_with_min_lr a min_lr, reduce_lr_on_plateau an eval metric). Kept
+# here because the parent never imports transformers (it pulls torch in); tests/test_config.py checks the
+# lists against transformers' own enums, so they cannot go stale.
+OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adagrad", "rmsprop",
+              "adamw_bnb_8bit", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit",
+              "lion_8bit", "lion_32bit", "paged_lion_8bit", "paged_lion_32bit", "ademamix", "ademamix_8bit")
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                 "inverse_sqrt")
+# Seeds go to numpy, which takes 0 <= seed < 2**32.
+SEED_RANGE = (0, 2**32 - 1)
 
 
 @dataclass
@@ -197,6 +210,14 @@ def validate(cfg: Any, *, cuda_available: bool) -> None:
         raise ConfigError(f"train.lora.dropout must be in [0, 1), got {t.lora.dropout}")
     if not t.lora.targets:
         raise ConfigError("train.lora.targets must name at least one module")
+    if t.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"train.optimizer: unknown optimizer {t.optimizer!r} (accepted: {', '.join(OPTIMIZERS)})")
+    if t.lr_scheduler not in LR_SCHEDULERS:
+        raise ConfigError(f"train.lr_scheduler: unknown schedule {t.lr_scheduler!r} "
+                          f"(accepted: {', '.join(LR_SCHEDULERS)})")
+    for name, seed in (("train.seed", t.seed), ("model.init_seed", cfg.model.init_seed)):
+        if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+            raise ConfigError(f"{name} must be in [0, 2**32 - 1], got {seed}")
     if t.quantization not in QUANTIZATIONS:
         raise ConfigError(f"train.quantization must be one of {QUANTIZATIONS}, got {t.quantization!r}")
     if t.quantization == "4bit" and not cuda_available:

@@ -1,16 +1,20 @@
-"""``python -m harness env build framework=NAME[,NAME...] [version=V] [wheelhouse=DIR] [force=true]``
-and ``python -m harness env list``: build or show the per-framework environments (harness/envs.py)."""
+"""``python -m harness env build [framework=NAME[,NAME...]] [version=V] [wheelhouse=DIR] [force=true]
+[python=BASE]`` and ``python -m harness env list``: build or show the per-framework environments
+(harness/envs.py)."""
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from harness import envs
+from harness.cli_args import OneLineParser, parse
 from harness.preflight import CONF_DIR
 
 BUILDABLE = ("trl", "unsloth", "llamafactory")
+BUILD_OPTIONS = ("framework", "version", "wheelhouse", "force", "python")
 
 
 def default_version(framework: str) -> str:
@@ -24,25 +28,44 @@ def _parse(argv: list[str]) -> dict[str, str]:
     options = {}
     for arg in argv:
         key, sep, value = arg.partition("=")
-        if not sep or key not in ("framework", "version", "wheelhouse", "force", "python"):
-            raise envs.EnvError(f"unknown argument {arg!r} (expected framework=, version=, wheelhouse=, force=, python=)")
+        if not sep or key not in BUILD_OPTIONS:
+            raise envs.EnvError(f"unknown argument {arg!r} (expected {'=, '.join(BUILD_OPTIONS)}=)")
         options[key] = value
     return options
 
 
+def _parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="python -m harness env", description="Build or list the per-framework "
+                           "environments (a venv per framework version over this interpreter's torch).")
+    commands = parser.add_subparsers(dest="command", title="commands", required=True, parser_class=OneLineParser)
+    build = commands.add_parser("build", help="build (or reuse) environments from envs/NAME-VERSION.txt",
+                                description="Build the environment of each framework and version (default: "
+                                f"all of {', '.join(BUILDABLE)} at their conf/framework/ versions).")
+    build.add_argument("options", nargs="*", metavar="KEY=VALUE",
+                       help="framework=NAME[,NAME...] version=V[,V...] wheelhouse=DIR (offline) force=true "
+                            "python=BASE_INTERPRETER")
+    commands.add_parser("list", help="list the pinned versions and the state of their environments",
+                        description="List every pinned framework version, its environment's state and folder.")
+    return parser
+
+
+def _list() -> None:
+    for framework in BUILDABLE:
+        for req in sorted(envs.REQUIREMENTS_DIR.glob(f"{framework}-*.txt")):
+            version = req.stem.split("-", 1)[1]
+            state, _ = envs.env_status(framework, version)
+            print(f"{framework:13s} {version:12s} {state:10s} {envs.env_dir(framework, version)}")
+
+
 def main(argv: list[str]) -> int:
+    args = parse(_parser(), argv)
+    if isinstance(args, int):
+        return args
     try:
-        if argv[:1] == ["list"]:
-            for framework in BUILDABLE:
-                for req in sorted(envs.REQUIREMENTS_DIR.glob(f"{framework}-*.txt")):
-                    version = req.stem.split("-", 1)[1]
-                    state, _ = envs.env_status(framework, version)
-                    print(f"{framework:13s} {version:12s} {state:10s} {envs.env_dir(framework, version)}")
+        if args.command == "list":
+            _list()
             return 0
-        if argv[:1] != ["build"]:
-            print(__doc__, file=sys.stderr)
-            return 2
-        options = _parse(argv[1:])
+        options = _parse(args.options)
         frameworks = options.get("framework", ",".join(BUILDABLE)).split(",")
         for framework in frameworks:
             versions = options.get("version") or default_version(framework)

@@ -2,7 +2,9 @@
 
 Every finished run (any status) adds one line: when, the machine, the commit, the framework and its
 package versions, the job hash and the headline metrics. Lines are never rewritten; a writer holds
-an exclusive ``flock`` for the append so lines from parallel sweeps never interleave.
+an exclusive ``flock`` for the append so lines from parallel sweeps never interleave. A line torn by a
+crash mid-append (no trailing newline) is closed with a newline before the next entry is written, so it
+costs only itself: readers name it (file and line) and skip it, and the next record stays readable.
 """
 from __future__ import annotations
 
@@ -37,9 +39,12 @@ def append_history(record: dict[str, Any], results_dir: Path) -> Path:
     path = history_path(results_dir, entry["machine_id"] or "unknown")
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(entry, ensure_ascii=False, default=str) + "\n").encode()
-    with open(path, "ab") as handle:
+    with open(path, "a+b") as handle:  # a+: the last byte must be readable (torn-line check)
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
+            size = os.fstat(handle.fileno()).st_size  # read under the lock: no writer is mid-line now
+            if size and os.pread(handle.fileno(), 1, size - 1) != b"\n":
+                line = b"\n" + line  # a torn last line: start ours on a fresh one
             os.write(handle.fileno(), line)  # one write call per line, under the lock
             os.fsync(handle.fileno())
         finally:
@@ -48,15 +53,22 @@ def append_history(record: dict[str, Any], results_dir: Path) -> Path:
 
 
 def read_history(path: Path, *, warn=print) -> list[dict[str, Any]]:
-    """All entries of a history file; a torn or corrupt line is named and skipped."""
+    """All entries of a history file; a torn or corrupt line is named (file:line) and skipped.
+
+    Lines are decoded one at a time: a crash can tear a line inside a multi-byte character."""
     entries = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
+    for number, raw in enumerate(Path(path).read_bytes().splitlines(), start=1):
+        if not raw.strip():
             continue
         try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError:
-            warn(f"skipped: {path}:{number}: corrupt history line")
+            entry = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            warn(f"skipped: {path}:{number}: corrupt history line (torn by a crash mid-append?)")
+            continue
+        if not isinstance(entry, dict):
+            warn(f"skipped: {path}:{number}: not a history entry (a JSON {type(entry).__name__})")
+            continue
+        entries.append(entry)
     return entries
 
 

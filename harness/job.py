@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.hub import resolve_model
+from harness.hub import REPO_ROOT, resolve_model
 
 # Keys of the top-level config that describe the run's bookkeeping, not the job.
 _NOT_PART_OF_JOB = ("results_dir", "reports_dir", "report", "force", "timeout_s", "repeats",
@@ -24,8 +24,22 @@ _NOT_PART_OF_JOB = ("results_dir", "reports_dir", "report", "force", "timeout_s"
 Job = dict[str, Any]
 
 
+def _group_dataset_names() -> set[str]:
+    return {str(OmegaConf.load(p).get("name")) for p in (REPO_ROOT / "conf" / "dataset").glob("*.yaml")}
+
+
+def dataset_label(dataset: DictConfig) -> str:
+    """The dataset's name in run dirs, reports and baselines. ``dataset.path=FILE`` replaces the files of
+    the dataset group, so the group's name (tiny_medical) would mislabel the run: it is named after the
+    file instead, unless ``dataset.name`` was set to a name of the user's own."""
+    if dataset.path and dataset.name in _group_dataset_names():
+        return Path(dataset.path).stem
+    return str(dataset.name)
+
+
 def job_from_config(cfg: DictConfig, *, data_digest: str) -> Job:
     job: Job = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    job["dataset"]["name"] = dataset_label(cfg.dataset)
     for key in _NOT_PART_OF_JOB:
         job.pop(key, None)
     job["framework"].pop("python", None)  # which interpreter runs it is not part of the math

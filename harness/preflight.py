@@ -16,6 +16,8 @@ from omegaconf.errors import OmegaConfBaseException
 from harness.config import ConfigError, register_configs, validate
 from harness.data import prepare
 from harness.hub import REPO_ROOT
+from harness.input_checks import (check_eval_count, check_framework, check_known_keys, check_lora_targets,
+                                  check_output_dirs)
 
 CONF_DIR = REPO_ROOT / "conf"
 
@@ -111,6 +113,8 @@ def _looks_like_path(hub_id: str) -> bool:
 
 
 def check_model(cfg: Any) -> None:
+    """The model folder holds a readable config.json whose positions fit train.max_length and whose
+    modules include every LoRA target (a Hub id fetched at run time is left to from_pretrained)."""
     from harness.hub import mirror_root, resolve_model
 
     hub_id = cfg.model.hub_id
@@ -132,6 +136,27 @@ def check_model(cfg: Any) -> None:
     positions = model_config.get("max_position_embeddings") if isinstance(model_config, dict) else None
     if positions and cfg.train.max_length > positions:
         raise ConfigError(f"train.max_length={cfg.train.max_length} exceeds the model's max_position_embeddings={positions} ({config_file})")
+    if isinstance(model_config, dict):
+        check_lora_targets(cfg, Path(path), model_config)
+
+
+def check_distinct_jobs(jobs: list[list[str]], configs: list[Any], overrides: list[str]) -> None:
+    """No two jobs of a sweep are the same job (``framework=trl,trl``, ``train.lr=1e-4,0.0001``): the
+    second would train the same run dir again or be skipped as already done, silently."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    seen: dict[str, int] = {}
+    for number, cfg in enumerate(configs):
+        key = json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True, default=str)
+        if key not in seen:
+            seen[key] = number
+            continue
+        repeated = [o for o, parsed in zip(overrides, OverridesParser.create().parse_overrides(overrides))
+                    if parsed.is_sweep_override()
+                    and len(set(parsed.sweep_string_iterator())) < len(list(parsed.sweep_string_iterator()))]
+        where = f"a value repeats in {', '.join(repeat for repeat in repeated)}" if repeated else \
+            f"jobs {seen[key] + 1} ({' '.join(jobs[seen[key]])}) and {number + 1} ({' '.join(jobs[number])})"
+        raise ConfigError(f"the sweep runs the same job twice: {where}")
 
 
 def preflight(overrides: list[str], multirun: bool, *, cuda_available: bool) -> int:
@@ -143,6 +168,7 @@ def preflight(overrides: list[str], multirun: bool, *, cuda_available: bool) -> 
         if type(err).__module__.startswith(("hydra", "omegaconf")):
             raise ConfigError(_one_line(err)) from None
         raise
+    configs = []
     for job_overrides in jobs:
         try:
             cfg = compose_job(job_overrides)
@@ -153,7 +179,13 @@ def preflight(overrides: list[str], multirun: bool, *, cuda_available: bool) -> 
             if type(err).__module__.startswith(("hydra", "omegaconf")):
                 raise ConfigError(_composition_error(err, job_overrides)) from None
             raise
+        check_known_keys(cfg, job_overrides)
         validate(cfg, cuda_available=cuda_available)
+        check_framework(cfg)
+        check_output_dirs(cfg)
         check_model(cfg)
+        check_eval_count(cfg.dataset)
         prepare(cfg.dataset)
+        configs.append(cfg)
+    check_distinct_jobs(jobs, configs, overrides)
     return len(jobs)

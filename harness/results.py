@@ -88,6 +88,62 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+# What readers (report, audit, compare, history) rely on, beyond "it parses": a file that has the wrong
+# shape is skipped with its path and the first problem, never a traceback deep in a renderer.
+_TEXT_FIELDS = ("run_id", "run_dir", "suite", "job_hash", "point_hash", "reason", "log_tail")
+_OBJECT_FIELDS = ("framework", "job", "runtime", "env", "train", "eval", "audit", "phases", "durations", "memory",
+                  "gpu_activity", "energy", "mfu")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def shape_problem(record: Any) -> str | None:
+    """Why ``record`` is not a result record readers can use, or None when it is."""
+    if not isinstance(record, dict):
+        return f"not a result record (a JSON {type(record).__name__}, expected an object)"
+    status = record.get("status")
+    if status not in STATUSES:
+        return f"'status' is {status!r}, expected one of {', '.join(STATUSES)}"
+    framework = record.get("framework")
+    if not isinstance(framework, dict) or not isinstance(framework.get("name"), str):
+        return "'framework' must be an object with a 'name'"
+    for name in _TEXT_FIELDS:
+        if record.get(name) is not None and not isinstance(record[name], str):
+            return f"'{name}' is {type(record[name]).__name__}, expected text"
+    if record.get("repeat") is not None and (not isinstance(record["repeat"], int) or isinstance(record["repeat"], bool)):
+        return f"'repeat' is {record['repeat']!r}, expected an integer"
+    for name in _OBJECT_FIELDS:
+        if record.get(name) is not None and not isinstance(record[name], dict):
+            return f"'{name}' is {type(record[name]).__name__}, expected an object"
+    for parent, name in (("framework", "packages"), ("env", "git")):
+        value = (record.get(parent) or {}).get(name)
+        if value is not None and not isinstance(value, dict):
+            return f"'{parent}.{name}' is {type(value).__name__}, expected an object"
+    job = record.get("job") or {}
+    for name in ("framework", "model", "dataset", "train", "launcher"):
+        if name in job and not isinstance(job[name], dict):
+            return f"'job.{name}' is {type(job[name]).__name__}, expected an object"
+    if "fairness" in job and job["fairness"] not in ("strict", "native"):
+        return f"'job.fairness' is {job['fairness']!r}, expected strict or native"
+    log = (record.get("train") or {}).get("log")
+    if log is not None and (not isinstance(log, list) or not all(isinstance(e, dict) for e in log)):
+        return "'train.log' must be a list of objects"
+    for name in ("phases", "durations"):
+        bad = [k for k, v in (record.get(name) or {}).items() if v is not None and not _is_number(v)]
+        if bad:
+            return f"'{name}.{bad[0]}' is not a number"
+    checks = record.get("checks")
+    if checks is not None and (not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks)):
+        return "'checks' must be a list of objects"
+    for metric in METRICS.values():
+        value = get_path(record, metric.path)
+        if value is not None and not _is_number(value):
+            return f"'{metric.path}' is {value!r}, expected a number"
+    return None
+
+
 def find_result_files(paths: Iterable[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
@@ -105,8 +161,9 @@ def load_results(paths: Iterable[Path], *, warn=lambda msg: print(msg, file=sys.
     for path in find_result_files(paths):
         try:
             record = read_json(path)
-            if not isinstance(record, dict) or "status" not in record:
-                raise ValueError(f"{path}: not a result record")
+            problem = shape_problem(record)
+            if problem:
+                raise ValueError(f"{path}: {problem}")
         except (OSError, ValueError) as err:
             warn(f"skipped: {err}")
             continue

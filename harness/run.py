@@ -85,6 +85,11 @@ def run_one(cfg: DictConfig, job: Job, data: PreparedData, repeat: int, position
             print(f"[{label}] skipped: ok result exists at {run_dir / RESULT_NAME} (force=true reruns)", flush=True)
             on_record(earlier)
             return earlier
+        earlier = _unavailable_here(run_dir)
+        if earlier is not None:  # retrying would only append the same 'unavailable' to the history again
+            print(f"[{label}] skipped: unavailable on this machine ({earlier.get('reason')}) at "
+                  f"{run_dir / RESULT_NAME} (force=true retries)", flush=True)
+            return earlier
     write_jsonl(run_dir / "data" / "train.jsonl", data.train)
     write_jsonl(run_dir / "data" / "eval.jsonl", data.eval)
     runtime_job = _runtime(job, run_dir, repeat)
@@ -117,6 +122,22 @@ def run_one(cfg: DictConfig, job: Job, data: PreparedData, repeat: int, position
         record = _finish(run_dir, runtime_job, view, sampler, cfg, repeat)
         on_record(record)
     return record
+
+
+def _unavailable_here(run_dir: Path) -> dict[str, Any] | None:
+    """An earlier 'unavailable' result of this run dir recorded on this kind of machine, or None.
+    One copied from another machine (a CPU box's unsloth result on a GPU node) is retried."""
+    from harness.atomic import read_json
+    from harness.environment import environment
+
+    try:
+        record = read_json(run_dir / RESULT_NAME)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("status") != "unavailable":
+        return None
+    here = environment().get("machine_id")
+    return record if (record.get("env") or {}).get("machine_id") == here else None
 
 
 def _finish(run_dir: Path, job: Job, view: dict[str, Any], sampler: NvmlSampler, cfg: DictConfig,

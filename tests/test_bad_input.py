@@ -168,7 +168,8 @@ def test_eval_split_all_duplicates_of_train(tmp_path):
 
 def test_eval_file_all_in_train(tmp_path):
     eval_file = write_lines(tmp_path / "eval.jsonl", TINY_TRAIN.read_text(encoding="utf-8").splitlines()[:5])
-    refused(tmp_path, *FAST, f"dataset.eval_file={eval_file}", culprit=("dataset.num_eval", "empty", str(eval_file)))
+    refused(tmp_path, *FAST, f"dataset.eval_file={eval_file}", "dataset.num_eval=5",
+            culprit=("dataset.num_eval", "empty", str(eval_file)))
 
 
 # ---- model ------------------------------------------------------------------------------------------------
@@ -270,3 +271,228 @@ def test_overhead_benchmark_passes_the_harness_refusal_through(tmp_path):
     lines = run.stderr.splitlines()
     assert run.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and "nope" in lines[0], run.stderr
     assert not (tmp_path / "out").exists()
+
+
+# ---- framework version and interpreter (issue 12, points 3 and 4) -----------------------------------------
+def test_unknown_framework_version_is_refused_not_unavailable(tmp_path):
+    """A typo in framework.version is bad input (exit 2 naming the pinned versions), not an 'unavailable' run."""
+    line = refused(tmp_path, *FAST, "framework=trl", "framework.version=9.9.9",
+                   culprit=("framework.version=9.9.9", "1.16.0"))
+    assert "known versions" in line
+
+
+def test_unknown_framework_version_under_the_current_interpreter(tmp_path):
+    refused(tmp_path, *FAST, "framework=trl", "framework.python=current", "framework.version=9.9.9",
+            culprit=("framework.version=9.9.9", "1.16.0"))
+
+
+def test_framework_python_that_does_not_exist(tmp_path):
+    refused(tmp_path, *FAST, "framework.python=/nonexistent/python", culprit=("framework.python", "/nonexistent/python"))
+
+
+def test_framework_python_that_is_not_python(tmp_path):
+    refused(tmp_path, *FAST, "framework=trl", "framework.python=/bin/ls", culprit=("framework.python", "/bin/ls"))
+
+
+@pytest.mark.parametrize("folder", ["/proc/x", "/proc/x/y"])
+def test_results_dir_not_writable(tmp_path, folder):
+    run = harness("run", *FAST, f"results_dir={folder}", timeout=60)
+    (line,) = run.stderr.splitlines()
+    assert run.returncode == 2 and line.startswith("error: results_dir=") and folder in line, run.stderr
+
+
+def test_results_dir_is_a_file(tmp_path):
+    file = tmp_path / "a_file"
+    file.write_text("")
+    run = harness("run", *FAST, f"results_dir={file}", timeout=60)
+    (line,) = run.stderr.splitlines()
+    assert run.returncode == 2 and "results_dir" in line and str(file) in line, run.stderr
+    assert file.read_text() == ""
+
+
+def test_reports_dir_not_writable(tmp_path):
+    refused(tmp_path, "framework=fake", "train.max_steps=1", "report=true", "reports_dir=/proc/y",
+            culprit=("reports_dir=/proc/y",))
+
+
+# ---- values only a framework would have refused, now refused in preflight (point 5) ------------------------
+@pytest.mark.parametrize("override,culprit", [
+    ("train.lora.targets=[nonexistent_proj]", ("train.lora.targets", "nonexistent_proj", "q_proj")),
+    ("train.lora.targets=[q_proj,nonexistent_proj]", ("train.lora.targets", "nonexistent_proj")),
+    ("train.lora.targets=[all-linear]", ("train.lora.targets", "all-linear")),
+    ("train.optimizer=sgdx", ("train.optimizer", "sgdx", "adamw_torch")),
+    ("train.lr_scheduler=bogus", ("train.lr_scheduler", "bogus", "cosine")),
+    ("train.seed=-1", ("train.seed", "-1")),
+    ("model.init_seed=-1", ("model.init_seed", "-1")),
+    ("train.seed=4294967296", ("train.seed",)),
+])
+def test_value_a_framework_would_refuse(tmp_path, override, culprit):
+    refused(tmp_path, *FAST, override, culprit=culprit)
+
+
+def test_lora_targets_checked_against_a_mirrored_hub_model(tmp_path):
+    """A Hub id resolved through the offline mirror: its config.json (model_type qwen2) names the modules,
+    no weights needed."""
+    model = tmp_path / "mirror" / "Qwen" / "Qwen2.5-0.5B-Instruct"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text(json.dumps({"model_type": "qwen2", "max_position_embeddings": 32768}))
+    results_dir = tmp_path / "results"
+    run = harness("run", *FAST, "model=qwen2.5-0.5b", "model.weights=random", "train.lora.targets=[qkv_proj]",
+                  f"results_dir={results_dir}", timeout=60, env={"HARNESS_HUB_MIRROR": str(tmp_path / "mirror")})
+    (line,) = run.stderr.splitlines()
+    assert run.returncode == 2 and "train.lora.targets" in line and "qkv_proj" in line and "qwen2" in line, run.stderr
+    assert not results_dir.exists()
+
+
+def test_lora_targets_read_from_safetensors_weights(tmp_path):
+    """A model whose model_type the harness does not know: the module names come from its weight files."""
+    import struct
+
+    from harness.input_checks import check_lora_targets
+    from omegaconf import OmegaConf
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    header = json.dumps({"__metadata__": {}, "transformer.h.0.attn.c_attn.weight": {
+        "dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}).encode()
+    (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 16)
+    cfg = OmegaConf.create({"model": {"hub_id": str(folder)}, "train": {"lora": {"targets": ["c_attn"]}}})
+    check_lora_targets(cfg, folder, {"model_type": "gpt2"})  # accepted: c_attn is in the weights
+    cfg.train.lora.targets = ["q_proj"]
+    with pytest.raises(ValueError, match="'q_proj' is not a module .*c_attn"):
+        check_lora_targets(cfg, folder, {"model_type": "gpt2"})
+
+
+def test_num_eval_beyond_the_eval_file(tmp_path):
+    """More held-out records than the eval file has is refused naming the count, never silently capped."""
+    available = len((REPO_ROOT / "harness/assets/tiny/medical_eval.jsonl").read_text().splitlines())
+    refused(tmp_path, *FAST, "dataset.num_eval=100000", culprit=("dataset.num_eval=100000", f"only {available} records"))
+
+
+def test_num_eval_beyond_a_split_file(tmp_path):
+    path = write_lines(tmp_path / "data.jsonl", [record(i) for i in range(10)])
+    refused(tmp_path, *FAST, f"dataset.path={path}", "dataset.num_eval=10",
+            culprit=("dataset.num_eval=10", str(path), "only 10 records", "at most 9"))
+
+
+# ---- sweeps and keys (point 8) -------------------------------------------------------------------------------
+@pytest.mark.parametrize("sweep,culprit", [
+    ("framework=fake,fake", "framework=fake,fake"),
+    ("train.lr=1e-4,0.0001", "train.lr=1e-4,0.0001"),
+])
+def test_same_job_twice_in_a_sweep(tmp_path, sweep, culprit):
+    refused(tmp_path, *FAST, sweep, "-m", culprit=("same job twice", culprit))
+
+
+def test_duplicate_framework_in_a_sweep(tmp_path):
+    refused(tmp_path, "framework=trl,trl", "train.max_steps=1", "report=false", "-m",
+            culprit=("same job twice", "framework=trl,trl"))
+
+
+@pytest.mark.parametrize("override,culprit", [
+    ("+foo=1", ("foo", "+foo=1", "unknown key")),
+    ("+train.foo=1", ("train.foo", "+train.foo=1", "unknown key")),
+    ("++train.lora.foo=1", ("train.lora.foo", "unknown key")),
+])
+def test_unknown_key_added_with_plus(tmp_path, override, culprit):
+    refused(tmp_path, *FAST, override, culprit=culprit)
+
+
+def test_removed_field(tmp_path):
+    refused(tmp_path, *FAST, "~train.seed", culprit="train.seed")
+
+
+# ---- report and audit on result files that parse but have the wrong shape (point 4) -------------------------
+@pytest.fixture(scope="module")
+def good_results(tmp_path_factory) -> Path:
+    """One real result of the fake framework (the real runner), shared by the report/audit tests."""
+    root = tmp_path_factory.mktemp("good")
+    run = harness("run", *FAST, f"results_dir={root / 'results'}", timeout=120)
+    assert run.returncode == 0, run.stderr
+    return root / "results"
+
+
+def good_record(results_dir: Path) -> dict:
+    (path,) = [p for p in results_dir.rglob("result.json") if ".hydra" not in p.parts]
+    return json.loads(path.read_text())
+
+
+def _broken(record: dict, change: str) -> object:
+    if change == "list":
+        return []
+    if change == "status 3":
+        return {"status": 3}
+    broken = json.loads(json.dumps(record))
+    if change == "no status":
+        del broken["status"]
+    elif change == "no framework":
+        del broken["framework"]
+    elif change == "framework text":
+        broken["framework"] = "trl"
+    elif change == "train number":
+        broken["train"] = 3
+    elif change == "metric text":
+        broken["train"]["tokens_per_s"] = "fast"
+    elif change == "checks object":
+        broken["checks"] = {"a": 1}
+    elif change == "phases text":
+        broken["phases"]["result_written"] = "yesterday"
+    elif change == "job.model null":
+        broken["job"]["model"] = None
+    elif change == "train.log text":
+        broken["train"]["log"] = "x"
+    elif change == "packages text":
+        broken["framework"]["packages"] = "x"
+    return broken
+
+
+SHAPES = ["list", "status 3", "no status", "no framework", "framework text", "train number", "metric text",
+          "checks object", "phases text", "job.model null", "train.log text", "packages text"]
+
+
+@pytest.mark.parametrize("command", ["report", "audit"])
+@pytest.mark.parametrize("change", SHAPES)
+def test_wrong_shape_result_is_skipped_naming_it(tmp_path, good_results, command, change):
+    bad = tmp_path / "bad" / "r0" / "result.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(json.dumps(_broken(good_record(good_results), change)))
+    extra = ("--out", str(tmp_path / "reports")) if command == "report" else ()
+    run = harness(command, str(good_results), str(tmp_path / "bad"), *extra, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    (line,) = [l for l in run.stderr.splitlines() if str(bad) in l]
+    assert line.startswith("skipped: ")
+    # only the broken file: one error line, exit 2
+    alone = harness(command, str(tmp_path / "bad"), *extra, timeout=120)
+    lines = alone.stderr.splitlines()
+    assert alone.returncode == 2 and lines[-1].startswith("error:") and "Traceback" not in alone.stderr, alone.stderr
+    assert len(lines) == 2 and lines[0].startswith(f"skipped: {bad}")
+
+
+def test_report_reference_that_is_not_in_the_results(tmp_path, good_results):
+    out = tmp_path / "reports"
+    run = harness("report", str(good_results), "--reference", "nonexistent", "--out", str(out), timeout=120)
+    (line,) = run.stderr.splitlines()
+    assert run.returncode == 2 and line.startswith("error:") and "nonexistent" in line and "fake" in line, run.stderr
+    assert not out.exists()
+
+
+def test_audit_bad_argument_is_one_line(tmp_path, good_results):
+    run = harness("audit", str(good_results), "--fairness", "lenient", timeout=60)
+    (line,) = run.stderr.splitlines()
+    assert run.returncode == 2 and line.startswith("error: audit:") and "lenient" in line
+
+
+def test_unexpected_error_in_a_command_is_one_line(monkeypatch, capsys):
+    """A bug (or input no check foresaw) in report/audit/compare/env ends with one line and exit 1."""
+    import harness.__main__ as cli
+    import harness.report.cli as report_cli
+
+    def boom(_argv):
+        raise KeyError("something\nsecond line")
+
+    monkeypatch.setattr(report_cli, "main", boom)
+    monkeypatch.delenv("HARNESS_DEBUG", raising=False)
+    assert cli.main(["report"]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: report failed unexpectedly (KeyError") and "HARNESS_DEBUG" in line

@@ -80,3 +80,33 @@ def test_plain_multirun_sweeps_the_three_frameworks():
 def test_explicit_framework_list_replaces_the_default_sweep():
     jobs = expand_sweep(["framework=trl,fake", "train.lr=1e-3,2e-3"], multirun=True)
     assert len(jobs) == 4 and all("framework=unsloth" not in job for job in jobs)
+
+
+def test_accepted_optimizers_and_schedules_are_transformers_names():
+    """The parent's lists (it never imports transformers) stay names TrainingArguments accepts."""
+    from transformers.trainer_utils import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    from harness.config import LR_SCHEDULERS, OPTIMIZERS
+
+    assert set(OPTIMIZERS) <= {o.value for o in OptimizerNames}
+    assert set(LR_SCHEDULERS) <= {s.value for s in SchedulerType}
+
+
+def test_runs_from_a_dataset_file_are_labelled_with_its_name(tmp_path):
+    """dataset.path=FILE: run dir, result and report carry the file's name, not the default group's."""
+    from tests.cli import REPO_ROOT, harness, results
+
+    data = tmp_path / "my_clinic.jsonl"
+    data.write_text("".join((REPO_ROOT / "harness/assets/tiny/medical_train.jsonl").read_text().splitlines(True)[:30]))
+    common = ("framework=fake", "train.max_steps=1", "train.measure_warmup_steps=0", "report=false",
+              f"dataset.path={data}", "dataset.num_eval=4")
+    run = harness("run", *common, f"results_dir={tmp_path / 'a'}", timeout=120)
+    assert run.returncode == 0, run.stderr
+    (record,) = results(tmp_path / "a")
+    assert record["job"]["dataset"]["name"] == "my_clinic"
+    assert "tiny-my_clinic-" in record["run_dir"] and "tiny_medical" not in record["run_dir"]
+    # a name the user gives wins over the file's
+    run = harness("run", *common, "dataset.name=clinic_v2", f"results_dir={tmp_path / 'b'}", timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert results(tmp_path / "b")[0]["job"]["dataset"]["name"] == "clinic_v2"

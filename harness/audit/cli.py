@@ -11,15 +11,20 @@ import sys
 from pathlib import Path
 
 from harness.audit.fairness import audit_sweep, write_audit
+from harness.cli_args import OneLineParser, parse
 from harness.results import load_results
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness audit", description=__doc__)
-    parser.add_argument("results", nargs="*", type=Path, default=[Path("results")])
+    parser = OneLineParser(prog="python -m harness audit", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", nargs="*", type=Path, default=[Path("results")],
+                        help="result folders or result.json files (default results/)")
     parser.add_argument("--fairness", choices=("strict", "native"), default="strict")
     parser.add_argument("--out", type=Path, help="write the audit as JSON here")
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
+    if isinstance(args, int):
+        return args
     missing = [str(p) for p in args.results if not p.exists()]
     if missing:
         print(f"error: no such results: {', '.join(missing)}", file=sys.stderr)

@@ -68,6 +68,11 @@ def main(argv: list[str]) -> int:
     if not records:
         print(f"error: report: no result files found under {', '.join(map(str, paths))}", file=sys.stderr)
         return 2
+    frameworks = sorted({r["framework"]["name"] for r in records})
+    if args.reference is not None and args.reference not in frameworks:
+        print(f"error: report: --reference {args.reference}: no result of that framework "
+              f"(frameworks present: {', '.join(frameworks)})", file=sys.stderr)
+        return 2
     from harness.report.render import render_report
 
     path = render_report(records, Path(args.out), reference=args.reference, name=args.name)

@@ -330,3 +330,22 @@ def test_cli_dispatch_through_python_m_harness(dirs):
     proc = subprocess.run([sys.executable, "-m", "harness", "compare", str(cur), "--check", "bogus"],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "bogus" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_baseline_framework_without_current_result_fails_naming_it(dirs, capsys):
+    """A framework in the baseline that has no current ok result (it failed, or was left out) exits 1 naming
+    it: a comparison that silently shrinks to the frameworks that still run is no check."""
+    base, cur, baselines = dirs
+    write_results(base / "a", tps(1000), framework="trl")
+    write_results(base / "b", tps(2000), framework="unsloth", version="2026.10.9")
+    assert accept(base, baselines) == 0
+    write_results(cur / "a", tps(1000), framework="trl")
+    write_results(cur / "b", [{"status": "failed"}], framework="unsloth", version="2026.10.9")
+    capsys.readouterr()
+    assert main([str(cur), "--baselines-dir", str(baselines)]) == 1
+    captured = capsys.readouterr()
+    assert "MISSING: baseline unsloth 2026.10.9" in captured.out
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith("error:") and "unsloth" in line and "trl" not in line
+    assert main([str(cur), "--baselines-dir", str(baselines), "--allow-missing"]) == 0
+    assert "note: baseline unsloth" in capsys.readouterr().out

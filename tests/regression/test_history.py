@@ -66,3 +66,30 @@ def test_read_all_reads_every_machine_and_skips_torn_lines(tmp_path):
     assert {e["machine_id"] for e in entries} == {MACHINE, "cpu-x86-64-2cores"}
     assert len(entries) == 2 and len(warnings) == 1 and MACHINE in warnings[0]
     assert read_all(tmp_path / "nothing-here") == []
+
+
+def test_torn_last_line_does_not_swallow_the_next_record(tmp_path):
+    """A crash mid-append leaves a line without its newline; the next append starts on a fresh line, so
+    only the torn line is lost, and the reader names it (file and line) instead of failing."""
+    append_history(_record(0, 0), tmp_path)
+    path = history_path(tmp_path, MACHINE)
+    torn = json.dumps({"run_id": "torn", "reason": "é" * 10}, ensure_ascii=False).encode()
+    with open(path, "ab") as handle:
+        handle.write(torn[: torn.index("é".encode()) + 1])  # cut inside a two-byte character, no newline
+    append_history(_record(0, 1), tmp_path)
+    warnings: list[str] = []
+    entries = read_history(path, warn=warnings.append)
+    assert [e["run_id"] for e in entries] == ["w0-0", "w0-1"]
+    assert warnings == [f"skipped: {path}:2: corrupt history line (torn by a crash mid-append?)"]
+    assert path.read_bytes().endswith(b"\n")
+
+
+def test_history_line_that_is_not_an_object_is_skipped(tmp_path):
+    append_history(_record(0, 0), tmp_path)
+    path = history_path(tmp_path, MACHINE)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write("[1, 2]\n")
+    append_history(_record(0, 1), tmp_path)
+    warnings: list[str] = []
+    assert [e["run_id"] for e in read_history(path, warn=warnings.append)] == ["w0-0", "w0-1"]
+    assert len(warnings) == 1 and f"{path}:2" in warnings[0] and "not a history entry" in warnings[0]
