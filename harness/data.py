@@ -22,7 +22,7 @@ from harness.hub import mirror_root, resolve_dataset_file, REPO_ROOT
 Record = dict[str, Any]
 _FILE_KINDS = f"a JSON array or JSON lines of {EXPECTED} records"
 # Formats we are asked for that a JSON reader cannot take: said plainly instead of 'malformed JSON'.
-_NOT_JSON = {".csv": "CSV", ".tsv": "TSV", ".parquet": "Parquet", ".arrow": "Arrow", ".txt": "plain text"}
+_NOT_JSON = {".csv": "CSV", ".tsv": "TSV", ".parquet": "Parquet", ".arrow": "Arrow"}
 _said: set[tuple[str, str]] = set()  # (source, format) already announced by this process
 
 
@@ -114,13 +114,16 @@ def hub_rows(hub_id: str, config: str | None, split: str) -> tuple[list[Any], st
             raise ConfigError(f"dataset.hub_id: {hub_id} is not in the offline mirror {mirror}")
         source = str(folder)
     try:
-        from datasets import load_dataset  # parent-side, only for Hub datasets; it does not import torch
+        import datasets  # parent-side, only for Hub datasets; it does not import torch
     except ImportError:
         raise ConfigError("dataset.hub_id: loading a Hub dataset needs the 'datasets' package "
                           "(pip install -r envs/base.txt)") from None
+    # Its progress bars and warnings would break the one-line error contract of a refused run.
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
     label = f"{hub_id}" + (f" config {config!r}" if config else "") + f" split {split!r}"
     try:
-        rows = load_dataset(source, config, split=split).to_list()
+        rows = datasets.load_dataset(source, config, split=split).to_list()
     except Exception as err:  # unknown id/config/split, no network, unreadable files: one line naming them
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ConfigError(f"dataset.hub_id: cannot load {label} ({type(err).__name__}: {reason[:300]})") from None

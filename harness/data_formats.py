@@ -166,7 +166,8 @@ def to_record(row: Any, fmt: str, where: str, loss_on: str, *, first_where: str)
         raise ConfigError(f"{where} is a {json_type(row)}, not a JSON object")
     found = format_of(row)
     if found is not None and found != fmt:
-        raise ConfigError(f"{where} is a {found} record but {first_where} is {fmt}: mixed formats in one dataset "
+        article = "an" if found == "alpaca" else "a"
+        raise ConfigError(f"{where} is {article} {found} record but {first_where} is {fmt}: mixed formats in one dataset "
                           f"(expected every record as {fmt})")
     if fmt == "alpaca":
         return alpaca_record(row, where)
