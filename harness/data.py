@@ -77,12 +77,15 @@ def records_from_rows(rows: list[Any], lines: list[int | None], source: str, fmt
     if not rows:
         raise ConfigError(f"{source}: dataset is empty")
 
-    def where(index: int) -> str:
+    def record(index: int) -> str:
         line = lines[index] if index < len(lines) else None
-        return f"{source}: record {index}" + (f" (line {line})" if line is not None else "")
+        return f"record {index}" + (f" (line {line})" if line is not None else "")
+
+    def where(index: int) -> str:
+        return f"{source}: {record(index)}"
 
     if fmt == "auto":
-        fmt, first = detect(rows[0], where(0)), where(0).split(": ", 1)[1]
+        fmt, first = detect(rows[0], where(0)), record(0)
     else:
         first = set_by
     records = [to_record(row, fmt, where(i), loss_on, first_where=first) for i, row in enumerate(rows)]

@@ -75,7 +75,9 @@ def detect(row: Any, where: str) -> str:
     """The format of the first record (``dataset.format=auto``); refuse one that matches none."""
     found = format_of(row)
     if found is None:
-        keys = f"its keys: {', '.join(map(str, row))}" if isinstance(row, dict) and row else f"a {json_type(row)}"
+        kind = json_type(row)
+        keys = (f"its keys: {', '.join(map(str, row))}" if isinstance(row, dict) and row
+                else f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}")
         raise ConfigError(f"{where} is in no format this harness reads ({keys}): expected {EXPECTED}")
     return found
 
