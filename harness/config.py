@@ -66,8 +66,16 @@ class ModelConfig:
 @dataclass
 class DatasetConfig:
     name: str = MISSING
-    # A Hub dataset id with the files inside it, or a local path (dataset.path) that wins over both.
+    # A Hub dataset id: with train_file, files inside its repo; without, loaded with datasets.load_dataset
+    # (config, split; eval_split or the end of split for eval). A local file (dataset.path) wins over both.
     hub_id: Optional[str] = None
+    config: Optional[str] = None
+    split: str = "train"
+    eval_split: Optional[str] = None
+    # auto|alpaca|sharegpt|messages (auto: detected from the first record); see harness/data_formats.py.
+    format: str = "auto"
+    # Supervised turns of a conversation: every assistant turn, or only the last one.
+    loss_on: str = "all_assistant"
     train_file: Optional[str] = None
     eval_file: Optional[str] = None
     # File names used instead when ids resolve through the offline mirror (HARNESS_HUB_MIRROR).
@@ -236,3 +244,15 @@ def validate(cfg: Any, *, cuda_available: bool) -> None:
     _positive("dataset.num_train", cfg.dataset.num_train)
     _positive("sample_interval_ms", cfg.sample_interval_ms)
     validate_launcher(cfg)
+    validate_dataset(cfg)
+
+
+def validate_dataset(cfg: Any) -> None:
+    from harness.data_formats import DATASET_FORMATS, LOSS_ON  # noqa: PLC0415  (data_formats imports ConfigError)
+
+    dataset = cfg.dataset
+    if dataset.format not in DATASET_FORMATS:
+        raise ConfigError(f"dataset.format must be one of {'|'.join(DATASET_FORMATS)}, got {dataset.format!r} "
+                          "(CSV is not supported: convert it to JSON lines)")
+    if dataset.loss_on not in LOSS_ON:
+        raise ConfigError(f"dataset.loss_on must be one of {'|'.join(LOSS_ON)}, got {dataset.loss_on!r}")

@@ -37,7 +37,9 @@ def dataset_label(dataset: DictConfig) -> str:
     return str(dataset.name)
 
 
-def job_from_config(cfg: DictConfig, *, data_digest: str) -> Job:
+def job_from_config(cfg: DictConfig, *, data_digest: str, data_format: str | None = None) -> Job:
+    """``data_format``: the dataset's format as prepared (``dataset.format=auto`` resolved), which the
+    adapters read to choose how to feed the records."""
     job: Job = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     job["dataset"]["name"] = dataset_label(cfg.dataset)
     for key in _NOT_PART_OF_JOB:
@@ -45,6 +47,8 @@ def job_from_config(cfg: DictConfig, *, data_digest: str) -> Job:
     job["framework"].pop("python", None)  # which interpreter runs it is not part of the math
     job["model"]["path"] = resolve_model(cfg.model.hub_id)
     job["dataset"]["digest"] = data_digest
+    if data_format is not None:
+        job["dataset"]["format"] = data_format
     return job
 
 
@@ -57,10 +61,21 @@ def _digest(data: Any) -> str:
 DEFAULT_LAUNCHER = {"name": "local", "nproc": 1}
 
 
+# Dataset fields added with conversation formats, at the values every earlier (alpaca) job had: left out
+# of the hash so those jobs keep their hashes. loss_on changes nothing for single-turn alpaca records.
+DATASET_FIELD_DEFAULTS = {"config": None, "split": "train", "eval_split": None, "format": "alpaca",
+                          "loss_on": "all_assistant"}
+
+
 def _hashable(job: Job) -> Job:
     hashed = json.loads(json.dumps(job))
     if hashed.get("launcher") == DEFAULT_LAUNCHER:
         hashed.pop("launcher")
+    dataset = hashed.get("dataset") or {}
+    alpaca = dataset.get("format") in ("alpaca", "auto")
+    for key, default in DATASET_FIELD_DEFAULTS.items():
+        if key in dataset and (dataset[key] == default or (alpaca and key in ("format", "loss_on"))):
+            dataset.pop(key)
     return hashed
 
 

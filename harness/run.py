@@ -171,7 +171,7 @@ def execute(cfg: DictConfig, *, job_num: int | None = None, total_jobs: int | No
     ``[2/6] trl 1.16.0 r0 ...`` (a run's number over all runs when every job has ``repeats`` runs)."""
     validate(cfg, cuda_available=cuda_available())
     data = prepare(cfg.dataset)
-    job = job_from_config(cfg, data_digest=data.digest)
+    job = job_from_config(cfg, data_digest=data.digest, data_format=data.format)
     records = []
     for repeat in range(cfg.repeats):
         position = ""

@@ -1,4 +1,7 @@
-"""LLaMA-Factory: ``run_exp`` with a generated ``dataset_info.json`` over the prepared alpaca records.
+"""LLaMA-Factory: ``run_exp`` with a generated ``dataset_info.json`` over the prepared records: alpaca
+formatting for alpaca records, sharegpt formatting (OpenAI role/content tags) for conversations, whose
+first system turn LLaMA-Factory takes as the system prompt in place of the template's default, as the
+tokenizer's chat template does.
 
 LLaMA-Factory builds its own model, data and trainer; the live objects come back to us through the
 callbacks it passes to ``transformers.Trainer`` (see ``harness.live``).
@@ -20,6 +23,18 @@ DATASET_INFO = {
             "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
     for split in ("harness_train", "harness_eval")
 }
+# The prepared conversation form (harness.data_formats) in LLaMA-Factory's sharegpt terms.
+CONVERSATION_DATASET_INFO = {
+    split: {"file_name": f"{split.split('_')[1]}.jsonl", "formatting": "sharegpt",
+            "columns": {"messages": "messages"},
+            "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                     "assistant_tag": "assistant", "system_tag": "system"}}
+    for split in ("harness_train", "harness_eval")
+}
+
+
+def _conversations(job: Job) -> bool:
+    return (job.get("dataset") or {}).get("format") in ("sharegpt", "messages")
 
 # Trainer arguments LLaMA-Factory handles itself: it turns checkpointing on unless told not to.
 _MANAGED_BY_LLAMAFACTORY = ("gradient_checkpointing", "gradient_checkpointing_kwargs")
@@ -50,7 +65,8 @@ def native_args(job: Job) -> dict[str, Any]:
         "dataset_dir": job["runtime"]["data_dir"],
         "cutoff_len": t["max_length"],
         "train_on_prompt": False,  # response-only loss, as in the other frameworks
-        "mask_history": False,
+        # dataset.loss_on=last_assistant: only the last turn of a conversation is supervised.
+        "mask_history": _conversations(job) and job["dataset"].get("loss_on") == "last_assistant",
         "packing": t["packing"],
         "neat_packing": False,
         "overwrite_cache": True,
@@ -79,8 +95,12 @@ def native_args(job: Job) -> dict[str, Any]:
     return args
 
 
-def write_dataset_info(data_dir: Path) -> None:
-    atomic_write_json(data_dir / "dataset_info.json", DATASET_INFO)
+def dataset_info(job: Job) -> dict[str, Any]:
+    return CONVERSATION_DATASET_INFO if _conversations(job) else DATASET_INFO
+
+
+def write_dataset_info(data_dir: Path, job: Job | None = None) -> None:
+    atomic_write_json(data_dir / "dataset_info.json", dataset_info(job or {}))
 
 
 def _stub_missing_torchaudio() -> None:
@@ -108,7 +128,7 @@ def train(job: Job, callbacks: list[Any]) -> Trained:
 
     from harness.live import find_live_objects
 
-    write_dataset_info(Path(job["runtime"]["data_dir"]))
+    write_dataset_info(Path(job["runtime"]["data_dir"]), job)
     run_exp(args=native_args(job), callbacks=callbacks)
     live = find_live_objects(callbacks)
     return Trained(model=live.model, tokenizer=live.tokenizer, framework_eval_loss=live.eval_metrics.get("eval_loss"))

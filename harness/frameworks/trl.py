@@ -60,7 +60,7 @@ def train(job: Job, callbacks: list[Any]) -> Trained:
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=job["model"]["trust_remote_code"])
     model = AutoModelForCausalLM.from_pretrained(path, **model_kwargs)
     mark("model_loaded")
-    train_set, eval_set = load_split(job, "train"), load_split(job, "eval")
+    train_set, eval_set = load_split(job, "train", tokenizer), load_split(job, "eval", tokenizer)
     mark("data_ready")
     trainer = SFTTrainer(
         model=model,

@@ -75,7 +75,7 @@ def train(job: Job, callbacks: list[Any]) -> Trained:
     model, tokenizer = FastLanguageModel.from_pretrained(**load)
     model = FastLanguageModel.get_peft_model(model, **args["get_peft_model"])
     mark("model_loaded")
-    train_set, eval_set = load_split(job, "train"), load_split(job, "eval")
+    train_set, eval_set = load_split(job, "train", tokenizer), load_split(job, "eval", tokenizer)
     mark("data_ready")
     trainer = SFTTrainer(model=model, args=SFTConfig(**args["sft_config"]), train_dataset=train_set,
                          eval_dataset=eval_set, processing_class=tokenizer, callbacks=callbacks)
