@@ -10,6 +10,7 @@ import sys
 
 USAGE = """usage: python -m harness COMMAND [ARGS]
   run [OVERRIDES...] [-m]      train and measure (Hydra; -m sweeps, e.g. framework=trl,unsloth,llamafactory)
+  plan [OVERRIDES...] [-m] [--json]  print the jobs (point hash, run folders) a run command would start; runs nothing
   report [RESULTS...]          render the HTML comparison report of result folders/files
   compare [--accept] ...       check results against the machine's baseline (exit 1 on a regression)
   audit [RESULTS...]           fairness audit of finished runs (exit 3 if a strict comparison is refused)
@@ -80,6 +81,9 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command == "run":
         return cmd_run(rest)
+    if command == "plan":
+        from harness.plan import main as plan_main
+        return plan_main(rest)
     if command == "report":
         from harness.report.cli import main as report_main
         return report_main(rest)

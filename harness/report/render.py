@@ -20,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from harness.atomic import atomic_write_text
 from harness.report import figures, tables
 from harness.report.headline import headline
+from harness.report.reproduce import reproduce_section
 from harness.results import METRICS
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -146,27 +147,6 @@ def failed_section(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if r.get("status") != "ok"]
 
 
-def reconstruct_command(records: list[dict[str, Any]]) -> str:
-    """A command that reruns these jobs, rebuilt from the records when the sweep's own was not given."""
-    jobs = [r.get("job") or {} for r in records]
-    names = _distinct((j.get("framework") or {}).get("name") for j in jobs)
-    versions = _distinct((j.get("framework") or {}).get("version") for j in jobs)
-    models = _distinct((j.get("model") or {}).get("name") for j in jobs)
-    datasets = _distinct((j.get("dataset") or {}).get("name") for j in jobs)
-    suites = _distinct(j.get("suite") for j in jobs)
-    args = [f"framework={','.join(map(str, names))}"]
-    if len(versions) == 1 and len(names) == 1:
-        args.append(f"framework.version={versions[0]}")
-    args += [f"model={','.join(map(str, models))}", f"dataset={','.join(map(str, datasets))}"]
-    train = (jobs[0].get("train") if jobs else None) or {}
-    for key in ("max_steps", "batch_size", "grad_accum", "max_length", "seed"):
-        if key in train:
-            args.append(f"train.{key}={train[key]}")
-    if suites and suites != ["default"]:
-        args.append(f"suite={suites[0]}")
-    return "python -m harness run " + " ".join(shlex.quote(a) for a in args) + " -m"
-
-
 def _file_stem(records: list[dict[str, Any]], name: str | None, reports_dir: Path) -> str:
     if name:
         stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "report"
@@ -218,7 +198,7 @@ def build_context(records: list[dict[str, Any]], *, audits: list[dict[str, Any]]
             "fair": all(p["audit"] is None or p["audit"]["valid"] for p in points),
             "headlines": [p["headline"]["text"] for p in points]}
     return {"title": title, "created": created, "points": points, "environment": environment_section(records),
-            "command": command or reconstruct_command(records), "command_reconstructed": command is None,
+            "reproduce": reproduce_section(records, command),
             "audit_note": audit_note, "meta": meta, "statuses": statuses, "n_runs": len(records),
             "scaling": tables.scaling_table(records)}
 
