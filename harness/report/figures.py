@@ -192,7 +192,11 @@ def step_throughput(runs: list[dict[str, Any]]) -> str:
         pts = [(s.get("step"), s["tokens"] / s["time_s"]) for s in log if s.get("time_s") and s.get("tokens")]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colors[run_label(r)], marker="o", markersize=3,
                 linewidth=1.2, alpha=0.9 if not r.get("repeat") else 0.45)
-        warmups.add(int((r.get("train") or {}).get("warmup_steps") or 0))
+        train = r.get("train") or {}
+        # the steps actually left out (a run shorter than measure_warmup_steps times all its steps)
+        steps, timed = train.get("steps"), train.get("timed_steps")
+        warmups.add(int(steps - timed) if isinstance(steps, int) and isinstance(timed, int)
+                    else int(train.get("warmup_steps") or 0))
     warm = max(warmups) if warmups else 0
     if warm:
         ax.axvspan(0.5, warm + 0.5, color="#999", alpha=0.15, linewidth=0)

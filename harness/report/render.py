@@ -276,7 +276,9 @@ def build_context(records: list[dict[str, Any]], *, audits: list[dict[str, Any]]
 def definitions(records: list[dict[str, Any]]) -> dict[str, Any]:
     """The numbers the glossary needs: warm-up and timed steps, the MFU peak, as recorded."""
     ok = [r for r in records if r.get("status") == "ok"]
-    return {"warmup": _distinct(get_path(r, "train.warmup_steps") for r in ok),
+    return {"warmup": _distinct(get_path(r, "train.steps") - get_path(r, "train.timed_steps") for r in ok
+                                if isinstance(get_path(r, "train.steps"), int)
+                                and isinstance(get_path(r, "train.timed_steps"), int)),
             "timed": _distinct(get_path(r, "train.timed_steps") for r in ok),
             "steps": _distinct(get_path(r, "train.steps") for r in ok),
             "peak_flops": _distinct(f"{get_path(r, 'mfu.peak_flops_per_s') / 1e12:.0f} TFLOP/s"

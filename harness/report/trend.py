@@ -157,7 +157,8 @@ def trend_context(history_files: Iterable[Path], *, warn=print) -> dict[str, Any
                              "regression": any("REGRESSION" in v for v in verdicts)})
         machines.setdefault(machine, []).append({
             "suite": suite, "point": point, "title": _point_label(first, records.get(str(first.get("run_id")))),
-            "chart": _chart(series, baseline, checks, point), "rows": rows,
+            "chart": _chart(series, baseline, checks, point) if any(e.get("status") == "ok" for es in series.values()
+                                                                     for e in es) else None, "rows": rows,
             "baseline": sorted(fw for fw in series if (point, fw) in baseline)})
     return {"machines": [{"machine": m, "points": ps, "entries": sum(len(p["rows"]) for p in ps)}
                          for m, ps in sorted(machines.items())],
