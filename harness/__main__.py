@@ -1,4 +1,4 @@
-"""Command line: ``python -m harness {run,report,compare,audit,env} ...`` (``COMMANDS``).
+"""Command line: ``python -m harness {run,plan,report,compare,audit,env} ...`` (``COMMANDS``).
 
 ``run`` hands its arguments to Hydra (``-m`` for a sweep) after checking every job of the sweep;
 a bad value exits 2 with one line before anything trains. Every command and sub-command answers
@@ -15,6 +15,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("harness.__main__:cmd_run", "[OVERRIDES...] [-m]   train and measure (Hydra; -m sweeps, e.g. "
                                 "framework=trl,unsloth,llamafactory)"),
+    "plan": ("harness.plan:main", "[OVERRIDES...] [-m]   print the jobs (point hash, run folders) a run command "
+                                  "would start; runs nothing (--json)"),
     "report": ("harness.report.cli:main", "[RESULTS...]          render the HTML comparison report (--trend: history)"),
     "compare": ("harness.compare:main", "[--accept] ...        check results against the machine's baseline "
                                    "(exit 1 on a regression)"),

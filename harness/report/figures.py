@@ -1,4 +1,5 @@
-"""Matplotlib figures (Agg backend) returned as ``data:image/png;base64,...`` URIs, so a report is one file.
+"""Matplotlib figures returned as ``data:image/svg+xml;base64,...`` URIs: sharp at any screen density, and a
+report stays one file that opens offline (text is drawn as paths, so no font has to be present).
 
 Every function returns a data URI, never None: a figure with nothing to draw says so in the image
 ("no GPU samples", "no logged losses"), so the reader sees why it is empty.
@@ -19,7 +20,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from harness.report.tables import COLUMN_BY_KEY, fmt, group_by_label, run_label, values  # noqa: E402
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-DPI = 96
+FONT = 10
+plt.rcParams.update({"font.size": FONT, "axes.titlesize": FONT + 1, "axes.labelsize": FONT,
+                     "xtick.labelsize": FONT - 1, "ytick.labelsize": FONT - 1, "legend.fontsize": FONT - 1,
+                     "svg.hashsalt": "harness", "svg.fonttype": "path"})
+MAX_POINTS = 800  # per plotted series: a 6,000-sample memory timeline would make the SVG heavy, not clearer
 
 
 def color_map(labels: list[str]) -> dict[str, str]:
@@ -28,9 +33,17 @@ def color_map(labels: list[str]) -> dict[str, str]:
 
 def to_data_uri(fig: Any) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def thin(points: list[dict[str, float]], key: str, limit: int = MAX_POINTS) -> list[dict[str, float]]:
+    """At most ``limit`` points: the highest ``key`` of each run of k samples, so peaks survive thinning."""
+    if len(points) <= limit:
+        return points
+    k = -(-len(points) // limit)
+    return [max(points[i:i + k], key=lambda p: p[key]) for i in range(0, len(points), k)]
 
 
 def _empty(ax: Any, message: str) -> None:
@@ -48,55 +61,63 @@ def _style(ax: Any) -> None:
         ax.spines[side].set_visible(False)
 
 
-BAR_METRICS = ("tokens_per_s", "peak_mem", "torch_peak_reserved", "step_time_s", "eval_loss", "t_total")
+BAR_METRICS = ("tokens_per_s", "peak_mem", "run_peak_mem", "step_time_s", "eval_loss", "t_total")
+# Value axes that start at zero make a ratio readable; a loss of 11.00 vs 11.01 needs a zoomed axis instead.
+ZOOMED = ("loss",)
+
+
+def _unit(kind: str) -> tuple[float, str]:
+    return {"bytes": (2**30, "GiB"), "seconds": (1.0, "s"), "percent": (0.01, "%")}.get(kind, (1.0, ""))
 
 
 def bar_charts(runs: list[dict[str, Any]], keys: tuple[str, ...] = BAR_METRICS) -> str:
-    """One small bar chart per metric: the median of the repeats, error bar from min to max."""
+    """One small chart per metric: the median of the repeats, whiskers from min to max; bars from zero,
+    except losses, drawn as points on an axis zoomed to their range so their differences show."""
+    from harness.measure.stats import median
+
     groups = group_by_label(runs)
     labels = list(groups)
     colors = color_map(labels)
     ncols = 3
     nrows = (len(keys) + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(11, 3.3 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(11, 3.2 * nrows), squeeze=False)
     for ax in axes.flat[len(keys):]:
         ax.set_visible(False)
     for ax, key in zip(axes.flat, keys):
         col = COLUMN_BY_KEY[key]
         arrow = "higher is better" if col.higher_is_better else "lower is better"
-        ax.set_title(f"{col.label}\n({arrow})", fontsize=9)
+        ax.set_title(f"{col.label}\n({arrow})")
         per = {label: values(groups[label], col.path) for label in labels}
         shown = [label for label in labels if per[label]]
         if not shown:
             _empty(ax, "not measured")
             continue
-        scale, unit = 1.0, ""
-        if col.kind == "bytes":
-            scale, unit = 2**30, "GiB"
-        elif col.kind == "seconds":
-            unit = "s"
-        elif col.kind == "percent":
-            scale, unit = 0.01, "%"
-        medians, lo, hi = [], [], []
-        for label in shown:
-            vs = sorted(v / scale for v in per[label])
-            n = len(vs)
-            med = vs[n // 2] if n % 2 else (vs[n // 2 - 1] + vs[n // 2]) / 2
-            medians.append(med)
-            lo.append(med - vs[0])
-            hi.append(vs[-1] - med)
-        xs = range(len(shown))
-        ax.bar(xs, medians, color=[colors[l] for l in shown], width=0.6,
-               yerr=[lo, hi], capsize=4, ecolor="#333", error_kw={"linewidth": 1})
-        ax.set_xticks(list(xs))
-        ax.set_xticklabels(shown, rotation=20, ha="right", fontsize=8)
+        scale, unit = _unit(col.kind)
+        medians = [median(per[l]) / scale for l in shown]
+        lo = [m - min(per[l]) / scale for m, l in zip(medians, shown)]
+        hi = [max(per[l]) / scale - m for m, l in zip(medians, shown)]
+        xs = list(range(len(shown)))
+        if col.kind in ZOOMED:
+            ax.errorbar(xs, medians, yerr=[lo, hi], fmt="none", ecolor="#333", capsize=4, linewidth=1)
+            ax.scatter(xs, medians, color=[colors[l] for l in shown], s=60, zorder=3)
+            top, bottom = max(m + h for m, h in zip(medians, hi)), min(m - l for m, l in zip(medians, lo))
+            pad = max((top - bottom) * 0.35, abs(top) * 2e-4, 1e-4)
+            ax.set_ylim(bottom - pad, top + pad)
+            ax.ticklabel_format(axis="y", useOffset=False)
+        else:
+            ax.bar(xs, medians, color=[colors[l] for l in shown], width=0.6, yerr=[lo, hi], capsize=4,
+                   ecolor="#333", error_kw={"linewidth": 1})
+            ax.set_ylim(0, max(m + h for m, h in zip(medians, hi)) * 1.18)
+        ax.set_xticks(xs)
+        ax.set_xticklabels(shown, rotation=15, ha="right")
+        ax.set_xlim(-0.6, len(shown) - 0.4)
         if unit:
-            ax.set_ylabel(unit, fontsize=8)
-        ax.tick_params(axis="y", labelsize=8)
+            ax.set_ylabel(unit)
         _style(ax)
-        for x, m, label in zip(xs, medians, shown):
-            ax.annotate(fmt(m * scale, col.kind), (x, m), textcoords="offset points", xytext=(0, 3),
-                        ha="center", va="bottom", fontsize=7, color="#333")
+        for x, m in zip(xs, medians):
+            ax.annotate(fmt(m * scale, col.kind), (x, m), textcoords="offset points", xytext=(0, 4) if
+                        col.kind not in ZOOMED else (12, -3), ha="center" if col.kind not in ZOOMED else "left",
+                        va="bottom", fontsize=FONT - 1, color="#222")
     fig.tight_layout()
     return to_data_uri(fig)
 
@@ -109,20 +130,29 @@ def _cumulative_tokens(log: list[dict[str, Any]]) -> list[tuple[int, float | Non
     return out
 
 
+def _framework_legend(ax: Any, colors: dict[str, str], styles: list[tuple[str, dict[str, Any]]]) -> None:
+    """One legend entry per framework (its colour) and one per line style, outside the plot on the right:
+    with three frameworks x three repeats x two curves, a legend entry per line would cover the curves."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, linewidth=3, label=l) for l, c in colors.items()]
+    handles += [Line2D([], [], color="#555", label=name, **kw) for name, kw in styles]
+    ax.legend(handles=handles, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
 def loss_curves(runs: list[dict[str, Any]]) -> str:
     """Train loss per logged step against cumulative tokens (solid), our evaluator's loss (dashed, markers)."""
     ok = [r for r in runs if r.get("status") == "ok"]
-    colors = color_map([run_label(r) for r in runs])
-    fig, ax = plt.subplots(figsize=(9, 4) if ok else (9, 1.4))
+    colors = color_map([run_label(r) for r in ok] or [run_label(r) for r in runs])
+    fig, ax = plt.subplots(figsize=(10, 4) if ok else (10, 1.4))
     drawn = False
     for r in sorted(ok, key=lambda r: (run_label(r), r.get("repeat") or 0)):
         label, rep = run_label(r), r.get("repeat") or 0
         train = r.get("train") or {}
         points = [(t, l) for t, l in _cumulative_tokens(train.get("log") or []) if l is not None]
-        suffix = f" r{rep}" if rep else ""
+        alpha = 0.9 if not rep else 0.45
         if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], color=colors[label], linewidth=1.4,
-                    alpha=1.0 if not rep else 0.5, label=f"{label}{suffix} train")
+            ax.plot([p[0] for p in points], [p[1] for p in points], color=colors[label], linewidth=1.4, alpha=alpha)
             drawn = True
         ev = r.get("eval") or {}
         curve = [(c.get("tokens"), c.get("loss")) for c in ev.get("curve") or [] if c.get("loss") is not None]
@@ -130,16 +160,86 @@ def loss_curves(runs: list[dict[str, Any]]) -> str:
             curve.append((train["tokens"], ev["loss"]))
         if curve:
             ax.plot([c[0] for c in curve], [c[1] for c in curve], color=colors[label], linestyle="--", marker="o",
-                    markersize=5, alpha=1.0 if not rep else 0.5, label=f"{label}{suffix} eval (ours)")
+                    markersize=5, alpha=alpha)
             drawn = True
     if not drawn:
         _empty(ax, "no logged losses (no run succeeded, or the framework logged none)")
     else:
         ax.set_xlabel("tokens seen (cumulative, non-padding)")
         ax.set_ylabel("loss")
-        ax.legend(fontsize=8, frameon=False, loc="best")
+        _framework_legend(ax, colors, [("train loss (framework)", {"linestyle": "-"}),
+                                       ("eval loss (ours)", {"linestyle": "--", "marker": "o"}),
+                                       ("later repeats: lighter", {"linestyle": "-", "alpha": 0.4})])
         _style(ax)
         ax.grid(True, axis="x", color="#f0f0f0")
+    fig.tight_layout()
+    return to_data_uri(fig)
+
+
+def step_throughput(runs: list[dict[str, Any]]) -> str:
+    """Tokens/s of every training step (tokens of the step / its wall time), the warm-up steps that the
+    throughput figures leave out shaded."""
+    ok = [r for r in runs if r.get("status") == "ok" and (r.get("train") or {}).get("log")]
+    colors = color_map([run_label(r) for r in ok])
+    fig, ax = plt.subplots(figsize=(10, 3.6) if ok else (10, 1.4))
+    if not ok:
+        _empty(ax, "no per-step log (no run succeeded)")
+        fig.tight_layout()
+        return to_data_uri(fig)
+    warmups = set()
+    for r in sorted(ok, key=lambda r: (run_label(r), r.get("repeat") or 0)):
+        log = r["train"]["log"]
+        pts = [(s.get("step"), s["tokens"] / s["time_s"]) for s in log if s.get("time_s") and s.get("tokens")]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colors[run_label(r)], marker="o", markersize=3,
+                linewidth=1.2, alpha=0.9 if not r.get("repeat") else 0.45)
+        train = r.get("train") or {}
+        # the steps actually left out (a run shorter than measure_warmup_steps times all its steps)
+        steps, timed = train.get("steps"), train.get("timed_steps")
+        warmups.add(int(steps - timed) if isinstance(steps, int) and isinstance(timed, int)
+                    else int(train.get("warmup_steps") or 0))
+    warm = max(warmups) if warmups else 0
+    if warm:
+        ax.axvspan(0.5, warm + 0.5, color="#999", alpha=0.15, linewidth=0)
+        ax.text(0.6, 0.97, f"warm-up: steps 1-{warm}, not timed", transform=ax.get_xaxis_transform(), va="top",
+                fontsize=FONT - 1, color="#555")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("tokens/s of the step")
+    ax.set_ylim(bottom=0)
+    _framework_legend(ax, colors, [("later repeats: lighter", {"linestyle": "-", "alpha": 0.4})])
+    _style(ax)
+    fig.tight_layout()
+    return to_data_uri(fig)
+
+
+def memory_vs_speed(runs: list[dict[str, Any]]) -> str:
+    """Each framework's median tokens/s against its median training-phase memory peak (whiskers: min-max
+    over repeats): the trade-off at a glance, better is down and to the right."""
+    from harness.measure.stats import median
+
+    groups = group_by_label(runs)
+    speed, memory = COLUMN_BY_KEY["tokens_per_s"], COLUMN_BY_KEY["peak_mem"]
+    if not any(values(rs, memory.path) for rs in groups.values()):
+        memory = COLUMN_BY_KEY["torch_peak_reserved"]
+    pts = {l: (values(rs, speed.path), values(rs, memory.path)) for l, rs in groups.items()}
+    pts = {l: (x, y) for l, (x, y) in pts.items() if x and y}
+    colors = color_map(list(pts))
+    fig, ax = plt.subplots(figsize=(7, 3.8) if pts else (10, 1.4))
+    if not pts:
+        _empty(ax, "needs tokens/s and a memory peak of at least one run")
+        fig.tight_layout()
+        return to_data_uri(fig)
+    for label, (xs, ys) in pts.items():
+        mx, my = median(xs), median(ys) / 2**30
+        ax.errorbar([mx], [my], xerr=[[mx - min(xs)], [max(xs) - mx]],
+                    yerr=[[my - min(ys) / 2**30], [max(ys) / 2**30 - my]], fmt="o", color=colors[label],
+                    markersize=8, capsize=3, label=label)
+        ax.annotate(label, (mx, my), textcoords="offset points", xytext=(8, 6), fontsize=FONT - 1, color=colors[label])
+    ax.set_xlim(0, max(max(x) for x, _ in pts.values()) * 1.25)
+    ax.set_ylim(0, max(max(y) for _, y in pts.values()) / 2**30 * 1.25)
+    ax.set_xlabel("tokens/s (median of repeats; higher is better)")
+    ax.set_ylabel(f"GiB: {memory.label}")
+    _style(ax)
+    ax.grid(True, axis="x", color="#f0f0f0")
     fig.tight_layout()
     return to_data_uri(fig)
 
@@ -172,69 +272,36 @@ def timeline_path(record: dict[str, Any]) -> Path | None:
 
 def memory_timelines(runs: list[dict[str, Any]]) -> str:
     """GPU memory used (NVML, per device) over each run's wall time, the training phase shaded."""
-    colors = color_map([run_label(r) for r in runs])
+    colors = color_map([run_label(r) for r in runs if r.get("status") == "ok"] or [run_label(r) for r in runs])
     series = []
     for r in sorted(runs, key=lambda r: (run_label(r), r.get("repeat") or 0)):
         path = timeline_path(r)
         rows = read_timeline(path) if path else []
         if rows:
             series.append((r, rows))
-    fig, ax = plt.subplots(figsize=(9, 3.6) if series else (9, 1.4))
+    fig, ax = plt.subplots(figsize=(10, 3.6) if series else (10, 1.4))
     if not series:
         _empty(ax, "no GPU samples (CPU run, NVML unavailable, or timeline files not found)")
         fig.tight_layout()
         return to_data_uri(fig)
     for r, rows in series:
         label, rep = run_label(r), r.get("repeat") or 0
+        colors.setdefault(label, PALETTE[len(colors) % len(PALETTE)])
         phases = r.get("phases") or {}
         t0 = phases.get("spawned") or phases.get("process_start") or rows[0]["t"]
         for dev in sorted({row["device"] for row in rows}):
-            pts = [row for row in rows if row["device"] == dev]
+            pts = thin([row for row in rows if row["device"] == dev], "used_bytes")
             ax.plot([p["t"] - t0 for p in pts], [p["used_bytes"] / 2**30 for p in pts], color=colors[label],
-                    alpha=1.0 if not rep else 0.5, linewidth=1.2,
-                    label=f"{label}" + (f" r{rep}" if rep else "") + (f" gpu{dev}" if dev else ""))
-        if "train_start" in phases and "train_end" in phases:
+                    alpha=0.9 if not rep else 0.45, linewidth=1.2, linestyle="-" if not dev else ":")
+        if "train_start" in phases and "train_end" in phases and not rep:
             ax.axvspan(phases["train_start"] - t0, phases["train_end"] - t0, color=colors[label], alpha=0.07)
-    ax.set_xlabel("seconds since the run started (shaded: training phase)")
+    ax.set_xlabel("seconds since the run started (shaded: training phase of each framework's first repeat)")
     ax.set_ylabel("GPU memory used (GiB, NVML)")
-    ax.legend(fontsize=8, frameon=False, loc="best")
+    ax.set_ylim(bottom=0)
+    styles = [("later repeats: lighter", {"linestyle": "-", "alpha": 0.4})]
+    if any(row["device"] for _, rows in series for row in rows):
+        styles.append(("second GPU (rank 1)", {"linestyle": ":"}))
+    _framework_legend(ax, {l: c for l, c in colors.items() if any(run_label(r) == l for r, _ in series)}, styles)
     _style(ax)
-    fig.tight_layout()
-    return to_data_uri(fig)
-
-
-def trend_chart(entries: list[dict[str, Any]], key: str, label: str, kind: str, higher_is_better: bool) -> str:
-    """One metric over history, one line per framework (points labelled where the version changes)."""
-    from datetime import datetime
-
-    by_fw: dict[str, list[dict[str, Any]]] = {}
-    for e in entries:
-        v = e.get(key)
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and e.get("finished_at"):
-            by_fw.setdefault(str(e.get("framework")), []).append(e)
-    colors = color_map(list(by_fw))
-    fig, ax = plt.subplots(figsize=(8, 3.0))
-    ax.set_title(f"{label} ({'higher' if higher_is_better else 'lower'} is better)", fontsize=10)
-    if not by_fw:
-        _empty(ax, "no values in the history")
-        fig.tight_layout()
-        return to_data_uri(fig)
-    scale = 2**30 if kind == "bytes" else 1.0
-    for fw, es in sorted(by_fw.items()):
-        es = sorted(es, key=lambda e: e["finished_at"])
-        xs = [datetime.fromtimestamp(float(e["finished_at"])) for e in es]
-        ys = [float(e[key]) / scale for e in es]
-        ax.plot(xs, ys, marker="o", markersize=4, color=colors[fw], label=fw, linewidth=1.2)
-        last_version = None
-        for x, y, e in zip(xs, ys, es):
-            if e.get("version") != last_version:
-                ax.annotate(str(e.get("version")), (x, y), textcoords="offset points", xytext=(0, 5),
-                            fontsize=7, color=colors[fw], ha="center")
-                last_version = e.get("version")
-    if kind == "bytes":
-        ax.set_ylabel("GiB", fontsize=8)
-    ax.legend(fontsize=8, frameon=False)
-    _style(ax)
-    fig.autofmt_xdate()
     fig.tight_layout()
     return to_data_uri(fig)

@@ -2,13 +2,15 @@
 
 Example: ``unsloth-2026.10.9: 1.90x trl-1.16.0's tokens/s at 0.60x its peak memory; eval loss within 0.01``.
 A difference inside the repeats' own spread (:func:`harness.measure.stats.difference_is_noise`) is
-called "within noise"; an invalid fairness audit puts "NOT A FAIR COMPARISON: ... differs" first.
+called "within noise"; an invalid fairness audit puts "NOT A FAIR COMPARISON: <what differs, in words>" first,
+and every failed cross-check is stated after the comparison (harness/report/disclosures.py).
 """
 from __future__ import annotations
 
 from typing import Any
 
 from harness.measure.stats import difference_is_noise, summarize
+from harness.report.disclosures import audit_words, check_failures, disclosures
 from harness.report.tables import COLUMN_BY_KEY, choose_reference, group_by_label, values
 
 EVAL_LOSS_CLOSE = 0.01
@@ -24,13 +26,8 @@ def _median(runs: list[dict[str, Any]], key: str) -> tuple[float | None, list[fl
 def _unfair_prefix(audit: dict[str, Any] | None) -> str:
     if not audit or audit.get("valid", True):
         return ""
-    fields = [m.get("field") for m in audit.get("mismatches") or []]
-    fields += [f"audit missing for {label}" for label in audit.get("missing_audit") or []]
-    what = ", ".join(str(f) for f in fields) or "the audit"
-    verb = "differ" if len(audit.get("mismatches") or []) > 1 else "differs"
-    if not audit.get("mismatches"):
-        verb = ""
-    return f"NOT A FAIR COMPARISON: {what} {verb}".rstrip() + ". "
+    what = "; ".join(audit_words(audit)) or "the audit refused the comparison"
+    return f"NOT A FAIR COMPARISON: {what}. "
 
 
 def _speed(runs: list[dict[str, Any]], ref_runs: list[dict[str, Any]], ref: str) -> str | None:
@@ -71,7 +68,9 @@ def _loss(runs: list[dict[str, Any]], ref_runs: list[dict[str, Any]]) -> str | N
 
 def headline(runs: list[dict[str, Any]], audit: dict[str, Any] | None = None,
              reference: str | None = None) -> dict[str, Any]:
-    """``{text, unfair, kind, clauses}`` for one sweep point; ``kind`` is unfair / compared / single / none."""
+    """``{text, unfair, kind, clauses, fair, check_failures, disclosures}`` for one sweep point; ``kind`` is
+    unfair / checks_failed / compared / single / none. ``fair``: the strict audit passed and every failed
+    cross-check is explained (None without an audit)."""
     groups = group_by_label(runs)
     ok = {label: rs for label, rs in groups.items() if any(r.get("status") == "ok" for r in rs)}
     failed = {label: rs for label, rs in groups.items() if label not in ok}
@@ -105,7 +104,15 @@ def headline(runs: list[dict[str, Any]], audit: dict[str, Any] | None = None,
         text = ". ".join(clauses) + "."
         if failed_text:
             text += f" Did not succeed: {failed_text}."
+    failures = check_failures(runs)
+    unexplained = [f for f in failures if not f["explained"]]
+    if unexplained and not prefix and kind == "compared":
+        kind = "checks_failed"
     if prefix:
         kind = "unfair"
-    return {"text": prefix + text, "unfair": bool(prefix), "kind": kind, "clauses": clauses,
+    if failures:
+        text += " " + " ".join(f["text"] for f in failures)
+    fair = None if audit is None else bool(audit.get("valid", True)) and not unexplained
+    return {"text": prefix + text, "unfair": bool(prefix), "kind": kind, "clauses": clauses, "fair": fair,
+            "check_failures": failures, "disclosures": disclosures(runs),
             "point_hash": runs[0].get("point_hash") if runs else None}

@@ -19,8 +19,10 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from harness.atomic import atomic_write_text
 from harness.report import figures, tables
+from harness.report.disclosures import host_disclosure
 from harness.report.headline import headline
-from harness.results import METRICS
+from harness.report.reproduce import reproduce_section
+from harness.results import METRICS, flatten, get_path
 
 TEMPLATES = Path(__file__).parent / "templates"
 INDEX = "index.html"
@@ -56,40 +58,93 @@ def _short(value: Any) -> tuple[str, str]:
     return (full if len(full) <= VALUE_CHARS else full[:VALUE_CHARS] + "…"), full
 
 
+NOT_RECORDED = "not recorded"
+
+
+def relative_path(path: str | Path | None) -> str:
+    """A path as the reader can use it: relative to the working directory where it lies below it, else as
+    given (never the absolute path of the machine that rendered the report, when it can be avoided)."""
+    if not path:
+        return NOT_RECORDED
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
+def run_folder(record: dict[str, Any]) -> str:
+    """Where the run's files are now (beside the result.json read), relative where possible."""
+    return relative_path(Path(record["_source"]).parent) if record.get("_source") else relative_path(record.get("run_dir"))
+
+
+def _joined(values: list[Any]) -> str:
+    return ", ".join(str(v) for v in values) or NOT_RECORDED
+
+
+def _git_text(git: dict[str, Any]) -> str:
+    if not git.get("commit"):
+        return NOT_RECORDED
+    dirty = git.get("dirty")
+    state = {True: "with uncommitted changes in the checkout at run time", False: "clean checkout",
+             None: "checkout state not recorded"}[dirty if dirty in (True, False) else None]
+    return f"{str(git['commit'])[:12]} ({state})"
+
+
+def _cuda_text(env: dict[str, Any], packages: dict[str, Any]) -> str:
+    parts = []
+    if env.get("cuda"):
+        parts.append(f"CUDA {env['cuda']}")
+    if env.get("cuda_driver_version"):
+        parts.append(f"driver supports CUDA {env['cuda_driver_version']}")
+    if packages.get("torch"):
+        parts.append(f"torch {packages['torch']} (its CUDA build: {env.get('torch_cuda') or NOT_RECORDED})")
+    if not env.get("gpu_count"):
+        return "none (CPU run)"
+    return "; ".join(parts) or NOT_RECORDED
+
+
 def environment_section(records: list[dict[str, Any]]) -> dict[str, Any]:
     envs = [r.get("env") or {} for r in records]
-    gits = [e.get("git") or {} for e in envs]
-    commits = _distinct(f"{g.get('commit') or '?'}{' (uncommitted changes)' if g.get('dirty') else ''}"
-                        for g in gits if g.get("commit"))
     weights = _distinct(((r.get("job") or {}).get("model") or {}).get("weights") for r in records)
+    packages_of = [((r.get("framework") or {}).get("packages") or {}) for r in records]
     common = [
-        ("GPU", _distinct(f"{e.get('gpu_count')}x {e.get('gpu_name')}" if e.get("gpu_count") else "none (CPU)"
-                          for e in envs)),
-        ("driver", _distinct(e.get("driver") for e in envs)),
-        ("CUDA", _distinct(e.get("cuda") for e in envs)),
-        ("machine id", _distinct(e.get("machine_id") for e in envs)),
-        ("host", _distinct(e.get("hostname") for e in envs)),
-        ("python", _distinct(e.get("python") for e in envs)),
-        ("platform", _distinct(e.get("platform") for e in envs)),
-        ("git commit", commits),
+        ("GPU (seen by the run)", _distinct(f"{e.get('gpu_count')}x {e.get('gpu_name')}" if e.get("gpu_count")
+                                            else "none (CPU)" for e in envs)),
+        ("GPU driver", _distinct(e.get("driver") or (NOT_RECORDED if e.get("gpu_count") else "none") for e in envs)),
+        ("CUDA", _distinct(_cuda_text(e, p) for e, p in zip(envs, packages_of))),
+        ("CUDA_VISIBLE_DEVICES", _distinct(e.get("cuda_visible_devices") or "not set" for e in envs)),
+        ("host activity", _distinct(host_disclosure(r) or ("no other work recorded" if r.get("host") else NOT_RECORDED)
+                                    for r in records if r.get("status") == "ok") or [NOT_RECORDED]),
+        ("machine id", _distinct(e.get("machine_id") or NOT_RECORDED for e in envs)),
+        ("host name", _distinct(e.get("hostname") or NOT_RECORDED for e in envs)),
+        ("CPU cores", _distinct(e.get("cpu_count") or NOT_RECORDED for e in envs)),
+        ("python (harness)", _distinct(e.get("python") or NOT_RECORDED for e in envs)),
+        ("platform", _distinct(e.get("platform") or NOT_RECORDED for e in envs)),
+        ("harness commit", _distinct(_git_text(e.get("git") or {}) for e in envs)),
         ("model", _distinct(f"{(r.get('job') or {}).get('model', {}).get('name')} "
                             f"({(r.get('job') or {}).get('model', {}).get('hub_id')})" for r in records)),
-        ("dataset", _distinct(((r.get("job") or {}).get("dataset") or {}).get("name") for r in records)),
-        ("weights", weights),
-        ("fairness mode", _distinct((r.get("job") or {}).get("fairness") for r in records)),
+        ("dataset", _distinct(f"{((r.get('job') or {}).get('dataset') or {}).get('name')} (digest "
+                              f"{((r.get('job') or {}).get('dataset') or {}).get('digest') or NOT_RECORDED})"
+                              for r in records)),
+        ("weights", weights or [NOT_RECORDED]),
+        ("fairness mode", _distinct((r.get("job") or {}).get("fairness") or NOT_RECORDED for r in records)),
+        ("results", _distinct(relative_path(Path(r["_source"]).parents[3]) if r.get("_source")
+                              and len(Path(r["_source"]).parents) > 3 else NOT_RECORDED for r in records)),
     ]
-    rows = [{"name": name, "value": ", ".join(str(v) for v in vals) or "–", "varies": len(vals) > 1}
-            for name, vals in common]
+    rows = [{"name": name, "value": _joined(vals), "varies": len(vals) > 1} for name, vals in common]
     frameworks = []
     for label, runs in tables.group_by_label(records).items():
         packages: dict[str, Any] = {}
         for r in runs:
             for k, v in ((r.get("framework") or {}).get("packages") or {}).items():
                 packages.setdefault(k, v)
-        frameworks.append({"label": label, "packages": sorted(packages.items()),
+        shown = [(k, v if v is not None else "not installed") for k, v in sorted(packages.items())]
+        frameworks.append({"label": label, "packages": shown,
                            "python": _distinct((r.get("framework") or {}).get("python") for r in runs)})
     notes = [WEIGHTS_NOTE.get(str(w), f"Model weights: {w}.") for w in weights]
-    return {"rows": rows, "frameworks": frameworks, "weights_notes": notes}
+    dirty = any(((e.get("git") or {}).get("dirty")) for e in envs)
+    return {"rows": rows, "frameworks": frameworks, "weights_notes": notes, "dirty": dirty}
 
 
 def audit_section(audit: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -141,37 +196,19 @@ def _tail(text: str | None, lines: int = LOG_TAIL_LINES) -> str:
 def failed_section(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"run_id": r.get("run_id"), "label": tables.run_label(r), "repeat": r.get("repeat"),
              "status": r.get("status"), "reason": r.get("reason") or "(no reason recorded)",
-             "run_dir": r.get("run_dir"), "log_tail": _tail(r.get("log_tail") or r.get("traceback"))}
+             "run_dir": run_folder(r), "log_tail": _tail(r.get("log_tail") or r.get("traceback"))}
             for r in sorted(runs, key=lambda r: (tables.run_label(r), r.get("repeat") or 0))
             if r.get("status") != "ok"]
-
-
-def reconstruct_command(records: list[dict[str, Any]]) -> str:
-    """A command that reruns these jobs, rebuilt from the records when the sweep's own was not given."""
-    jobs = [r.get("job") or {} for r in records]
-    names = _distinct((j.get("framework") or {}).get("name") for j in jobs)
-    versions = _distinct((j.get("framework") or {}).get("version") for j in jobs)
-    models = _distinct((j.get("model") or {}).get("name") for j in jobs)
-    datasets = _distinct((j.get("dataset") or {}).get("name") for j in jobs)
-    suites = _distinct(j.get("suite") for j in jobs)
-    args = [f"framework={','.join(map(str, names))}"]
-    if len(versions) == 1 and len(names) == 1:
-        args.append(f"framework.version={versions[0]}")
-    args += [f"model={','.join(map(str, models))}", f"dataset={','.join(map(str, datasets))}"]
-    train = (jobs[0].get("train") if jobs else None) or {}
-    for key in ("max_steps", "batch_size", "grad_accum", "max_length", "seed"):
-        if key in train:
-            args.append(f"train.{key}={train[key]}")
-    if suites and suites != ["default"]:
-        args.append(f"suite={suites[0]}")
-    return "python -m harness run " + " ".join(shlex.quote(a) for a in args) + " -m"
 
 
 def _file_stem(records: list[dict[str, Any]], name: str | None, reports_dir: Path) -> str:
     if name:
         stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "report"
         return stem[:-5] if stem.endswith(".html") else stem
-    suite = re.sub(r"[^A-Za-z0-9._-]+", "-", str(records[0].get("suite") or "report")).strip(".-") or "report"
+    suites = [str(x) for x in _distinct(r.get("suite") for r in records)] or ["report"]
+    # A report of several suites is named after all of them (or how many), never after the first alone.
+    label = "+".join(suites) if len(suites) <= 3 else f"{len(suites)}-suites"
+    suite = re.sub(r"[^A-Za-z0-9._+-]+", "-", label).strip(".-") or "report"
     stem = f"{suite}-{time.strftime('%Y%m%d-%H%M%S')}"
     candidate, n = stem, 2
     while (reports_dir / f"{candidate}.html").exists():
@@ -199,11 +236,15 @@ def build_context(records: list[dict[str, Any]], *, audits: list[dict[str, Any]]
     for point_hash, runs in tables.group_by_point(records).items():
         audit = audit_by_point.get(point_hash)
         head = headline(runs, audit, reference)
+        run_rows = tables.run_rows(runs)
+        for row, r in zip(run_rows, sorted(runs, key=lambda r: (tables.run_label(r), r.get("repeat") or 0))):
+            row["run_dir"] = run_folder(r)
         points.append({
             "point_hash": point_hash, "title": tables.point_title(runs), "headline": head,
             "table": tables.comparison_table(runs, reference),
-            "runs": tables.run_rows(runs), "run_columns": tables.run_column_labels(),
+            "runs": run_rows, "run_columns": tables.run_column_labels(),
             "bars": figures.bar_charts(runs), "losses": figures.loss_curves(runs),
+            "steps": figures.step_throughput(runs), "tradeoff": figures.memory_vs_speed(runs),
             "memory": figures.memory_timelines(runs),
             "audit": audit_section(audit), "checks": checks_section(runs), "failed": failed_section(runs),
         })
@@ -211,16 +252,62 @@ def build_context(records: list[dict[str, Any]], *, audits: list[dict[str, Any]]
     for r in records:
         statuses[str(r.get("status"))] = statuses.get(str(r.get("status")), 0) + 1
     created = time.strftime("%Y-%m-%d %H:%M:%S")
+    finished = [t for t in (get_path(r, "phases.result_written") for r in records) if isinstance(t, (int, float))]
+    envs = [r.get("env") or {} for r in records]
     meta = {"title": title, "created": created, "created_unix": time.time(), "runs": len(records),
             "statuses": statuses, "suites": _distinct(r.get("suite") for r in records),
+            "models": _distinct(((r.get("job") or {}).get("model") or {}).get("name") for r in records),
             "frameworks": _distinct(tables.run_label(r) for r in records),
-            "machines": _distinct((r.get("env") or {}).get("machine_id") for r in records),
-            "fair": all(p["audit"] is None or p["audit"]["valid"] for p in points),
+            "machines": _distinct(e.get("machine_id") for e in envs),
+            "gpus": _distinct(f"{tables.world_size_of(r)}x {(r.get('env') or {}).get('gpu_name') or 'CPU'}"
+                              for r in records),
+            "runs_from": min(finished) if finished else None, "runs_to": max(finished) if finished else None,
+            "fair": all(p["headline"]["fair"] is not False for p in points),
+            "fair_points": [{"title": p["title"], "fair": p["headline"]["fair"], "kind": p["headline"]["kind"],
+                             "clauses": p["headline"]["clauses"] or [p["headline"]["text"][:200]]} for p in points],
             "headlines": [p["headline"]["text"] for p in points]}
     return {"title": title, "created": created, "points": points, "environment": environment_section(records),
-            "command": command or reconstruct_command(records), "command_reconstructed": command is None,
+            "reproduce": reproduce_section(records, command), "definitions": definitions(records),
+            "downloads": downloads(records),
             "audit_note": audit_note, "meta": meta, "statuses": statuses, "n_runs": len(records),
             "scaling": tables.scaling_table(records)}
+
+
+def definitions(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The numbers the glossary needs: warm-up and timed steps, the MFU peak, as recorded."""
+    ok = [r for r in records if r.get("status") == "ok"]
+    return {"warmup": _distinct(get_path(r, "train.steps") - get_path(r, "train.timed_steps") for r in ok
+                                if isinstance(get_path(r, "train.steps"), int)
+                                and isinstance(get_path(r, "train.timed_steps"), int)),
+            "timed": _distinct(get_path(r, "train.timed_steps") for r in ok),
+            "steps": _distinct(get_path(r, "train.steps") for r in ok),
+            "peak_flops": _distinct(f"{get_path(r, 'mfu.peak_flops_per_s') / 1e12:.0f} TFLOP/s"
+                                    for r in ok if isinstance(get_path(r, "mfu.peak_flops_per_s"), (int, float))),
+            "interval_ms": _distinct(round(get_path(r, "memory.nvml_interval_s") * 1000) for r in ok
+                                     if isinstance(get_path(r, "memory.nvml_interval_s"), (int, float)))}
+
+
+def downloads(records: list[dict[str, Any]]) -> dict[str, str]:
+    """The report's rows (one per run, every metric) as CSV and JSON data URIs: offline, no server."""
+    import base64
+
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        row = flatten(r)
+        row["run_dir"] = run_folder(r)
+        row["run_peak_mem"] = get_path(r, "memory.nvml_run_peak_bytes")
+        row["framework_eval_loss"] = get_path(r, "eval.framework_loss")
+        row["world_size"] = tables.world_size_of(r)
+        row["git_commit"] = ((r.get("env") or {}).get("git") or {}).get("commit")
+        row["git_dirty"] = ((r.get("env") or {}).get("git") or {}).get("dirty")
+        rows.append(row)
+    csv_text = pd.DataFrame(rows).to_csv(index=False)
+    json_text = json.dumps(rows, indent=1, default=str)
+    return {"csv": "data:text/csv;base64," + base64.b64encode(csv_text.encode()).decode("ascii"),
+            "json": "data:application/json;base64," + base64.b64encode(json_text.encode()).decode("ascii"),
+            "rows": str(len(rows))}
 
 
 def render_report(records: list[dict[str, Any]], reports_dir: Path, *, audits: list[dict[str, Any]] | None = None,
@@ -259,14 +346,19 @@ def render_index(reports_dir: Path) -> Path:
         if path.name in (INDEX,):
             continue
         meta = read_meta(path) or {}
+        span = [meta.get("runs_from"), meta.get("runs_to")]
+        dates = sorted({time.strftime("%Y-%m-%d", time.gmtime(t)) for t in span if isinstance(t, (int, float))})
         entries.append({"file": path.name, "title": meta.get("title") or path.stem,
                         "created": meta.get("created") or time.strftime("%Y-%m-%d %H:%M:%S",
                                                                         time.localtime(path.stat().st_mtime)),
-                        "sort": meta.get("created_unix") or path.stat().st_mtime,
+                        "sort": (meta.get("runs_to") or meta.get("created_unix") or path.stat().st_mtime),
                         "kind": meta.get("kind") or ("report" if meta else "page"),
                         "runs": meta.get("runs"), "statuses": meta.get("statuses") or {},
+                        "suites": meta.get("suites") or [], "models": meta.get("models") or [],
+                        "gpus": meta.get("gpus") or [], "dates": " – ".join(dates) or "not recorded",
                         "frameworks": meta.get("frameworks") or [], "machines": meta.get("machines") or [],
-                        "fair": meta.get("fair"), "headlines": meta.get("headlines") or []})
+                        "fair": meta.get("fair"), "points": meta.get("fair_points") or [],
+                        "headlines": meta.get("headlines") or []})
     entries.sort(key=lambda e: e["sort"], reverse=True)
     html = _env().get_template("index.html.j2").render(entries=entries, created=time.strftime("%Y-%m-%d %H:%M:%S"))
     path = reports_dir / INDEX
@@ -274,47 +366,21 @@ def render_index(reports_dir: Path) -> Path:
     return path
 
 
-TREND_METRICS = ("tokens_per_s", "supervised_tokens_per_s", "step_time_s", "peak_mem", "torch_peak_reserved",
-                 "eval_loss", "wall_time_s", "energy_per_1k_tokens", "mfu")
+def render_trend(history_files: Iterable[Path], reports_dir: Path, *, name: str = "trend", warn=print) -> Path:
+    """The trend page (harness/report/trend.py) of the history files; rebuilds the index."""
+    from harness.report.trend import trend_context
 
-
-def render_trend(history_files: Iterable[Path], reports_dir: Path, *, name: str = "trend",
-                 warn=print) -> Path:
-    """A page of each metric over the history, one chart per metric and machine, one line per framework."""
-    from harness.history import read_history
-
-    by_machine: dict[str, list[dict[str, Any]]] = {}
-    sources = []
-    for f in history_files:
-        sources.append(str(f))
-        for e in read_history(Path(f), warn=warn):
-            by_machine.setdefault(str(e.get("machine_id") or "unknown"), []).append(e)
-    machines = []
-    for machine, entries in sorted(by_machine.items()):
-        ok = [e for e in entries if e.get("status") == "ok"]
-        charts = []
-        for key in TREND_METRICS:
-            m = METRICS[key]
-            if not any(isinstance(e.get(key), (int, float)) for e in ok):
-                continue
-            kind = "bytes" if m.unit == "bytes" else "other"
-            charts.append({"label": m.label, "uri": figures.trend_chart(ok, key, m.label, kind, m.higher_is_better)})
-        latest: dict[str, dict[str, Any]] = {}
-        for e in sorted(entries, key=lambda e: e.get("finished_at") or 0):
-            latest[f"{e.get('framework')}-{e.get('version')}"] = e
-        rows = [{"label": label, "status": e.get("status"), "commit": (e.get("git_commit") or "")[:10],
-                 "when": time.strftime("%Y-%m-%d %H:%M", time.localtime(float(e["finished_at"])))
-                 if e.get("finished_at") else "–",
-                 "tokens_per_s": tables.fmt(e.get("tokens_per_s"), "rate"),
-                 "peak_mem": tables.fmt(e.get("peak_mem"), "bytes"),
-                 "eval_loss": tables.fmt(e.get("eval_loss"), "loss")} for label, e in sorted(latest.items())]
-        machines.append({"machine": machine, "entries": len(entries), "ok": len(ok), "charts": charts, "latest": rows})
+    context = trend_context(history_files, warn=warn)
     created = time.strftime("%Y-%m-%d %H:%M:%S")
-    meta = {"title": f"history trend ({', '.join(sorted(by_machine)) or 'empty'})", "created": created,
-            "created_unix": time.time(), "kind": "trend", "runs": sum(m["entries"] for m in machines),
-            "machines": sorted(by_machine)}
-    html = _env().get_template("trend.html.j2").render(machines=machines, sources=sources, created=created, meta=meta)
+    names = [m["machine"] for m in context["machines"]]
+    meta = {"title": f"history trend ({', '.join(names) or 'empty'})", "created": created,
+            "created_unix": time.time(), "kind": "trend", "runs": context["runs"], "machines": names,
+            "headlines": [f"{sum(len(m['points']) for m in context['machines'])} series groups; "
+                          f"{sum(r['regression'] for m in context['machines'] for p in m['points'] for r in p['rows'])}"
+                          f" run(s) beyond a compare threshold"]}
+    html = _env().get_template("trend.html.j2").render(**context, created=created, meta=meta)
     reports_dir = Path(reports_dir)
+    reports_dir.mkdir(parents=True, exist_ok=True)
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "trend"
     path = reports_dir / f"{stem}.html"
     atomic_write_text(path, html)

@@ -32,20 +32,28 @@ COLUMNS: tuple[Column, ...] = (
     _metric("tokens_per_s", "rate", "speed"),
     _metric("supervised_tokens_per_s", "rate", "speed"),
     _metric("samples_per_s", "rate", "speed"),
-    _metric("step_time_s", "seconds", "speed", "step time"),
+    _metric("step_time_s", "seconds", "speed", "step time (median)"),
     _metric("mfu", "percent", "speed"),
-    _metric("peak_mem", "bytes", "memory", "peak (NVML)"),
+    _metric("peak_mem", "bytes", "memory", "peak, training phase (NVML)"),
+    Column("run_peak_mem", "peak, whole run (NVML)", "memory.nvml_run_peak_bytes", "bytes", False, "memory"),
     _metric("torch_peak_allocated", "bytes", "memory", "allocator max allocated"),
     _metric("torch_peak_reserved", "bytes", "memory", "allocator max reserved"),
-    Column("t_imports", "imports", "durations.imports", "seconds", False, "wall time by phase"),
-    Column("t_model_load", "model load", "durations.model_load", "seconds", False, "wall time by phase"),
-    Column("t_data", "data", "durations.data", "seconds", False, "wall time by phase"),
-    Column("t_train", "train", "durations.train", "seconds", False, "wall time by phase"),
-    Column("t_eval", "eval", "durations.eval", "seconds", False, "wall time by phase"),
-    Column("t_total", "total", "durations.total", "seconds", False, "wall time by phase"),
-    _metric("eval_loss", "loss", "quality", "eval loss"),
-    _metric("energy_per_1k_tokens", "joules", "energy", "J / 1k tokens"),
+    _metric("eval_loss", "loss", "quality", "eval loss (ours)"),
+    Column("framework_eval_loss", "eval loss (framework)", "eval.framework_loss", "loss", False, "quality"),
+    _metric("energy_per_1k_tokens", "joules", "quality", "energy, J / 1k tokens"),
+    Column("t_imports", "imports", "durations.imports", "seconds", False, "time"),
+    Column("t_model_load", "model load", "durations.model_load", "seconds", False, "time"),
+    Column("t_data", "data", "durations.data", "seconds", False, "time"),
+    Column("t_train", "train", "durations.train", "seconds", False, "time"),
+    Column("t_eval", "eval", "durations.eval", "seconds", False, "time"),
+    Column("t_total", "total", "durations.total", "seconds", False, "time"),
 )
+TABLE_TITLES = {"speed": "Speed", "memory": "Memory", "quality": "Quality and energy", "time": "Wall time by phase"}
+# A best mark needs a difference a reader can act on, beyond the repeats' spread: relative for rates,
+# memory and energy; absolute for losses (the headline's "within 0.01") and phase times (sub-second
+# phases are scheduling noise).
+MIN_RELATIVE = 0.02
+MIN_ABSOLUTE = {"loss": 0.01, "seconds": 0.5}
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
 
 
@@ -143,8 +151,9 @@ def comparison_table(runs: list[dict[str, Any]], reference: str | None = None) -
     """The table of one sweep point: one row per framework+version, one cell per column.
 
     Each cell: ``{n, median, min, max, text, spread, best, ratio, ratio_text}``; ``best`` marks the best
-    median among groups (only when two or more groups have a value), ``ratio`` is median / the reference
-    group's median.
+    median where it beats every other group beyond noise and the minimum difference (``clear_difference``),
+    ``ratio`` is median / the reference group's median. ``tables``: the columns split by group (speed,
+    memory, quality, time), so each table fits a 1280 px page.
     """
     import pandas as pd  # the per-run frame; kept local so importing the report does not pull pandas
 
@@ -173,11 +182,7 @@ def comparison_table(runs: list[dict[str, Any]], reference: str | None = None) -
                      "run_ids": [r.get("run_id") for r in groups[label]]})
     for c in COLUMNS:
         present = [row for row in rows if row["cells"][c.key]["median"] is not None]
-        if len(present) >= 2:
-            pick = max if c.higher_is_better else min
-            best = pick(row["cells"][c.key]["median"] for row in present)
-            for row in present:
-                row["cells"][c.key]["best"] = row["cells"][c.key]["median"] == best
+        _mark_best(c, present, {row["label"]: values(groups[row["label"]], c.path) for row in present})
         ref_row = next((row for row in rows if row["label"] == ref), None)
         ref_value = ref_row["cells"][c.key]["median"] if ref_row else None
         if ref_value:
@@ -188,14 +193,33 @@ def comparison_table(runs: list[dict[str, Any]], reference: str | None = None) -
                     row["cells"][c.key]["ratio_text"] = fmt_ratio(ratio)
     used = [c for c in COLUMNS if any(row["cells"][c.key]["median"] is not None for row in rows)]
     unused = [c.label for c in COLUMNS if c not in used]
-    header_groups: list[dict[str, Any]] = []
-    for c in used:
-        if header_groups and header_groups[-1]["name"] == c.group:
-            header_groups[-1]["span"] += 1
-        else:
-            header_groups.append({"name": c.group, "span": 1})
-    return {"reference": ref, "columns": [c.__dict__ for c in used], "header_groups": header_groups,
+    tables = [{"group": g, "title": title, "columns": [c.__dict__ for c in used if c.group == g]}
+              for g, title in TABLE_TITLES.items() if any(c.group == g for c in used)]
+    return {"reference": ref, "columns": [c.__dict__ for c in used], "tables": tables,
             "not_measured": unused, "rows": rows}
+
+
+def clear_difference(column: Column, best: list[float], other: list[float]) -> bool:
+    """Whether the best group's repeats beat another group's by more than noise and the minimum difference."""
+    from harness.measure.stats import difference_is_noise, median
+
+    a, b = median(best), median(other)
+    if difference_is_noise(best, other):
+        return False
+    if column.kind in MIN_ABSOLUTE:
+        return abs(a - b) > MIN_ABSOLUTE[column.kind]
+    scale = max(abs(a), abs(b))
+    return scale > 0 and abs(a - b) / scale > MIN_RELATIVE
+
+
+def _mark_best(column: Column, present: list[dict[str, Any]], vals: dict[str, list[float]]) -> None:
+    """Mark the best median only where it beats every other group clearly (:func:`clear_difference`)."""
+    if len(present) < 2:
+        return
+    pick = max if column.higher_is_better else min
+    best = pick(present, key=lambda row: row["cells"][column.key]["median"])
+    if all(clear_difference(column, vals[best["label"]], vals[row["label"]]) for row in present if row is not best):
+        best["cells"][column.key]["best"] = True
 
 
 RUN_COLUMNS = ("tokens_per_s", "step_time_s", "peak_mem", "eval_loss", "t_total")

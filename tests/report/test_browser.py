@@ -2,9 +2,10 @@
 
 Driven with the Chrome DevTools Protocol over ``--remote-debugging-pipe`` (file descriptors 3 and 4,
 messages are JSON terminated by a NUL byte), so no Python package beyond the standard library is
-needed. Checks: no console error or uncaught exception, every <img> decoded (naturalWidth > 0), one
-table row per run; a full-page screenshot is saved in the test's tmp folder, and copied to
-``reports/screenshots/`` when ``HARNESS_KEEP_SCREENSHOT=1``.
+needed. Checks, at a 1280 px wide window: no console error or uncaught exception, every <img> decoded
+(naturalWidth > 0), one table row per run, nothing wider than the window (no horizontal scrolling). Full-page
+screenshots of a CPU report (real runner), a GPU report (the committed H200 throughput_7b results) and the
+trend page are saved in the test's tmp folder, and copied to ``$HARNESS_SCREENSHOT_DIR`` when it is set.
 
 Install on Debian (CI): ``apt-get install -y chromium chromium-driver``. Skipped when Chromium is absent.
 """
@@ -119,6 +120,9 @@ class CDP:
                     pass
 
 
+WIDTH = 1280
+
+
 def inspect_page(url: str, profile: Path) -> dict:
     cdp = CDP(CHROMIUM, profile)
     try:
@@ -127,7 +131,7 @@ def inspect_page(url: str, profile: Path) -> dict:
         for domain in ("Page.enable", "Runtime.enable", "Log.enable"):
             cdp.send(domain, session=session)
         cdp.send("Emulation.setDeviceMetricsOverride",
-                 {"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session=session)
+                 {"width": WIDTH, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session=session)
         cdp.send("Page.navigate", {"url": url}, session=session)
         cdp.wait_event("Page.loadEventFired")
 
@@ -144,12 +148,15 @@ def inspect_page(url: str, profile: Path) -> dict:
             runRows: document.querySelectorAll('tr[data-run]').length,
             runIds: [...document.querySelectorAll('tr[data-run]')].map(r => r.dataset.run),
             height: Math.ceil(document.documentElement.scrollHeight),
+            scrollWidth: document.documentElement.scrollWidth,
+            wide: [...document.querySelectorAll('table, img, pre')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+                  .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)),
             title: document.title,
             scripts: document.querySelectorAll('script:not([type="application/json"])').length,
             alerted: typeof window.__alerted !== 'undefined'
         })""")
         cdp.send("Emulation.setDeviceMetricsOverride",
-                 {"width": 1400, "height": min(page["height"], 16000), "deviceScaleFactor": 1, "mobile": False},
+                 {"width": WIDTH, "height": min(page["height"], 16000), "deviceScaleFactor": 1, "mobile": False},
                  session=session)
         shot = cdp.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=session)
         page["png"] = base64.b64decode(shot["data"])
@@ -181,22 +188,51 @@ def report(tmp_path_factory):
     return render_report(records, out, name=f"browser-{source}"), records
 
 
-def test_report_in_headless_chromium(report, tmp_path):
-    path, records = report
-    page = inspect_page(path.resolve().as_uri(), tmp_path / "profile")
-    shot = tmp_path / f"{path.stem}.png"
-    shot.write_bytes(page["png"])
-    if os.environ.get("HARNESS_KEEP_SCREENSHOT") == "1":
-        keep = REPO_ROOT / "reports" / "screenshots"
-        keep.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, keep / shot.name)
+def keep(shot: Path) -> None:
+    folder = os.environ.get("HARNESS_SCREENSHOT_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(folder) / shot.name)
     print(f"screenshot: {shot}")
+
+
+def look(path: Path, tmp_path: Path, name: str) -> dict:
+    page = inspect_page(path.resolve().as_uri(), tmp_path / "profile")
+    shot = tmp_path / f"{name}.png"
+    shot.write_bytes(page["png"])
+    keep(shot)
     assert page["errors"] == []
     assert page["scripts"] == 0 and not page["alerted"]
     assert page["images"] and all(i["complete"] and i["w"] > 0 for i in page["images"]), page["images"]
+    assert page["scrollWidth"] <= WIDTH and page["wide"] == [], page["wide"]  # readable without scrolling sideways
+    assert page["png"][:8] == b"\x89PNG\r\n\x1a\n" and len(page["png"]) > 10_000
+    return page
+
+
+def test_report_in_headless_chromium(report, tmp_path):
+    path, records = report
+    page = look(path, tmp_path, "cpu-report")
     assert page["runRows"] == len(records)
     assert sorted(page["runIds"]) == sorted(r["run_id"] for r in records)
-    assert page["png"][:8] == b"\x89PNG\r\n\x1a\n" and len(page["png"]) > 10_000
+
+
+def test_gpu_report_in_headless_chromium(tmp_path):
+    from harness.report.render import render_report
+    from harness.results import load_results
+
+    records = load_results([REPO_ROOT / "results" / "h200" / "throughput_7b"])
+    path = render_report(records, tmp_path / "reports", name="gpu-throughput_7b")
+    page = look(path, tmp_path, "gpu-report")
+    assert page["runRows"] == len(records) == 9
+
+
+def test_trend_page_in_headless_chromium(tmp_path):
+    from harness.report.cli import history_files
+    from harness.report.render import render_trend
+
+    files = history_files([REPO_ROOT / "results" / d for d in ("h200", "h200-warm", "h200-regression", "cpu")])
+    path = render_trend(files, tmp_path / "reports", warn=lambda m: None)
+    look(path, tmp_path, "trend")
 
 
 def test_index_in_headless_chromium(report, tmp_path):

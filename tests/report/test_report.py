@@ -174,8 +174,10 @@ def test_report_is_one_self_contained_file(rendered):
     assert not re.search(r"https?://", html)
     assert "<link" not in html.lower()
     imgs = re.findall(r"<img\b[^>]*\bsrc=\"([^\"]*)\"", html)
-    assert len(imgs) >= 3 and all(src.startswith("data:image/png;base64,") for src in imgs)
-    for section in ("Headlines", "Environment", "Comparison", "Loss curves", "GPU memory over time",
+    assert len(imgs) >= 5 and all(src.startswith("data:image/svg+xml;base64,") for src in imgs)
+    for section in ("Headlines", "Environment", "Speed", "Memory", "Quality and energy", "Wall time by phase",
+                    "Tokens/s per training step", "Memory against speed", "Loss curves", "GPU memory over time",
+                    "Definitions", "rows as CSV",
                     "Fairness audit", "Cross-checks per run", "Runs that did not succeed", "Reproduce"):
         assert section in html, section
 
@@ -193,9 +195,11 @@ def test_user_strings_are_escaped(rendered):
     assert XSS_MODEL not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     assert "<script>alert(2)" not in html and "&lt;/pre&gt;&lt;script&gt;alert(2)" in html
     assert "<b>bold-dataset</b>" not in html and "xss<b>" not in html
-    # the only script element is the inert JSON summary the index reads
-    assert re.findall(r"<script\b[^>]*>", html) == ['<script type="application/json" id="harness-meta">']
-    assert "onerror=" not in re.sub(r"&lt;img src=x onerror=alert\(1\)&gt;", "", html)
+    # the only script elements are inert JSON: the summary the index reads and the reproduce arguments
+    assert re.findall(r"<script\b[^>]*>", html) == ['<script type="application/json" id="harness-meta">',
+                                                    '<script type="application/json" id="harness-reproduce">']
+    # inert: HTML-escaped in the page, \u003c-escaped inside the JSON script elements
+    assert "onerror=" not in re.sub(r"(&lt;|\\u003c)img src=x onerror=alert\(1\)(&gt;|\\u003e)", "", html)
 
 
 def test_index_lists_the_report(rendered):
@@ -259,9 +263,23 @@ def test_headline_ratios():
     from harness.report.headline import headline
 
     h = headline(_ok_point())
-    assert h["kind"] == "compared"
-    assert h["text"] == ("unsloth-2026.10.9: 1.90x trl-1.16.0's tokens/s at 0.60x its peak memory; "
-                         "eval loss within 0.01.")
+    # the hand-made records fail tokens_match_framework: stated in words, and the point is not called fair
+    assert h["kind"] == "checks_failed"
+    assert h["text"].startswith("unsloth-2026.10.9: 1.90x trl-1.16.0's tokens/s at 0.60x its peak memory; "
+                                "eval loss within 0.01. Cross-check failed in trl r0, unsloth r0: our count of tokens")
+    assert h["fair"] is None  # no audit given
+    passing = _ok_point()
+    for r in passing:
+        r["checks"] = [c for c in r["checks"] if c["name"] != "tokens_match_framework"]
+    h = headline(passing, {"valid": True})
+    assert h["kind"] == "compared" and h["fair"] is True and "Cross-check" not in h["text"]
+    explained = _ok_point()
+    for r in explained:
+        r["checks"][1]["explanation"] = "counts padding of the last batch"
+    h = headline(explained, {"valid": True})
+    assert h["fair"] is True and "explained: counts padding of the last batch" in h["text"]
+    assert any(d.startswith("Single run for trl, unsloth") for d in h["disclosures"])
+    assert any(d.startswith("Random weights") for d in h["disclosures"])
 
 
 def test_headline_within_noise_and_reference_choice():
@@ -298,7 +316,10 @@ def test_table_marks_best_and_ratios():
     assert trl["tokens_per_s"]["median"] == 1050 and trl["tokens_per_s"]["spread"]
     assert uns["tokens_per_s"]["best"] and not trl["tokens_per_s"]["best"]
     assert uns["peak_mem"]["best"]  # lower is better
-    assert trl["eval_loss"]["best"]
+    assert not trl["eval_loss"]["best"] and not uns["eval_loss"]["best"]  # 2.500 vs 2.505: within 0.01
+    close = comparison_table([make_record("trl", "1", 0, tps=1000), make_record("unsloth", "2", 0, tps=1010)])
+    assert not any(r["cells"]["tokens_per_s"]["best"] for r in close["rows"])  # 1% apart: not marked
+    assert [t["group"] for t in table["tables"]] == ["speed", "memory", "quality", "time"]
     assert uns["tokens_per_s"]["ratio_text"] == "1.81x"
     assert {c["key"] for c in table["columns"]} >= {"tokens_per_s", "t_imports", "t_total", "eval_loss",
                                                      "energy_per_1k_tokens", "mfu", "torch_peak_allocated"}
@@ -326,24 +347,36 @@ def test_memory_timeline_figure_without_samples(tmp_path):
     rec = make_record("trl", "1", 0, run_dir=tmp_path)
     assert figures.read_timeline(tmp_path / "memory_timeline.csv") == []
     uri = figures.memory_timelines([rec])
-    assert uri.startswith("data:image/png;base64,")
+    assert uri.startswith("data:image/svg+xml;base64,")
     write_timeline(tmp_path, rec, 2**30)
     assert len(figures.read_timeline(tmp_path / "memory_timeline.csv")) == 60
 
 
-def test_trend_page_and_index(tmp_path, capsys):
+def test_trend_page_and_index(tmp_path, capsys, monkeypatch):
+    import json as jsonlib
+
     from harness.history import append_history
     from harness.report.cli import main
 
     results = tmp_path / "results"
-    for i, (fw, v, tps) in enumerate([("trl", "1.15", 1000), ("trl", "1.16", 900), ("unsloth", "2026.10.9", 1900),
-                                      ("trl", "1.16", 950), ("unsloth", "2026.10.9", 1850)]):
-        rec = make_record(fw, v, 0, tps=tps, t0=1_790_000_000.0 + 3600 * i)
-        append_history(rec, results)
+    runs = [("trl", "1.15", 1000, POINT), ("trl", "1.16", 900, POINT), ("unsloth", "2026.10.9", 1900, POINT),
+            ("trl", "1.16", 940, POINT), ("unsloth", "2026.10.9", 1850, POINT), ("trl", "1.16", 3000, "otherpoint01")]
+    for i, (fw, v, tps, point) in enumerate(runs):
+        append_history(make_record(fw, v, 0, tps=tps, t0=1_790_000_000.0 + 3600 * i, point_hash=point), results)
+    baselines = tmp_path / "baselines"
+    machine = "1xnvidia-h200-driver570"
+    (baselines / machine).mkdir(parents=True)
+    (baselines / machine / "unit.json").write_text(jsonlib.dumps({"schema": 1, "machine_id": machine, "suite": "unit",
+        "entries": [{"point_hash": POINT, "framework": "trl", "version": "1.15", "metrics": {"tokens_per_s": [1000.0]}}]}))
+    monkeypatch.setenv("HARNESS_BASELINES_DIR", str(baselines))
     assert main([str(results), "--out", str(tmp_path / "reports"), "--trend"]) == 0
     out = capsys.readouterr().out
     path = Path(out.strip().split("trend: ")[1])
     html = path.read_text(encoding="utf-8")
-    assert html.count('<img class="fig"') >= 3 and "1xnvidia-h200-driver570" in html
+    # two sweep points never share a chart; each framework's runs are numbered in order
+    assert html.count('<img class="fig"') == 2 and machine in html
+    assert html.count(f'data-point="{POINT}"') == 1 and 'data-point="otherpoint01"' in html
+    # 900 and 940 tok/s are more than 5% below trl's baseline of 1000: marked as regressions, 1.15's run is not
+    assert re.findall(r'<tr class="mismatch" data-trend-run="([^"]+)"', html) == ["trl-2", "trl-3"]
     index = (tmp_path / "reports" / "index.html").read_text(encoding="utf-8")
     assert 'href="trend.html"' in index

@@ -1,0 +1,106 @@
+"""``python -m harness plan [OVERRIDES...] [-m] [--json]``: the jobs a ``run`` command would start, run nothing.
+
+The same composition as ``run`` (the sweep expanded as Hydra's basic sweeper does, every job composed and
+validated by :mod:`harness.preflight`, the dataset prepared for its digest), so the point hash, job hash
+and run folders printed are the ones ``run`` would use: a report's reproduce command can be checked
+against the runs it came from without training anything. CUDA is not required (a plan of a 4-bit job is
+made on any machine; ``run`` still refuses it without a GPU).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from harness.config import ConfigError, validate
+from harness.preflight import _composition_error, check_flags, check_model, check_override_syntax, compose_job, \
+    expand_sweep
+
+PLAN_FLAGS = ("--json",)
+
+
+def plan_jobs(overrides: list[str], multirun: bool) -> list[dict[str, Any]]:
+    """One entry per Hydra job: framework, version, suite, point/job hash, repeats and run folders.
+
+    Raises ConfigError (one line naming the field) on bad input, like ``run``'s preflight."""
+    from harness.data import prepare
+    from harness.job import job_from_config, job_hash, point_hash, run_dir_for
+
+    check_override_syntax(overrides)
+    try:
+        jobs = expand_sweep(overrides, multirun)
+    except Exception as err:  # a sweep value hydra's grammar refuses
+        if type(err).__module__.startswith(("hydra", "omegaconf")):
+            raise ConfigError(_composition_error(err, overrides)) from None
+        raise
+    planned = []
+    for job_overrides in jobs:
+        try:
+            cfg = compose_job(job_overrides)
+            OmegaConf.to_container(cfg, resolve=True)
+        except (OmegaConfBaseException, ValueError) as err:
+            raise ConfigError(_composition_error(err, job_overrides)) from None
+        except Exception as err:
+            if type(err).__module__.startswith(("hydra", "omegaconf")):
+                raise ConfigError(_composition_error(err, job_overrides)) from None
+            raise
+        validate(cfg, cuda_available=True)  # a plan describes the job; whether this machine can run it is run's check
+        check_model(cfg)
+        data = prepare(cfg.dataset)
+        job = job_from_config(cfg, data_digest=data.digest)
+        results_dir = Path(cfg.results_dir).resolve()
+        planned.append({
+            "overrides": job_overrides, "framework": job["framework"]["name"],
+            "version": job["framework"]["version"], "suite": job["suite"], "model": job["model"]["name"],
+            "dataset": job["dataset"]["name"], "point_hash": point_hash(job), "job_hash": job_hash(job),
+            "repeats": int(cfg.repeats),
+            "run_dirs": [str(run_dir_for(results_dir, job, r)) for r in range(int(cfg.repeats))],
+            "job": job,
+        })
+    return planned
+
+
+def format_plan(planned: list[dict[str, Any]]) -> str:
+    lines = [f"{len(planned)} job{'s' if len(planned) != 1 else ''}, "
+             f"{sum(p['repeats'] for p in planned)} run{'s' if sum(p['repeats'] for p in planned) != 1 else ''}"]
+    for i, p in enumerate(planned, start=1):
+        lines.append(f"[{i}] {p['framework']} {p['version']}  suite {p['suite']}  point {p['point_hash']}  "
+                     f"job {p['job_hash']}  repeats {p['repeats']}")
+        lines.extend(f"    {d}" for d in p["run_dirs"])
+    return "\n".join(lines)
+
+
+PLAN_HELP = """usage: python -m harness plan [OVERRIDES...] [-m] [--json]
+
+Compose and validate the jobs a `python -m harness run` with the same arguments would start, and print
+them (framework, version, suite, point hash, job hash, repeats, run folders) without running anything.
+--json prints the full job of each. Bad input exits 2 with one line, as `run` does."""
+
+
+def main(argv: list[str]) -> int:
+    from harness.__main__ import _fail, _single_line
+
+    if "-h" in argv or "--help" in argv:
+        print(PLAN_HELP)
+        return 0
+    multirun = "-m" in argv or "--multirun" in argv
+    as_json = "--json" in argv
+    overrides = [a for a in argv if not a.startswith("-")]
+    flags = [a for a in argv if a.startswith("-") and a not in PLAN_FLAGS]
+    try:
+        check_flags(flags)
+        planned = plan_jobs(overrides, multirun)
+    except ConfigError as err:
+        return _fail(_single_line(str(err)))
+    except (OSError, ValueError, LookupError, TypeError) as err:
+        return _fail(_single_line(f"{type(err).__name__}: {err}"))
+    print(json.dumps(planned, indent=1) if as_json else format_plan(planned))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,105 @@
+"""The report's reproduce command recreates the jobs it reports: composed through ``python -m harness plan``
+(the real CLI, a subprocess) it gives the point and job hashes of the runs it came from.
+
+For a CPU results folder made here by the real runner (framework=fake with non-default settings and two
+repeats) the hashes and run folders must match exactly. For the committed H200 results
+(qlora_7b, throughput_7b, scaling_7b) every recorded setting must be planned identically; their dataset
+digest predates today's data preparation (fields are whitespace-stripped since commit 07823ea), so the
+point hash is compared with the recorded digest put back, and the report must say that it differs.
+Needs the offline Hub mirror for the medical dataset (HARNESS_TEST_HUB_MIRROR, default /work/shared/hub).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.job import point_hash
+from harness.report.render import render_report
+from harness.results import load_results
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MIRROR = Path(os.environ.get("HARNESS_TEST_HUB_MIRROR", "/work/shared/hub"))
+REPRO_RE = re.compile(r'<script type="application/json" id="harness-reproduce">(.*?)</script>', re.S)
+
+
+def harness(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})})
+
+
+def report_commands(html: str) -> list[list[str]]:
+    match = REPRO_RE.search(html)
+    assert match, "the report embeds no reproduce command"
+    return json.loads(match.group(1))
+
+
+def plan(argv: list[str], env: dict | None = None) -> list[dict]:
+    done = harness("plan", *argv, "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_cpu_report_command_plans_the_same_runs(tmp_path):
+    results = tmp_path / "results"
+    ran = harness("run", "framework=fake", "train.max_steps=3", "train.lr=0.001", "train.lora.r=4", "repeats=2",
+                  f"results_dir={results}", "report=false")
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    records = load_results([results])
+    assert len(records) == 2
+    html = render_report(records, tmp_path / "reports", name="cpu").read_text(encoding="utf-8")
+    commands = report_commands(html)
+    assert commands == [["framework=fake", "train.lora.r=4", "train.lr=0.001", "train.max_steps=3", "repeats=2"]]
+    planned = plan(commands[0], env={"HARNESS_RESULTS_DIR": str(results)})
+    assert [p["point_hash"] for p in planned] == [records[0]["point_hash"]]
+    assert [p["job_hash"] for p in planned] == [records[0]["job_hash"]]
+    assert sorted(planned[0]["run_dirs"]) == sorted(str(Path(r["run_dir"]).resolve()) for r in records)
+    assert "the command plans the same 1 sweep point hash" in html
+
+
+def test_plan_refuses_bad_input_with_one_line():
+    done = harness("plan", "framework=fake", "train.lr=fast")
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1 and "train.lr" in done.stderr
+
+
+@pytest.mark.skipif(not (MIRROR / "datasets").is_dir(), reason=f"no offline Hub mirror at {MIRROR}")
+@pytest.mark.parametrize("suite", ["qlora_7b", "throughput_7b", "scaling_7b"])
+def test_committed_h200_report_command_plans_the_recorded_jobs(suite, tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_HUB_MIRROR", str(MIRROR))
+    records = load_results([REPO_ROOT / "results" / "h200" / suite])
+    html = render_report(records, tmp_path, name=suite).read_text(encoding="utf-8")
+    commands = report_commands(html)
+    if suite == "qlora_7b":
+        assert all("experiment=qlora_7b" in c for c in commands)  # the preset that sets train.quantization=4bit
+    if suite == "throughput_7b":
+        assert all("repeats=3" in c for c in commands)
+    if suite == "scaling_7b":
+        assert all("launcher=torchrun" in c for c in commands)
+    planned = [p for argv in commands for p in plan(argv, env={"HARNESS_HUB_MIRROR": str(MIRROR)})]
+    by_job = {p["job_hash"]: p for p in planned}
+    recorded_points = {r["point_hash"] for r in records}
+    for r in records:
+        # the recorded dataset digest put back: every setting of the command is then the recorded one
+        matches = []
+        for p in planned:
+            job = json.loads(json.dumps(p["job"]))
+            job["dataset"]["digest"] = r["job"]["dataset"]["digest"]
+            if point_hash(job) == r["point_hash"] and p["framework"] == r["framework"]["name"]:
+                matches.append(p)
+        assert len(matches) == 1, f"{suite}: no planned job recreates {r['run_dir']}"
+        recorded_job = {k: v for k, v in r["job"].items()}
+        planned_job = json.loads(json.dumps(matches[0]["job"]))
+        for job in (recorded_job, planned_job):
+            job["model"] = {k: v for k, v in job["model"].items() if k != "path"}
+            job["dataset"] = {k: v for k, v in job["dataset"].items() if k != "digest"}
+        assert planned_job == recorded_job
+        assert matches[0]["repeats"] == 1 + max(x["repeat"] for x in records if x["job_hash"] == r["job_hash"])
+    # today's digest differs (whitespace stripping came after these runs): the report must say so
+    assert recorded_points.isdisjoint({p["point_hash"] for p in by_job.values()})
+    assert "only the dataset digest differs" in html
