@@ -10,30 +10,31 @@ from typing import Any
 
 # Unit roundoff of the dtype the model computes in: bf16 keeps 8 significant bits, fp16 11, fp32 24.
 UNIT_ROUNDOFF = {"bfloat16": 2.0 ** -8, "float16": 2.0 ** -11, "float32": 2.0 ** -24}
-# Standard deviations of the rounding noise allowed: a 4-sigma bound fails an honest run about once in
-# 16,000, while a loss from another model (a different trained adapter: 1e-2 and more apart) still fails.
-EVAL_SIGMAS = 4.0
 # Floor for fp32: reduction order of a few thousand float32 terms, and float64 summation on our side.
 EVAL_FLOOR = 1e-5
+# The rule results recorded before logits_rms existed were judged by (kept for them: same verdicts).
+LEGACY_EVAL_AGREEMENT = 1e-3
 
 
-def eval_tolerance(loss: float, tokens: int, compute_dtype: str | None, logits_rms: float | None = None) -> float:
+def eval_tolerance(compute_dtype: str | None, logits_rms: float | None) -> float:
     """How far two correct evaluations of the same model on the same records may differ.
 
-    Both sides compute cross-entropy in float32 from logits that the model computed in ``compute_dtype``
-    (its base weights' dtype: transformers hands back float32 logits from a bf16 model, but they carry
-    bf16 rounding); two implementations (unsloth's fused loss, another matmul tiling) round each logit z
-    independently,
-    by up to ``u * |z|`` (u: unit roundoff). A token's loss ``logsumexp(z) - z_y`` then moves by about
-    ``u * rms(z)`` with a random sign (the softmax-weighted errors and the target's), so the mean over
-    ``tokens`` supervised tokens moves by ``u * rms(z) / sqrt(tokens)``; allowed: ``EVAL_SIGMAS`` of that.
-    ``logits_rms`` is measured by our evaluator at the supervised positions; older results lack it and
-    use ``|loss|`` instead (for a random-init model the logits are smaller than the loss: conservative).
-    Unknown dtype (older results) is taken as bf16, the loosest of the three.
+    Both sides compute cross-entropy in float32 from logits that carry the rounding of the dtype the model
+    computes in (its base weights' dtype: transformers hands back float32 logits from a bf16 model, but
+    they were rounded to bf16). Two correct implementations (unsloth's fused loss against the full logits,
+    another matmul tiling for another batch shape) see each logit z moved by up to ``u * |z|``; a token's
+    loss ``logsumexp(z) - z_y`` then moves by at most about ``u * rms(z)``, and so does the mean over
+    tokens when the errors share a sign, as a different kernel's errors can (unsloth's fused eval loss was
+    1.0-3.3e-4 above ours in all three 7B repeats of session 3, 2.5-8x what independent errors would give).
+    Allowed: ``u * rms(z)``, ``logits_rms`` measured by our evaluator at the supervised positions (7B bf16
+    random-init: 1.20 -> 4.7e-3). A masking or averaging difference (a token more or less per record) or
+    another model's losses move the mean by 1e-2 and more and still fail. Results without ``logits_rms``
+    keep the fixed 1e-3 they were recorded under.
     """
+    if not logits_rms:
+        return LEGACY_EVAL_AGREEMENT
     u = UNIT_ROUNDOFF.get(compute_dtype or "", UNIT_ROUNDOFF["bfloat16"])
-    scale = logits_rms if logits_rms else abs(loss)
-    return max(EVAL_FLOOR, EVAL_SIGMAS * u * scale / math.sqrt(max(1, tokens)))
+    return max(EVAL_FLOOR, u * logits_rms)
 
 
 def _check(name: str, passed: bool | None, detail: str) -> dict[str, Any]:
@@ -82,14 +83,21 @@ def eval_agreement(evaluation: dict[str, Any], world_size: int = 1, compute_dtyp
     how, value = min(((k, v) for k, v in candidates.items() if v is not None), key=lambda kv: abs(kv[1] - theirs))
     diff = abs(value - theirs)
     dtype = compute_dtype or evaluation.get("logits_dtype")
-    tol = eval_tolerance(theirs, int(evaluation.get("tokens") or 1), dtype, evaluation.get("logits_rms"))
+    tol = eval_tolerance(dtype, evaluation.get("logits_rms"))
     shapes = ("same batch shapes as the framework's eval" if evaluation.get("batch_size") == 1
               else "our batches differ in shape from the framework's eval (batch 1)")
-    return _check("eval_loss_matches_framework", diff <= tol,
-                  f"ours {value:.5f} ({how}), framework {theirs:.5f}, |diff| {diff:.2e}, tolerance {tol:.1e} "
-                  f"({dtype or 'dtype not recorded, bf16 assumed'} model, logits rms {evaluation.get('logits_rms') or 'not recorded'}, "
-                  f"over {evaluation.get('tokens')} tokens; "
-                  f"{shapes})")
+    rms = evaluation.get("logits_rms")
+    check = _check("eval_loss_matches_framework", diff <= tol,
+                   f"ours {value:.5f} ({how}), framework {theirs:.5f}, |diff| {diff:.2e}, tolerance {tol:.1e} "
+                   f"({dtype or 'dtype not recorded, bf16 assumed'} model, logits rms "
+                   f"{f'{rms:.3g}' if rms else 'not recorded: the fixed 1e-3 of older results'}, "
+                   f"over {evaluation.get('tokens')} tokens; {shapes})")
+    if not check["passed"] and evaluation.get("batch_size") != 1:
+        # Results from before the evaluation ran at the framework's shapes: not like with like.
+        check["explanation"] = ("our evaluation batched records differently from the framework's (batch 1), and "
+                                "bf16 rounds differently shaped matmuls differently (1.1-1.6e-3 on the 7B jobs of "
+                                "session 2); runs made since evaluate at the framework's shapes")
+    return check
 
 
 def loss_fell(log: list[dict[str, Any]]) -> dict[str, Any]:

@@ -170,8 +170,23 @@ def load_results(paths: Iterable[Path], *, warn=lambda msg: print(msg, file=sys.
         # Where the record was read from: run folders move (a clone elsewhere, results copied back
         # from a GPU machine), so files beside result.json are found from here, not from run_dir.
         record["_source"] = str(path)
+        _judge_checks_again(record)
         records.append(record)
     return records
+
+
+def _judge_checks_again(record: dict[str, Any]) -> None:
+    """Cross-checks are a judgement of recorded measurements: every result is judged by today's rules
+    (one rule for old and new results alike), the verdict written at run time kept as ``checks_at_run``
+    where it differs. The measurements themselves are never touched."""
+    if record.get("status") != "ok" or not record.get("checks"):
+        return
+    from harness.checks import run_checks  # noqa: PLC0415
+
+    now = run_checks(record)
+    if [(c["name"], c["passed"]) for c in now] != [(c.get("name"), c.get("passed")) for c in record["checks"]]:
+        record["checks_at_run"] = record["checks"]
+    record["checks"] = now
 
 
 def to_frame(records: list[dict[str, Any]]):

@@ -1,8 +1,8 @@
 """What a reader must know before trusting a comparison, in plain words: failed cross-checks, audit
 mismatches, and disclosures (shared host, single repeat, random weights, uncommitted code).
 
-Host concurrency comes from, in order: ``result["host"]`` (``other_gpu_processes``: a list or a count,
-``cpu_load``), recorded at run time by newer harness versions; a ``disclosures.json`` note file in the
+Host concurrency comes from, in order: ``result["host"]["disclosure"]`` (recorded at run time by the
+parent's sampler: other processes on the run's GPUs, the host's other busy GPUs, other processes' CPU); a ``disclosures.json`` note file in the
 results folder or any folder above it, for facts known about older runs but not recorded with them
 (layout: ``[{"match": {"dotted.path": [allowed values]}, "text": "..."}]``, a record matches when every
 path holds one of its values); and, where neither exists, what the record does show (the run saw only
@@ -24,7 +24,7 @@ CHECK_WORDS = {
     "nvml_peak_ge_torch_reserved": "the GPU memory peak seen by NVML is below the allocator's reserved peak "
                                    "(one of the two memory readings is wrong)",
     "eval_loss_matches_framework": "our eval loss and the framework's own eval loss on the same records differ "
-                                   "by more than the 1e-3 tolerance",
+                                   "by more than the rounding of the model's precision allows",
     "loss_fell": "the training loss did not fall",
     "grad_norm_positive": "a gradient norm was zero or not finite",
     "lora_weights_changed": "the LoRA weights did not change (nothing was trained)",
@@ -116,7 +116,15 @@ def _note_matches(note: dict[str, Any], record: dict[str, Any]) -> bool:
 def host_disclosure(record: dict[str, Any]) -> str | None:
     """What is known about other work on the run's host, or None where nothing needs saying."""
     host = record.get("host")
-    if isinstance(host, dict):
+    if isinstance(host, dict) and isinstance(host.get("disclosure"), dict):
+        # recorded by the sampler during the run (harness/measure/host_activity.py): GPU neighbours per
+        # NVML, the host's other busy GPUs, other processes' CPU use
+        verdict = host["disclosure"]
+        if verdict.get("shared"):
+            return "; ".join(verdict.get("because") or []) + " (recorded at run time)"
+        if verdict.get("shared") is False:
+            return None
+    if isinstance(host, dict) and "disclosure" not in host:
         other = host.get("other_gpu_processes")
         count = len(other) if isinstance(other, (list, tuple)) else other if isinstance(other, int) else None
         bits = []
