@@ -8,7 +8,9 @@ second (the parent never imports torch), with psutil:
 * host CPU use: ``psutil.cpu_percent()`` over each interval, as busy cores (``pct / 100 * cpu_count``);
 * the run's own CPU use: CPU seconds of the watched process tree (the worker and its children) per
   interval, as busy cores;
-* other: host minus the run, clamped at 0. Its mean and max over the run are the disclosure figures.
+* the harness parent's own CPU (this process: the 10 ms NVML sampler thread takes ~0.3-0.5 of a core);
+* other: host minus the run and the parent, clamped at 0. Its mean and max over the run are the
+  disclosure figures.
 
 GPU neighbours (other processes on the run's GPUs, other busy GPUs of the host) are NVML's to see:
 ``NvmlSampler`` adds them beside this summary.
@@ -37,6 +39,7 @@ class HostActivity:
         self._host: list[float] = []
         self._ours: list[float] = []
         self._other: list[float] = []
+        self._parent: list[float] = []
         self._load_start: float | None = None
         self._load_end: float | None = None
         self._tree_cpu: dict[int, float] = {}
@@ -90,17 +93,24 @@ class HostActivity:
                 continue
         return sum(self._tree_cpu.values())
 
+    def _own_cpu_seconds(self) -> float:
+        times = self._psutil.Process().cpu_times()
+        return times.user + times.system
+
     def _run(self) -> None:
-        last_t, last_cpu = time.monotonic(), self._tree_cpu_seconds()
+        last_t, last_cpu, last_own = time.monotonic(), self._tree_cpu_seconds(), self._own_cpu_seconds()
         while not self._stop.wait(self.interval_s):
             try:
-                now, cpu = time.monotonic(), self._tree_cpu_seconds()
+                now, cpu, own = time.monotonic(), self._tree_cpu_seconds(), self._own_cpu_seconds()
                 host_cores = self._psutil.cpu_percent(interval=None) / 100.0 * self.cpu_count
-                ours = max(0.0, (cpu - last_cpu) / (now - last_t)) if now > last_t else 0.0
-                last_t, last_cpu = now, cpu
+                span = now - last_t
+                ours = max(0.0, (cpu - last_cpu) / span) if span > 0 else 0.0
+                parent = max(0.0, (own - last_own) / span) if span > 0 else 0.0
+                last_t, last_cpu, last_own = now, cpu, own
                 self._host.append(host_cores)
                 self._ours.append(ours)
-                self._other.append(max(0.0, host_cores - ours))
+                self._parent.append(parent)
+                self._other.append(max(0.0, host_cores - ours - parent))
             except Exception:  # noqa: BLE001  (a monitor must never take the run down)
                 continue
 
@@ -111,6 +121,7 @@ class HostActivity:
         other_mean = mean(self._other)
         return {"cpu_count": self.cpu_count, "interval_s": self.interval_s, "samples": len(self._host),
                 "host_busy_cores_mean": mean(self._host), "run_busy_cores_mean": mean(self._ours),
+                "parent_busy_cores_mean": mean(self._parent),
                 "other_busy_cores_mean": other_mean,
                 "other_busy_cores_max": round(max(self._other), 3) if self._other else None,
                 "load_avg_1m_start": self._load_start, "load_avg_1m_end": self._load_end,
