@@ -8,6 +8,8 @@
 #     CUDA_VISIBLE_DEVICES=1 FW=unsloth bash benchmarks/h200_session.sh throughput; FW=... qlora
 #   bash benchmarks/h200_session.sh scaling                       (both GPUs)
 #   end each call with the `pack` stage: results come back in parts of at most 15 MB
+# The GPU machine's copy of .git is an older snapshot: pass the commit you sent, clean, as
+# HARNESS_SOURCE_COMMIT=$(git rev-parse HEAD) in the command (results then name it, not the snapshot).
 # Session 3 (one H200, nothing else on the host; R is a git-ignored folder, so it survives between the
 # calls of one warm machine; each call starts with `ensure`, which sets up only what a fresh machine lacks):
 #   R=results/h200-s3 bash benchmarks/h200_session.sh ensure host qlora pack

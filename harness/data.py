@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,9 @@ def _load(dataset: Any, which: str, fmt: str, loss_on: str, set_by: str) -> tupl
 def _announce(dataset: Any, source: str, fmt: str) -> None:
     if _get(dataset, "format", "auto") == "auto" and (source, fmt) not in _said:
         _said.add((source, fmt))
-        print(f"dataset: {source}: detected {fmt} format from record 0 (dataset.format={fmt} pins it)", flush=True)
+        # stderr: stdout may be a machine-readable answer (``plan --json``)
+        print(f"dataset: {source}: detected {fmt} format from record 0 (dataset.format={fmt} pins it)",
+              file=sys.stderr, flush=True)
 
 
 def _get(dataset: Any, name: str, default: Any) -> Any:
@@ -184,10 +187,18 @@ def prepare(dataset: Any) -> PreparedData:
     # The eval part must be in the train part's format (detected or pinned).
     held = _load(dataset, "eval", fmt_found, loss_on,
                  "dataset.format" if fmt != "auto" else f"the train set ({train_source})")
+    # More held-out records than the data has is refused, never capped (Hub datasets too: files are
+    # checked before this in preflight, harness/input_checks.py).
     if held is not None:
         held_out, _, eval_source = held
+        if dataset.num_eval > len(held_out):
+            raise ConfigError(f"dataset.num_eval={dataset.num_eval}: the eval split ({eval_source}) has only "
+                              f"{len(held_out)} records")
         held_out = held_out[: dataset.num_eval]
     else:
+        if dataset.num_eval >= len(train):
+            raise ConfigError(f"dataset.num_eval={dataset.num_eval}: {train_source} has only {len(train)} records "
+                              f"(at most {len(train) - 1} can be held out)")
         held_out, train = train[-dataset.num_eval:], train[: -dataset.num_eval]
     # A record present in both would measure memorisation, not held-out loss.
     seen = {json.dumps(r, sort_keys=True, ensure_ascii=False) for r in train}

@@ -189,6 +189,8 @@ def check_eval_count(dataset: Any) -> None:
 
     train_path = _dataset_path(dataset, "train")
     eval_path = _dataset_path(dataset, "eval")
+    if train_path is None:
+        return  # a Hub dataset loaded through datasets.load_dataset: counted when it is prepared (data.py)
     if eval_path is not None:
         available = len(load_records(eval_path))
         if dataset.num_eval > available:

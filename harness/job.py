@@ -67,6 +67,10 @@ DATASET_FIELD_DEFAULTS = {"config": None, "split": "train", "eval_split": None, 
                           "loss_on": "all_assistant"}
 
 
+# Train fields added later, at the value that behaves as every earlier job did (a fixed warm-up).
+TRAIN_FIELD_DEFAULTS = {"settle_factor": None}
+
+
 def _hashable(job: Job) -> Job:
     hashed = json.loads(json.dumps(job))
     if hashed.get("launcher") == DEFAULT_LAUNCHER:
@@ -76,6 +80,10 @@ def _hashable(job: Job) -> Job:
     for key, default in DATASET_FIELD_DEFAULTS.items():
         if key in dataset and (dataset[key] == default or (alpaca and key in ("format", "loss_on"))):
             dataset.pop(key)
+    train = hashed.get("train") or {}
+    for key, default in TRAIN_FIELD_DEFAULTS.items():
+        if key in train and train[key] == default:
+            train.pop(key)
     return hashed
 
 

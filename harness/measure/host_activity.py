@@ -24,8 +24,9 @@ from typing import Any
 
 INTERVAL_S = 1.0
 # Mean CPU of other processes above which a run is disclosed as "shared host": one busy core is what
-# a second training job's Python loop takes; below a quarter core is background noise (sshd, logging).
-SHARED_CPU_CORES = 0.5
+# a second training job's Python loop takes; below it is background noise (sshd, logging, and in results
+# recorded before the parent's own CPU was told apart, the parent's ~0.5 core of NVML sampling).
+SHARED_CPU_CORES = 1.0
 
 
 class HostActivity:
@@ -150,7 +151,8 @@ def host_disclosure(host: dict[str, Any] | None) -> dict[str, Any]:
     for gpu in host.get("other_busy_gpus") or []:
         because.append(f"GPU {gpu.get('nvml_index')} of the host (not this run's) was busy: "
                        f"up to {gpu.get('max_util_pct')}% utilisation, {gpu.get('processes')} process(es)")
-    if host.get("cpu_shared"):
+    other_cpu = host.get("other_busy_cores_mean")
+    if isinstance(other_cpu, (int, float)) and other_cpu > SHARED_CPU_CORES:
         because.append(f"other processes kept {host.get('other_busy_cores_mean'):.1f} of "
                        f"{host.get('cpu_count')} CPU cores busy on average "
                        f"(max {host.get('other_busy_cores_max'):.1f})")

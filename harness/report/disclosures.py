@@ -118,8 +118,10 @@ def host_disclosure(record: dict[str, Any]) -> str | None:
     host = record.get("host")
     if isinstance(host, dict) and isinstance(host.get("disclosure"), dict):
         # recorded by the sampler during the run (harness/measure/host_activity.py): GPU neighbours per
-        # NVML, the host's other busy GPUs, other processes' CPU use
-        verdict = host["disclosure"]
+        # NVML, the host's other busy GPUs, other processes' CPU use; judged by today's thresholds
+        from harness.measure.host_activity import host_disclosure as judge  # noqa: PLC0415
+
+        verdict = judge(host)
         if verdict.get("shared"):
             return "; ".join(verdict.get("because") or []) + " (recorded at run time)"
         if verdict.get("shared") is False:

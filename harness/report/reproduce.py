@@ -109,13 +109,23 @@ def job_overrides(job: dict[str, Any]) -> tuple[list[str], list[str]]:
     for key in sorted(recorded):
         if key in DERIVED or key.startswith("runtime."):
             continue
+        if key == "dataset.format" and today.get(key) == "auto":
+            continue  # the recorded format is what auto detected in the same data (plan's hashes check it)
         if key not in today:
             leaves.append(f"+{key}={_value(key, recorded[key])}")
         elif recorded[key] != today[key]:
             leaves.append(f"{key}={_value(key, recorded[key])}")
+    schema_defaults = _flat(_composed_job([f"framework={fw}"]))
     for key in sorted(set(today) - set(recorded) - set(DERIVED)):
         if key == "launcher.name" or key == "launcher.nproc":
             continue  # records from before the launcher group: the default local launcher hashes the same
+        if key in schema_defaults and today[key] != schema_defaults[key]:
+            # Added to the config after these runs, and a preset now sets it: its default is how the runs
+            # behaved (train.settle_factor=null: the fixed warm-up of every earlier run).
+            leaves.append(f"{key}={_value(key, schema_defaults[key])}")
+            notes.append(f"{key} was not recorded (added to the config after these runs); set to its default, "
+                         f"{schema_defaults[key]!r}, which is how they ran")
+            continue
         notes.append(f"{key} was not recorded (added to the config after these runs); today's value "
                      f"{today[key]!r} applies")
     return base + leaves, notes
@@ -220,10 +230,16 @@ def verify(commands: list[list[str]], records: list[dict[str, Any]]) -> dict[str
 
 def _closest(job: dict[str, Any], planned: list[dict[str, Any]]) -> list[tuple[str, Any, Any]]:
     """The leaves in which ``job`` differs from the most similar planned job (framework aside)."""
+    from harness.job import DATASET_FIELD_DEFAULTS, TRAIN_FIELD_DEFAULTS
+
+    # Fields added after a run, at the values that leave its hash (and its behaviour) as it was.
+    neutral = {**{f"dataset.{k}": v for k, v in DATASET_FIELD_DEFAULTS.items()},
+               **{f"train.{k}": v for k, v in TRAIN_FIELD_DEFAULTS.items()}, "dataset.format": None}
     mine = _flat(job)
     best: list[tuple[str, Any, Any]] | None = None
     for p in planned:
-        theirs = _flat(p["job"])
+        theirs = {k: v for k, v in _flat(p["job"]).items()
+                  if not (k not in mine and k in neutral and (v == neutral[k] or k == "dataset.format"))}
         diff = [(k, mine.get(k), theirs.get(k)) for k in sorted(set(mine) | set(theirs))
                 if not k.startswith("framework.") and k != "model.path" and mine.get(k) != theirs.get(k)
                 and not (k.startswith("launcher.") and k not in mine)]  # no launcher recorded: the default
