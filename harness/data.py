@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,9 +166,7 @@ def _load(dataset: Any, which: str, fmt: str, loss_on: str, set_by: str) -> tupl
 def _announce(dataset: Any, source: str, fmt: str) -> None:
     if _get(dataset, "format", "auto") == "auto" and (source, fmt) not in _said:
         _said.add((source, fmt))
-        # stderr: stdout may be a machine-readable answer (``plan --json``)
-        print(f"dataset: {source}: detected {fmt} format from record 0 (dataset.format={fmt} pins it)",
-              file=sys.stderr, flush=True)
+        print(f"dataset: {source}: detected {fmt} format from record 0 (dataset.format={fmt} pins it)", flush=True)
 
 
 def _get(dataset: Any, name: str, default: Any) -> Any:

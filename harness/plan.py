@@ -8,17 +8,14 @@ made on any machine; ``run`` still refuses it without a GPU).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
 from harness.config import ConfigError, validate
-from harness.preflight import _composition_error, check_flags, check_model, check_override_syntax, compose_job, \
-    expand_sweep
+from harness.preflight import check_flags, check_model, composed_jobs
 
 PLAN_FLAGS = ("--json",)
 
@@ -30,28 +27,12 @@ def plan_jobs(overrides: list[str], multirun: bool) -> list[dict[str, Any]]:
     from harness.data import prepare
     from harness.job import job_from_config, job_hash, point_hash, run_dir_for
 
-    check_override_syntax(overrides)
-    try:
-        jobs = expand_sweep(overrides, multirun)
-    except Exception as err:  # a sweep value hydra's grammar refuses
-        if type(err).__module__.startswith(("hydra", "omegaconf")):
-            raise ConfigError(_composition_error(err, overrides)) from None
-        raise
     planned = []
-    for job_overrides in jobs:
-        try:
-            cfg = compose_job(job_overrides)
-            OmegaConf.to_container(cfg, resolve=True)
-        except (OmegaConfBaseException, ValueError) as err:
-            raise ConfigError(_composition_error(err, job_overrides)) from None
-        except Exception as err:
-            if type(err).__module__.startswith(("hydra", "omegaconf")):
-                raise ConfigError(_composition_error(err, job_overrides)) from None
-            raise
+    for job_overrides, cfg in composed_jobs(overrides, multirun):
         validate(cfg, cuda_available=True)  # a plan describes the job; whether this machine can run it is run's check
         check_model(cfg)
         data = prepare(cfg.dataset)
-        job = job_from_config(cfg, data_digest=data.digest)
+        job = job_from_config(cfg, data_digest=data.digest, data_format=data.format)  # exactly as run makes it
         results_dir = Path(cfg.results_dir).resolve()
         planned.append({
             "overrides": job_overrides, "framework": job["framework"]["name"],
@@ -93,7 +74,9 @@ def main(argv: list[str]) -> int:
     flags = [a for a in argv if a.startswith("-") and a not in PLAN_FLAGS]
     try:
         check_flags(flags)
-        planned = plan_jobs(overrides, multirun)
+        # What preparing the data says goes to stderr: stdout is the plan, JSON with --json.
+        with contextlib.redirect_stdout(sys.stderr):
+            planned = plan_jobs(overrides, multirun)
     except ConfigError as err:
         return _fail(_single_line(str(err)))
     except (OSError, ValueError, LookupError, TypeError) as err:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -159,8 +159,9 @@ def check_distinct_jobs(jobs: list[list[str]], configs: list[Any], overrides: li
         raise ConfigError(f"the sweep runs the same job twice: {where}")
 
 
-def preflight(overrides: list[str], multirun: bool, *, cuda_available: bool) -> int:
-    """Validate every job of the sweep; return how many jobs it has. Raises ConfigError."""
+def composed_jobs(overrides: list[str], multirun: bool) -> Iterator[tuple[list[str], Any]]:
+    """Each Hydra job of the command as ``(its overrides, its composed config)``, composition errors as one
+    ConfigError line naming the override; shared by ``run``'s preflight and ``plan``."""
     check_override_syntax(overrides)
     try:
         jobs = expand_sweep(overrides, multirun)
@@ -168,7 +169,6 @@ def preflight(overrides: list[str], multirun: bool, *, cuda_available: bool) -> 
         if type(err).__module__.startswith(("hydra", "omegaconf")):
             raise ConfigError(_one_line(err)) from None
         raise
-    configs = []
     for job_overrides in jobs:
         try:
             cfg = compose_job(job_overrides)
@@ -179,6 +179,14 @@ def preflight(overrides: list[str], multirun: bool, *, cuda_available: bool) -> 
             if type(err).__module__.startswith(("hydra", "omegaconf")):
                 raise ConfigError(_composition_error(err, job_overrides)) from None
             raise
+        yield job_overrides, cfg
+
+
+def preflight(overrides: list[str], multirun: bool, *, cuda_available: bool) -> int:
+    """Validate every job of the sweep; return how many jobs it has. Raises ConfigError."""
+    jobs, configs = [], []
+    for job_overrides, cfg in composed_jobs(overrides, multirun):
+        jobs.append(job_overrides)
         check_known_keys(cfg, job_overrides)
         validate(cfg, cuda_available=cuda_available)
         check_framework(cfg)

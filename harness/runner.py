@@ -91,14 +91,14 @@ def _kill_group(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
         pass
     tree = sorted(set(tree) | set(_descendants(proc.pid)))
     deadline = time.time() + KILL_GRACE_S
-    while tree and time.time() < deadline and any(_alive(p) for p in tree):
+    while tree and time.time() < deadline and any(pid_alive(p) for p in tree):
         time.sleep(0.1)
-    if proc.poll() is None or any(_alive(p) for p in tree):
-        _signal_all(proc.pid, [p for p in tree if _alive(p)], signal.SIGKILL)
+    if proc.poll() is None or any(pid_alive(p) for p in tree):
+        _signal_all(proc.pid, [p for p in tree if pid_alive(p)], signal.SIGKILL)
     proc.wait()
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from harness.runner import pid_alive
+
 LOCK_NAME = ".sweep.lock"
 
 
@@ -54,16 +56,6 @@ class Holder:
 
     def describe(self) -> str:
         return f"pid {self.pid} on host {self.host} since {self.since}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _read(fd: int) -> str:
@@ -138,7 +130,7 @@ class SweepLock:
         elif holder.pid == os.getpid() and holder.host == socket.gethostname():
             return
         else:
-            gone = ("its pid is gone" if not _pid_alive(holder.pid) else "pid reused; it no longer holds the lock") \
+            gone = ("its pid is gone" if not pid_alive(holder.pid) else "pid reused; it no longer holds the lock") \
                 if holder.host == socket.gethostname() else "it no longer holds the lock"
             warn(f"warning: taking over the stale lock of {self.results_dir} from {holder.describe()} ({gone})")
 

@@ -66,7 +66,7 @@ def test_auto_detects_from_the_first_record_and_says_so(tmp_path, capsys, row, f
                "num_eval": 1, "num_train": None, "format": "auto", "loss_on": "all_assistant"}
     with pytest.raises(ConfigError):  # three identical records: the held-out one repeats a train record
         prepare(_Config(dataset))
-    assert f"detected {fmt} format" in capsys.readouterr().err
+    assert f"detected {fmt} format" in capsys.readouterr().out
 
 
 class _Config(dict):
@@ -320,7 +320,7 @@ def test_cli_trains_a_hub_dataset_from_the_mirror(tmp_path):
                   "dataset.eval_split=test", "dataset.num_eval=3", f"results_dir={tmp_path / 'results'}",
                   env=_hub_env(tmp_path), timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    assert "someorg/chats split 'train': detected sharegpt format" in run.stderr
+    assert "someorg/chats split 'train': detected sharegpt format" in run.stdout
     (record,) = results(tmp_path / "results")
     assert record["status"] == "ok" and record["job"]["dataset"]["format"] == "sharegpt"
 
