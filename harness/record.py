@@ -67,6 +67,8 @@ def build_record(*, job: dict[str, Any], view: dict[str, Any], sampler: Any, run
         "eval": worker.get("eval"),
         "audit": worker.get("audit"),
     }
+    # Only the worker imports torch: the CUDA build it reports joins the machine's facts.
+    record["env"]["torch_cuda"] = (record["runtime"] or {}).get("torch_cuda")
     if worker.get("traceback"):
         record["traceback"] = worker["traceback"]
     phases = dict(worker.get("phases") or {})

@@ -84,6 +84,7 @@ def _runtime(job: dict[str, Any]) -> None:
     job["runtime"]["device"] = "cuda" if cuda else "cpu"
     job["runtime"]["bf16_supported"] = bool(cuda and torch.cuda.is_bf16_supported())
     job["runtime"]["gpu_name"] = torch.cuda.get_device_name(0) if cuda else None
+    job["runtime"]["torch_cuda"] = torch.version.cuda  # the CUDA torch was built for (None: a CPU build)
 
 
 def _build_model(job: dict[str, Any]) -> None:
