@@ -19,16 +19,13 @@ def main(job_path: str) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
+    from bare_common import load_job  # noqa: PLC0415  (beside this script)
+
     from harness.frameworks.base import timed_train
     from harness.frameworks.sft_common import load_split
     from harness.frameworks.trl import native_args
-    from harness.model_cache import random_weights_model
 
-    job = json.loads(Path(job_path).read_text())
-    job["runtime"]["device"] = "cuda" if torch.cuda.is_available() else "cpu"
-    job["runtime"]["bf16_supported"] = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if job["model"]["weights"] == "random":
-        job["model"]["path"] = str(random_weights_model(Path(job["model"]["path"]), job["model"]["init_seed"]))
+    job = load_job(job_path)
     args = native_args(job)
     kwargs = dict(args["model_kwargs"])
     kwargs.pop("quantization")

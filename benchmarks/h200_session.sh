@@ -14,6 +14,10 @@
 # calls of one warm machine; each call starts with `ensure`, which sets up only what a fresh machine lacks):
 #   R=results/h200-s3 bash benchmarks/h200_session.sh ensure host qlora pack
 #   R=results/h200-s3 FW=trl bash benchmarks/h200_session.sh ensure host throughput pack   (then llamafactory, unsloth)
+# Session 4 (planned; each line one call of under 10 minutes, nothing else on the host):
+#   R=results/h200-s4 FW=trl bash benchmarks/h200_session.sh ensure host overhead pack      (then unsloth, llamafactory)
+#   R=results/h200-s4 bash benchmarks/h200_session.sh ensure host qlora_repeats pack
+#   R=results/h200-s4 bash benchmarks/h200_session.sh ensure host throughput_interleaved pack
 # FW picks the frameworks of a stage (default all three). Results go to results/h200*, reports to
 # reports/; the stages append to $LOG.
 set -uo pipefail
@@ -66,7 +70,24 @@ stage_regression() {
 stage_gputests() { python3 -m pytest -m gpu tests/ -p no:cacheprovider -q; }
 stage_throughput() { python3 -m harness run experiment=throughput_7b framework=$FW $OFFLINE repeats=3 results_dir=$R -m; }
 stage_qlora() { python3 -m harness run experiment=qlora_7b framework=$FW $OFFLINE results_dir=$R -m; }
-stage_overhead() { python3 benchmarks/overhead.py --rounds 3 --out $R/overhead $OFFLINE; }
+# Harness overhead per framework: a bare script per framework (benchmarks/bare_<framework>.py) interleaved
+# with harness runs, 3 rounds each; results/…/overhead/<framework>/overhead-<framework>.json.
+stage_overhead() {
+  for f in ${FW//,/ }; do python3 benchmarks/overhead.py --framework "$f" --rounds 3 --out $R/overhead $OFFLINE; done
+}
+# The throughput suite with the repeats of the frameworks interleaved (trl r0, LLaMA-Factory r0, unsloth r0,
+# trl r1, ...), so that a drift of the host reaches all three alike: round k asks for repeats=k+1 and the
+# resume skips the repeats already done. BATCH (default 16) sets train.batch_size.
+stage_throughput_interleaved() {
+  for k in 1 2 3; do
+    for f in ${FW//,/ }; do
+      python3 -m harness run experiment=throughput_7b framework=$f train.batch_size=${BATCH:-16} $OFFLINE \
+        repeats=$k results_dir=$R report=false
+    done
+  done
+  python3 -m harness report $R/throughput_7b
+}
+stage_qlora_repeats() { python3 -m harness run experiment=qlora_7b framework=$FW $OFFLINE repeats=3 results_dir=$R -m; }
 # Scaling efficiency (needs 2 GPUs): the GPU-bound recipe at 1 and 2 GPUs (DDP through torchrun, same
 # per-device batch); the report's "Scaling efficiency" table divides tokens/s at 2 GPUs by 2 x at 1 GPU.
 # unsloth is single-GPU: recorded as unavailable at nproc=2.

@@ -28,6 +28,43 @@ class Trained:
     train_call_s: float | None = None
 
 
+class TrainCallTimer:
+    """Times every ``transformers.Trainer.train`` call made inside the ``with`` block, for frameworks
+    that build and train their Trainer themselves (LLaMA-Factory's ``run_exp``): the class method is
+    wrapped for the block's duration, so nothing runs per step (no callback) and the figure is the one
+    ``timed_train`` gives for trainers we build. ``seconds`` and ``trainer`` are the last call's."""
+
+    def __init__(self) -> None:
+        self.seconds: float | None = None
+        self.trainer: Any = None
+
+    def __enter__(self) -> "TrainCallTimer":
+        import transformers
+
+        self._original = original = transformers.Trainer.train
+        timer = self
+
+        def train(trainer: Any, *args: Any, **kwargs: Any) -> Any:
+            import time
+
+            import torch
+
+            started = time.perf_counter()
+            out = original(trainer, *args, **kwargs)
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            timer.seconds, timer.trainer = time.perf_counter() - started, trainer
+            return out
+
+        transformers.Trainer.train = train
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import transformers
+
+        transformers.Trainer.train = self._original
+
+
 def timed_train(trainer: Any) -> float:
     """Run ``trainer.train()`` and return its wall time, GPU work included."""
     import time

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.atomic import atomic_write_json
-from harness.frameworks.base import Job, Trained, precision, training_arguments
+from harness.frameworks.base import Job, TrainCallTimer, Trained, precision, training_arguments
 from harness.frameworks.quantization import bnb_config_args
 
 PACKAGES = ("llamafactory", "transformers", "peft", "trl", "accelerate", "datasets", "torch", "bitsandbytes")
@@ -129,6 +129,8 @@ def train(job: Job, callbacks: list[Any]) -> Trained:
     from harness.live import find_live_objects
 
     write_dataset_info(Path(job["runtime"]["data_dir"]), job)
-    run_exp(args=native_args(job), callbacks=callbacks)
+    with TrainCallTimer() as timer:  # the wall time of trainer.train(), as for the trainers we build
+        run_exp(args=native_args(job), callbacks=callbacks)
     live = find_live_objects(callbacks)
-    return Trained(model=live.model, tokenizer=live.tokenizer, framework_eval_loss=live.eval_metrics.get("eval_loss"))
+    return Trained(model=live.model, tokenizer=live.tokenizer, framework_eval_loss=live.eval_metrics.get("eval_loss"),
+                   train_call_s=timer.seconds)
