@@ -17,7 +17,7 @@
 # Session 4 (planned; each line one call of under 10 minutes, nothing else on the host):
 #   R=results/h200-s4 FW=trl bash benchmarks/h200_session.sh ensure host overhead pack      (then unsloth, llamafactory)
 #   R=results/h200-s4 bash benchmarks/h200_session.sh ensure host qlora_repeats pack
-#   R=results/h200-s4 bash benchmarks/h200_session.sh ensure host throughput_interleaved pack
+#   R=results/h200-s4 ROUNDS=1 bash benchmarks/h200_session.sh ensure host throughput_interleaved pack   (ROUNDS=2, 3)
 # FW picks the frameworks of a stage (default all three). Results go to results/h200*, reports to
 # reports/; the stages append to $LOG.
 set -uo pipefail
@@ -77,9 +77,10 @@ stage_overhead() {
 }
 # The throughput suite with the repeats of the frameworks interleaved (trl r0, LLaMA-Factory r0, unsloth r0,
 # trl r1, ...), so that a drift of the host reaches all three alike: round k asks for repeats=k+1 and the
-# resume skips the repeats already done. BATCH (default 16) sets train.batch_size.
+# resume skips the repeats already done (ROUNDS picks the rounds of one call: 3 runs, ~5 minutes each).
+# BATCH (default 16) sets train.batch_size.
 stage_throughput_interleaved() {
-  for k in 1 2 3; do
+  for k in ${ROUNDS:-1 2 3}; do
     for f in ${FW//,/ }; do
       python3 -m harness run experiment=throughput_7b framework=$f train.batch_size=${BATCH:-16} $OFFLINE \
         repeats=$k results_dir=$R report=false
