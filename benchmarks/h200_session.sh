@@ -14,10 +14,11 @@
 # calls of one warm machine; each call starts with `ensure`, which sets up only what a fresh machine lacks):
 #   R=results/h200-s3 bash benchmarks/h200_session.sh ensure host qlora pack
 #   R=results/h200-s3 FW=trl bash benchmarks/h200_session.sh ensure host throughput pack   (then llamafactory, unsloth)
-# Session 4 (planned; each line one call of under 10 minutes, nothing else on the host):
-#   R=results/h200-s4 FW=trl bash benchmarks/h200_session.sh ensure host overhead pack      (then unsloth, llamafactory)
-#   R=results/h200-s4 bash benchmarks/h200_session.sh ensure host qlora_repeats pack
-#   R=results/h200-s4 ROUNDS=1 bash benchmarks/h200_session.sh ensure host throughput_interleaved pack   (ROUNDS=2, 3)
+# Session 4 (planned; each line one call of under 10 minutes, nothing else on the host). R under /tmp: a
+# warm machine keeps /tmp between calls (session 3's results/h200-s3, inside the copied tree, was not kept):
+#   R=/tmp/h200-s4 FW=trl bash benchmarks/h200_session.sh ensure host overhead pack      (then unsloth, llamafactory)
+#   R=/tmp/h200-s4 bash benchmarks/h200_session.sh ensure host qlora_repeats pack
+#   R=/tmp/h200-s4 ROUNDS=1 bash benchmarks/h200_session.sh ensure host throughput_interleaved pack   (ROUNDS=2, 3)
 # FW picks the frameworks of a stage (default all three). Results go to results/h200*, reports to
 # reports/; the stages append to $LOG.
 set -uo pipefail
