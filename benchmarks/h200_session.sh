@@ -74,7 +74,10 @@ stage_qlora() { python3 -m harness run experiment=qlora_7b framework=$FW $OFFLIN
 # Harness overhead per framework: a bare script per framework (benchmarks/bare_<framework>.py) interleaved
 # with harness runs, 3 rounds each; results/…/overhead/<framework>/overhead-<framework>.json.
 stage_overhead() {
-  for f in ${FW//,/ }; do python3 benchmarks/overhead.py --framework "$f" --rounds 3 --out $R/overhead $OFFLINE; done
+  # 24 steps (session 2's job): 3 rounds of harness + bare run fit one call of under 10 minutes
+  for f in ${FW//,/ }; do
+    python3 benchmarks/overhead.py --framework "$f" --rounds 3 --out $R/overhead $OFFLINE train.max_steps=${OVERHEAD_STEPS:-24}
+  done
 }
 # The throughput suite with the repeats of the frameworks interleaved (trl r0, LLaMA-Factory r0, unsloth r0,
 # trl r1, ...), so that a drift of the host reaches all three alike: round k asks for repeats=k+1 and the
