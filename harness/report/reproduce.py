@@ -11,6 +11,8 @@ Settings that do not enter the job (``timeout_s``, ``results_dir``, ...) are not
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import shlex
 from typing import Any
 
@@ -204,7 +206,10 @@ def verify(commands: list[list[str]], records: list[dict[str, Any]]) -> dict[str
     planned: dict[str, dict[str, Any]] = {}
     try:
         for argv in commands:
-            for p in plan_jobs([a for a in argv if not a.startswith("-")], "-m" in argv):
+            # What preparing the data prints (the detected format) is not the report's output.
+            with contextlib.redirect_stdout(io.StringIO()):
+                jobs = plan_jobs([a for a in argv if not a.startswith("-")], "-m" in argv)
+            for p in jobs:
                 planned[p["point_hash"]] = p
     except Exception as err:  # noqa: BLE001  (a plan that fails is the finding)
         return {"state": "differs", "details": [], "text": f"the command does not plan: {str(err).splitlines()[0]}"}
