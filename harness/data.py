@@ -184,8 +184,8 @@ def prepare(dataset: Any) -> PreparedData:
     # The eval part must be in the train part's format (detected or pinned).
     held = _load(dataset, "eval", fmt_found, loss_on,
                  "dataset.format" if fmt != "auto" else f"the train set ({train_source})")
-    # More held-out records than the data has is refused, never capped (Hub datasets too: files are
-    # checked before this in preflight, harness/input_checks.py).
+    # More held-out records than the data has is refused, never capped (preflight and plan prepare every
+    # job's data before anything runs, so this is their check too).
     if held is not None:
         held_out, _, eval_source = held
         if dataset.num_eval > len(held_out):
