@@ -178,14 +178,16 @@ def prepare(dataset: Any) -> PreparedData:
     """Load and split ``dataset`` (a DatasetConfig); the held-out set never overlaps the train set."""
     fmt, loss_on = _get(dataset, "format", "auto"), _get(dataset, "loss_on", "all_assistant")
     loaded = _load(dataset, "train", fmt, loss_on, "dataset.format")
-    assert loaded is not None
+    if loaded is None:
+        raise ConfigError(f"dataset {dataset.name!r} has no training data: set dataset.path=FILE, "
+                          "dataset.train_file or dataset.hub_id")
     train, fmt_found, train_source = loaded
     _announce(dataset, train_source, fmt_found)
     # The eval part must be in the train part's format (detected or pinned).
     held = _load(dataset, "eval", fmt_found, loss_on,
                  "dataset.format" if fmt != "auto" else f"the train set ({train_source})")
-    # More held-out records than the data has is refused, never capped (Hub datasets too: files are
-    # checked before this in preflight, harness/input_checks.py).
+    # More held-out records than the data has is refused, never capped (preflight and plan prepare every
+    # job's data before anything runs, so this is their check too).
     if held is not None:
         held_out, _, eval_source = held
         if dataset.num_eval > len(held_out):

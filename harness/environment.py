@@ -15,6 +15,10 @@ from typing import Any
 from harness.hub import REPO_ROOT
 
 
+# Folders of the checkout the harness writes its outputs into (git pathspecs, relative to the repository root).
+OUTPUTS = ("reports", "results", "benchmarks/baselines")
+
+
 def git_commit() -> dict[str, Any]:
     def git(*args: str) -> str | None:
         try:
@@ -28,7 +32,10 @@ def git_commit() -> dict[str, Any]:
         # files, but .git as of an older snapshot): the sender names the commit it sent, clean.
         return {"commit": declared, "dirty": False, "declared_by": "HARNESS_SOURCE_COMMIT"}
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
+    # Dirty means changed code or config: what the harness writes into the checkout itself (reports/index.html,
+    # which every sweep rebuilds, results, accepted baselines) must not mark a fresh clone dirty after its
+    # Quick start, or every later run would be disclosed as "uncommitted code".
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", *(f":(exclude){p}" for p in OUTPUTS))
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 

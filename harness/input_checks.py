@@ -1,7 +1,7 @@
 """Per-job checks preflight runs on a composed config, beyond what :func:`harness.config.validate` checks.
 
-Each looks at something outside the config's own values (files, interpreters, the model's architecture,
-the data's size) that would otherwise only fail after a worker started, or worse, not fail at all (an
+Each looks at something outside the config's own values (files, interpreters, the model's architecture)
+that would otherwise only fail after a worker started, or worse, not fail at all (an
 unknown framework version recorded as ``unavailable``, exit 0). Every problem is one ConfigError line.
 """
 from __future__ import annotations
@@ -180,24 +180,3 @@ def check_lora_targets(cfg: Any, model_dir: Path, model_config: dict[str, Any]) 
             hint = "; all-linear is not supported: list the modules" if str(target) == "all-linear" else ""
             raise ConfigError(f"train.lora.targets: {target!r} is not a module of {cfg.model.hub_id} "
                               f"(from {source}: {', '.join(sorted(modules))}){hint}")
-
-
-# ---- dataset.num_eval against the data --------------------------------------------------------------------
-def check_eval_count(dataset: Any) -> None:
-    """``dataset.num_eval`` held-out records exist: more than the data has is refused, never capped."""
-    from harness.data import _dataset_path, load_records
-
-    train_path = _dataset_path(dataset, "train")
-    eval_path = _dataset_path(dataset, "eval")
-    if train_path is None:
-        return  # a Hub dataset loaded through datasets.load_dataset: counted when it is prepared (data.py)
-    if eval_path is not None:
-        available = len(load_records(eval_path))
-        if dataset.num_eval > available:
-            raise ConfigError(f"dataset.num_eval={dataset.num_eval}: the eval file {eval_path} has only "
-                              f"{available} records")
-        return
-    records = len(load_records(train_path))
-    if dataset.num_eval >= records:  # the split must leave training records
-        raise ConfigError(f"dataset.num_eval={dataset.num_eval}: {train_path} has only {records} records "
-                          f"(at most {records - 1} can be held out)")

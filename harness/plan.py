@@ -1,10 +1,11 @@
 """``python -m harness plan [OVERRIDES...] [-m] [--json]``: the jobs a ``run`` command would start, run nothing.
 
-The same composition as ``run`` (the sweep expanded as Hydra's basic sweeper does, every job composed and
-validated by :mod:`harness.preflight`, the dataset prepared for its digest), so the point hash, job hash
-and run folders printed are the ones ``run`` would use: a report's reproduce command can be checked
-against the runs it came from without training anything. CUDA is not required (a plan of a 4-bit job is
-made on any machine; ``run`` still refuses it without a GPU).
+The same composition and checks as ``run`` (:func:`harness.preflight.checked_jobs`: the sweep expanded as
+Hydra's basic sweeper does, every job composed and validated, the dataset prepared for its digest), so the
+point hash, job hash and run folders printed are the ones ``run`` would use and a command ``plan`` accepts
+is one ``run`` accepts: a report's reproduce command can be checked against the runs it came from without
+training anything. What only says whether this machine can run the job is left to ``run``: CUDA (a plan of
+a 4-bit job is made on any machine) and whether the results dirs are writable (plan writes nothing).
 """
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.config import ConfigError, validate
-from harness.preflight import check_flags, check_model, composed_jobs
+from harness.config import ConfigError
+from harness.preflight import check_flags, checked_jobs
 
 PLAN_FLAGS = ("--json",)
 
@@ -24,14 +25,11 @@ def plan_jobs(overrides: list[str], multirun: bool) -> list[dict[str, Any]]:
     """One entry per Hydra job: framework, version, suite, point/job hash, repeats and run folders.
 
     Raises ConfigError (one line naming the field) on bad input, like ``run``'s preflight."""
-    from harness.data import prepare
     from harness.job import job_from_config, job_hash, point_hash, run_dir_for
 
     planned = []
-    for job_overrides, cfg in composed_jobs(overrides, multirun):
-        validate(cfg, cuda_available=True)  # a plan describes the job; whether this machine can run it is run's check
-        check_model(cfg)
-        data = prepare(cfg.dataset)
+    # cuda_available=True: a plan describes the job; whether this machine can run it is run's check
+    for job_overrides, cfg, data in checked_jobs(overrides, multirun, cuda_available=True):
         job = job_from_config(cfg, data_digest=data.digest, data_format=data.format)  # exactly as run makes it
         results_dir = Path(cfg.results_dir).resolve()
         planned.append({

@@ -16,7 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 from harness.config import ConfigError, register_configs, validate
 from harness.data import prepare
 from harness.hub import REPO_ROOT
-from harness.input_checks import (check_eval_count, check_framework, check_known_keys, check_lora_targets,
+from harness.input_checks import (check_framework, check_known_keys, check_lora_targets,
                                   check_output_dirs)
 
 CONF_DIR = REPO_ROOT / "conf"
@@ -182,18 +182,28 @@ def composed_jobs(overrides: list[str], multirun: bool) -> Iterator[tuple[list[s
         yield job_overrides, cfg
 
 
-def preflight(overrides: list[str], multirun: bool, *, cuda_available: bool) -> int:
-    """Validate every job of the sweep; return how many jobs it has. Raises ConfigError."""
+def checked_jobs(overrides: list[str], multirun: bool, *, cuda_available: bool) -> Iterator[tuple[list[str], Any, Any]]:
+    """Each job of the command as ``(its overrides, its config, its PreparedData)``, checked as ``run``
+    checks it (the results dirs' writability aside: the caller's); shared by preflight and ``plan``, so a
+    command ``plan`` accepts is one ``run`` accepts. Every config is checked before any data is prepared,
+    so a refusal is the only line printed. Raises ConfigError."""
     jobs, configs = [], []
     for job_overrides, cfg in composed_jobs(overrides, multirun):
-        jobs.append(job_overrides)
         check_known_keys(cfg, job_overrides)
         validate(cfg, cuda_available=cuda_available)
         check_framework(cfg)
-        check_output_dirs(cfg)
         check_model(cfg)
-        check_eval_count(cfg.dataset)
-        prepare(cfg.dataset)
+        jobs.append(job_overrides)
         configs.append(cfg)
     check_distinct_jobs(jobs, configs, overrides)
-    return len(jobs)
+    for job_overrides, cfg in zip(jobs, configs):
+        yield job_overrides, cfg, prepare(cfg.dataset)  # refuses a bad record and a num_eval beyond the data
+
+
+def preflight(overrides: list[str], multirun: bool, *, cuda_available: bool) -> int:
+    """Validate every job of the sweep; return how many jobs it has. Raises ConfigError."""
+    count = 0
+    for _, cfg, _ in checked_jobs(overrides, multirun, cuda_available=cuda_available):
+        check_output_dirs(cfg)
+        count += 1
+    return count

@@ -89,6 +89,7 @@ def run_one(cfg: DictConfig, job: Job, data: PreparedData, repeat: int, position
         if earlier is not None:  # retrying would only append the same 'unavailable' to the history again
             print(f"[{label}] skipped: unavailable on this machine ({earlier.get('reason')}) at "
                   f"{run_dir / RESULT_NAME} (force=true retries)", flush=True)
+            on_record(earlier)  # still one of the sweep's runs: its summary and report name it
             return earlier
     write_jsonl(run_dir / "data" / "train.jsonl", data.train)
     write_jsonl(run_dir / "data" / "eval.jsonl", data.eval)

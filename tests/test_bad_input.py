@@ -116,6 +116,11 @@ def test_dataset_path_missing(tmp_path):
     refused(tmp_path, *FAST, "dataset.path=/nonexistent.jsonl", culprit="/nonexistent.jsonl")
 
 
+def test_no_training_data(tmp_path):
+    # the shipped group's train file unset and nothing in its place (was an AssertionError, exit 1)
+    refused(tmp_path, *FAST, "dataset.train_file=null", culprit=("tiny_medical", "no training data", "dataset.path"))
+
+
 def test_dataset_path_is_a_directory(tmp_path):
     folder = tmp_path / "a_folder"
     folder.mkdir()

@@ -18,3 +18,28 @@ def test_quick_start_output_is_not_committed():
     ignored = subprocess.run(["git", "check-ignore", "results/default/x/result.json", "results/history/m.jsonl"],
                              cwd=REPO_ROOT, capture_output=True, text=True).stdout.split()
     assert len(ignored) == 2
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="no git")
+def test_outputs_the_harness_writes_do_not_make_the_checkout_dirty(tmp_path, monkeypatch):
+    """Every sweep rebuilds the tracked reports/index.html: a fresh clone must not record its next runs as
+    made from uncommitted code for that; a changed source file still does."""
+    from harness import environment
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    for name in ("harness/x.py", "reports/index.html", "results/h/result.json", "benchmarks/baselines/m/s.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("a\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "x")
+    monkeypatch.setattr(environment, "REPO_ROOT", tmp_path)
+    monkeypatch.delenv("HARNESS_SOURCE_COMMIT", raising=False)
+    for name in ("reports/index.html", "results/h/result.json", "benchmarks/baselines/m/s.json"):
+        (tmp_path / name).write_text("b\n")
+    assert environment.git_commit()["dirty"] is False
+    (tmp_path / "harness/x.py").write_text("b\n")
+    assert environment.git_commit()["dirty"] is True

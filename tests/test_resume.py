@@ -22,6 +22,7 @@ def test_resume_skips_unavailable_runs_unless_forced(tmp_path):
     again = harness("run", *UNAVAILABLE, f"results_dir={tmp_path}", timeout=120)
     assert again.returncode == 0, again.stderr
     assert "skipped: unavailable on this machine" in again.stdout and "force=true" in again.stdout
+    assert "sweep: 1 runs" in again.stdout  # the skipped run is still the sweep's (summary, report)
     assert history_lines(tmp_path) == 1  # no second line for the same unavailable run
 
     forced = harness("run", *UNAVAILABLE, f"results_dir={tmp_path}", "force=true", timeout=120)

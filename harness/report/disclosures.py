@@ -126,16 +126,6 @@ def host_disclosure(record: dict[str, Any]) -> str | None:
             return "; ".join(verdict.get("because") or []) + " (recorded at run time)"
         if verdict.get("shared") is False:
             return None
-    if isinstance(host, dict) and "disclosure" not in host:
-        other = host.get("other_gpu_processes")
-        count = len(other) if isinstance(other, (list, tuple)) else other if isinstance(other, int) else None
-        bits = []
-        if count:
-            bits.append(f"{count} other GPU process{'es' if count != 1 else ''} ran on the host during the run")
-        load = host.get("cpu_load")
-        if isinstance(load, (int, float)) and count:
-            bits.append(f"CPU load {load:.2f}")
-        return "; ".join(bits) + " (recorded at run time)" if bits else None
     source = record.get("_source")
     if source:
         for folder in Path(source).resolve().parents:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -22,7 +21,7 @@ from harness.report import figures, tables
 from harness.report.disclosures import host_disclosure
 from harness.report.headline import headline
 from harness.report.reproduce import reproduce_section
-from harness.results import METRICS, flatten, get_path
+from harness.results import flatten, get_path
 
 TEMPLATES = Path(__file__).parent / "templates"
 INDEX = "index.html"

@@ -205,12 +205,12 @@ def verify(commands: list[list[str]], records: list[dict[str, Any]]) -> dict[str
                         "`python -m harness plan ...` with the same arguments prints the point hashes to compare"}
     planned: dict[str, dict[str, Any]] = {}
     try:
-        for argv in commands:
-            # What preparing the data prints (the detected format) is not the report's output.
-            with contextlib.redirect_stdout(io.StringIO()):
-                jobs = plan_jobs([a for a in argv if not a.startswith("-")], "-m" in argv)
-            for p in jobs:
-                planned[p["point_hash"]] = p
+        # What preparing the data prints (the detected format) is not the report's output: its stdout is
+        # the report's path, which callers read.
+        with contextlib.redirect_stdout(io.StringIO()):
+            for argv in commands:
+                for p in plan_jobs([a for a in argv if not a.startswith("-")], "-m" in argv):
+                    planned[p["point_hash"]] = p
     except Exception as err:  # noqa: BLE001  (a plan that fails is the finding)
         return {"state": "differs", "details": [], "text": f"the command does not plan: {str(err).splitlines()[0]}"}
     missing = sorted(set(recorded) - set(planned))

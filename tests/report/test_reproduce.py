@@ -68,6 +68,19 @@ def test_plan_refuses_bad_input_with_one_line():
     assert len(done.stderr.strip().splitlines()) == 1 and "train.lr" in done.stderr
 
 
+@pytest.mark.parametrize("args, culprit", [
+    (("+train.foo=1",), "train.foo: unknown key"),
+    (("framework=trl", "framework.version=9.9"), "framework.version=9.9"),
+    (("framework=fake,fake", "-m"), "the same job twice"),
+])
+def test_plan_refuses_what_run_refuses(args, culprit):
+    """plan and run's preflight share their checks: a command plan accepts is one run accepts."""
+    for command in ("plan", "run"):
+        done = harness(command, "report=false", *args)
+        assert done.returncode == 2 and done.stdout == "", (command, done.stdout, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1 and culprit in done.stderr, (command, done.stderr)
+
+
 @pytest.mark.skipif(not (MIRROR / "datasets").is_dir(), reason=f"no offline Hub mirror at {MIRROR}")
 @pytest.mark.parametrize("folder", ["h200/qlora_7b", "h200/throughput_7b", "h200/scaling_7b",
                                     "h200-session2/throughput_7b"])
