@@ -113,7 +113,7 @@ def _note_matches(note: dict[str, Any], record: dict[str, Any]) -> bool:
                for path, allowed in match.items())
 
 
-def host_disclosure(record: dict[str, Any]) -> str | None:
+def host_sentence(record: dict[str, Any]) -> str | None:
     """What is known about other work on the run's host, or None where nothing needs saying."""
     host = record.get("host")
     if isinstance(host, dict) and isinstance(host.get("disclosure"), dict):
@@ -145,7 +145,7 @@ def disclosures(runs: list[dict[str, Any]]) -> list[str]:
     out: list[str] = []
     hosts: dict[str, list[str]] = {}
     for r in ok:
-        text = host_disclosure(r)
+        text = host_sentence(r)
         if text:
             hosts.setdefault(text, []).append(str((r.get("framework") or {}).get("name")))
     for text, fws in hosts.items():

@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from harness.atomic import atomic_write_text
 from harness.report import figures, tables
-from harness.report.disclosures import host_disclosure
+from harness.report.disclosures import host_sentence
 from harness.report.headline import headline
 from harness.report.reproduce import reproduce_section
 from harness.results import flatten, get_path
@@ -113,7 +113,7 @@ def environment_section(records: list[dict[str, Any]]) -> dict[str, Any]:
         ("GPU driver", _distinct(e.get("driver") or (NOT_RECORDED if e.get("gpu_count") else "none") for e in envs)),
         ("CUDA", _distinct(_cuda_text(e, p) for e, p in zip(envs, packages_of))),
         ("CUDA_VISIBLE_DEVICES", _distinct(e.get("cuda_visible_devices") or "not set" for e in envs)),
-        ("host activity", _distinct(host_disclosure(r) or ("no other work recorded" if r.get("host") else NOT_RECORDED)
+        ("host activity", _distinct(host_sentence(r) or ("no other work recorded" if r.get("host") else NOT_RECORDED)
                                     for r in records if r.get("status") == "ok") or [NOT_RECORDED]),
         ("machine id", _distinct(e.get("machine_id") or NOT_RECORDED for e in envs)),
         ("host name", _distinct(e.get("hostname") or NOT_RECORDED for e in envs)),
