@@ -14,11 +14,11 @@
 # calls of one warm machine; each call starts with `ensure`, which sets up only what a fresh machine lacks):
 #   R=results/h200-s3 bash benchmarks/h200_session.sh ensure host qlora pack
 #   R=results/h200-s3 FW=trl bash benchmarks/h200_session.sh ensure host throughput pack   (then llamafactory, unsloth)
-# Session 4 (planned; each line one call of under 10 minutes, nothing else on the host). R under /tmp: a
-# warm machine keeps /tmp between calls (session 3's results/h200-s3, inside the copied tree, was not kept):
-#   R=/tmp/h200-s4 FW=trl bash benchmarks/h200_session.sh ensure host overhead pack      (then unsloth, llamafactory)
-#   R=/tmp/h200-s4 bash benchmarks/h200_session.sh ensure host qlora_repeats pack
-#   R=/tmp/h200-s4 ROUNDS=1 bash benchmarks/h200_session.sh ensure host throughput_interleaved pack   (ROUNDS=2, 3)
+# Session 4 (one H200, nothing else on the host). R under /tmp: a warm machine keeps /tmp between calls
+# (session 3's results/h200-s3, inside the copied tree, was not kept). Each call one round of two
+# frameworks, interleaved (harness trl r0, bare trl, harness unsloth r0, bare unsloth, ...):
+#   R=/tmp/h200-s4 FW=trl,unsloth ROUNDS=0 bash benchmarks/h200_session.sh ensure host gputests overhead pack
+#   R=/tmp/h200-s4 FW=trl,unsloth ROUNDS=1 bash benchmarks/h200_session.sh ensure host overhead pack   (then ROUNDS=2)
 # FW picks the frameworks of a stage (default all three). Results go to results/h200*, reports to
 # reports/; the stages append to $LOG.
 set -uo pipefail
@@ -34,8 +34,9 @@ FW=${FW:-trl,unsloth,llamafactory}
 stage_setup() {
   python3 -m pip install -q --no-index --no-deps --no-compile .whl/base/*.whl
   # QLoRA needs bitsandbytes in every env; the wheelhouse carries its repacked wheel once, with unsloth's.
-  for f in trl llamafactory; do cp -n .whl/unsloth/bitsandbytes-*.whl .whl/$f/; done
-  for f in trl unsloth llamafactory; do python3 -m harness env build framework=$f wheelhouse=.whl/$f; done
+  # Only the frameworks of FW: a call may carry only their wheelhouses (the 64 MiB a call may carry).
+  for f in ${FW//,/ }; do [ "$f" = unsloth ] || cp -n .whl/unsloth/bitsandbytes-*.whl .whl/$f/; done
+  for f in ${FW//,/ }; do python3 -m harness env build framework=$f wheelhouse=.whl/$f; done
 }
 # Random-weight models built before any sweep, so no measured run pays for (or holds the memory of) it.
 stage_cache() { python3 -m harness.model_cache Qwen/Qwen2.5-7B-Instruct; }
@@ -71,13 +72,14 @@ stage_regression() {
 stage_gputests() { python3 -m pytest -m gpu tests/ -p no:cacheprovider -q; }
 stage_throughput() { python3 -m harness run experiment=throughput_7b framework=$FW $OFFLINE repeats=3 results_dir=$R -m; }
 stage_qlora() { python3 -m harness run experiment=qlora_7b framework=$FW $OFFLINE results_dir=$R -m; }
-# Harness overhead per framework: a bare script per framework (benchmarks/bare_<framework>.py) interleaved
-# with harness runs, 3 rounds each; results/…/overhead/<framework>/overhead-<framework>.json.
+# Harness overhead and the suite's repeats in one: round k runs, per framework in FW, repeat k of
+# throughput_7b under the harness ($R/throughput_7b) and then the bare script (benchmarks/bare_<framework>.py)
+# on the same job.json; $R/overhead/<framework>/overhead-<framework>.json. ROUNDS picks the rounds of one call
+# (default all three; a round already on disk is skipped): ~3.5 minutes per framework and round.
 stage_overhead() {
-  # 24 steps (session 2's job): 3 rounds of harness + bare run fit one call of under 10 minutes
-  for f in ${FW//,/ }; do
-    python3 benchmarks/overhead.py --framework "$f" --rounds 3 --out $R/overhead $OFFLINE train.max_steps=${OVERHEAD_STEPS:-24}
-  done
+  local picks=""
+  for k in ${ROUNDS:-0 1 2}; do picks="$picks --round $k"; done
+  python3 benchmarks/overhead.py --framework "$FW" --rounds 3 $picks --out $R $OFFLINE
 }
 # The throughput suite with the repeats of the frameworks interleaved (trl r0, LLaMA-Factory r0, unsloth r0,
 # trl r1, ...), so that a drift of the host reaches all three alike: round k asks for repeats=k+1 and the

@@ -1,19 +1,26 @@
 """Harness overhead: the same job under the harness and as a bare script, interleaved, per framework.
 
-    python benchmarks/overhead.py [--framework trl|unsloth|llamafactory] [--rounds 3] [--experiment throughput_7b]
-                                  [--out results/overhead] [OVERRIDES...]
+    python benchmarks/overhead.py [--framework trl,unsloth,llamafactory] [--rounds 3] [--round K ...]
+                                  [--experiment throughput_7b] [--out results/h200] [OVERRIDES...]
 
-Default job: ``experiment=throughput_7b`` (the GPU-bound job). Each round runs the harness (worker, callbacks,
-10 ms NVML sampler in the parent) and then the framework's bare script (``benchmarks/bare_<framework>.py``: the
-adapter's native arguments, no callbacks, no sampler, no harness process) on the very same job.json. Both sides
-are measured the same way: tokens the Trainer saw / wall time of ``trainer.train()``. Writes
-``OUT/<framework>/overhead-<framework>.json`` with every round and the medians; exits 1 if the medians
-differ by more than 1%.
+Default job: ``experiment=throughput_7b`` (the GPU-bound job). Round k runs, for each framework in turn,
+the harness (worker, callbacks, 10 ms NVML sampler in the parent) as repeat k of the suite (``repeats=k+1``
+into ``OUT``: the resume runs only repeat k, so after 3 rounds ``OUT/<suite>`` is an ordinary 3-repeat
+result of the suite, its repeats interleaved with the bare runs and with the other frameworks) and then
+the framework's bare script (``benchmarks/bare_<framework>.py``: the adapter's native arguments, no
+callbacks, no sampler, no harness process) on the very same job.json. Both sides are measured the same
+way: tokens the Trainer saw / wall time of ``trainer.train()``.
+
+Each round is kept as ``OUT/overhead/<framework>/round-<k>.json`` (a round already there is skipped, so a
+session can spread rounds over several calls); after every round ``overhead-<framework>.json`` is rewritten
+from all rounds present, with the medians, their difference and the spread of the harness's own timed
+tokens/s over the repeats. Exits 1 if a framework with all its rounds differs by more than 1%.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,19 +40,6 @@ TOLERANCE = 0.01
 FRAMEWORKS = ("trl", "unsloth", "llamafactory")
 
 
-def harness_round(out: Path, framework: str, experiment: str, overrides: list[str]) -> dict:
-    run = subprocess.run([sys.executable, "-m", "harness", "run", f"experiment={experiment}", f"framework={framework}",
-                          f"results_dir={out}", "report=false", "force=true", "keep_outputs=true", *overrides], cwd=REPO)
-    if run.returncode:  # the harness has printed its one-line error (bad experiment or override: exit 2)
-        raise SystemExit(run.returncode)
-    (record,) = [r for r in load_results([out]) if r["status"] == "ok"]
-    train = record["train"]
-    return {"tokens": train["framework_tokens_seen"], "train_call_s": train["train_call_s"],
-            "tokens_per_s": train["framework_tokens_seen"] / train["train_call_s"],
-            "harness_timed_tokens_per_s": train["tokens_per_s"], "framework_version": record["framework"]["version"],
-            "job": str(Path(record["_source"]).parent / "job.json")}
-
-
 def bare_round(job_json: str) -> dict:
     fw = json.loads(Path(job_json).read_text())["framework"]  # the very version the harness round ran
     out = subprocess.run([python_for(fw["name"], fw["version"], use_current=False),
@@ -55,32 +49,97 @@ def bare_round(job_json: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _round_path(out: Path, framework: str, k: int) -> Path:
+    return out / "overhead" / framework / f"round-{k}.json"
+
+
+def harness_round(out: Path, framework: str, k: int, experiment: str, overrides: list[str]) -> dict:
+    """Repeat k of the suite under the harness (earlier repeats already there are skipped by the resume)."""
+    run = subprocess.run([sys.executable, "-m", "harness", "run", f"experiment={experiment}", f"framework={framework}",
+                          f"results_dir={out}", f"repeats={k + 1}", "report=false", "keep_outputs=true", *overrides],
+                         cwd=REPO)
+    if run.returncode:  # the harness has printed its one-line error (bad experiment or override: exit 2)
+        raise SystemExit(run.returncode)
+    mine = [r for r in load_results([out]) if r["status"] == "ok" and r["framework"]["name"] == framework
+            and r["repeat"] == k]
+    if len(mine) != 1:
+        raise SystemExit(f"error: expected one ok result of {framework} repeat {k} under {out}, found {len(mine)}")
+    record = mine[0]
+    train = record["train"]
+    return {"tokens": train["framework_tokens_seen"], "train_call_s": train["train_call_s"],
+            "tokens_per_s": train["framework_tokens_seen"] / train["train_call_s"],
+            "harness_timed_tokens_per_s": train["tokens_per_s"], "framework_version": record["framework"]["version"],
+            "sm_mhz_timed_mean": ((record.get("gpu_clocks") or {}).get("timed") or {}).get("sm_mhz_mean"),
+            "job": str(Path(record["_source"]).parent / "job.json")}
+
+
+def _spread(values: list[float]) -> float | None:
+    return (max(values) - min(values)) / statistics.median(values) if len(values) >= 2 else None
+
+
+def summarize(out: Path, framework: str, planned: int, experiment: str, overrides: list[str]) -> dict:
+    """overhead-<framework>.json from every round file present."""
+    rounds = [json.loads(p.read_text()) for p in sorted((out / "overhead" / framework).glob("round-*.json"))]
+    med_h = statistics.median(r["harness"]["tokens_per_s"] for r in rounds)
+    med_b = statistics.median(r["bare"]["tokens_per_s"] for r in rounds)
+    diff = med_h / med_b - 1
+    complete = len(rounds) >= planned
+    timed = [r["harness"]["harness_timed_tokens_per_s"] for r in rounds]
+    summary = {"framework": framework, "framework_version": rounds[0]["harness"]["framework_version"],
+               "rounds": rounds, "rounds_planned": planned, "complete": complete,
+               "median_harness_tokens_per_s": med_h, "median_bare_tokens_per_s": med_b,
+               "relative_difference": diff, "tolerance": TOLERANCE,
+               "passed": (abs(diff) <= TOLERANCE) if complete else None,
+               "harness_timed_tokens_per_s": timed, "harness_timed_spread": _spread(timed),
+               "env": environment(), "experiment": experiment, "overrides": overrides}
+    atomic_write_json(out / "overhead" / framework / f"overhead-{framework}.json", summary)
+    state = ("within" if summary["passed"] else "OUTSIDE") if complete else f"{len(rounds)}/{planned} rounds so far,"
+    print(f"{framework}: median harness {med_h:.0f} tok/s, bare {med_b:.0f} tok/s, difference {diff:+.2%} "
+          f"({state} {TOLERANCE:.0%})", flush=True)
+    return summary
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--framework", choices=FRAMEWORKS, default="trl")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--framework", default="trl", help="one framework or a comma list, interleaved per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds in all (the summary's median is over these)")
+    parser.add_argument("--round", type=int, action="append", dest="only",
+                        help="run only this round (repeatable); default: every round not yet on disk")
     parser.add_argument("--experiment", default="throughput_7b")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "overhead")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    rounds = []
-    out = args.out / args.framework
-    for k in range(args.rounds):
-        h = harness_round(out / f"harness-r{k}", args.framework, args.experiment, args.overrides)
-        b = bare_round(h["job"])
-        rounds.append({"round": k, "harness": h, "bare": b})
-        print(f"round {k}: harness {h['tokens_per_s']:.0f} tok/s, bare {b['tokens_per_s']:.0f} tok/s", flush=True)
-    med_h = statistics.median(r["harness"]["tokens_per_s"] for r in rounds)
-    med_b = statistics.median(r["bare"]["tokens_per_s"] for r in rounds)
-    diff = med_h / med_b - 1
-    summary = {"framework": args.framework, "framework_version": rounds[0]["harness"]["framework_version"],
-               "rounds": rounds, "median_harness_tokens_per_s": med_h, "median_bare_tokens_per_s": med_b,
-               "relative_difference": diff, "tolerance": TOLERANCE, "passed": abs(diff) <= TOLERANCE,
-               "env": environment(), "experiment": args.experiment, "overrides": args.overrides}
-    atomic_write_json(out / f"overhead-{args.framework}.json", summary)
-    print(f"{args.framework}: median harness {med_h:.0f} tok/s, bare {med_b:.0f} tok/s, difference {diff:+.2%} "
-          f"({'within' if summary['passed'] else 'OUTSIDE'} {TOLERANCE:.0%})")
-    return 0 if summary["passed"] else 1
+    frameworks = [f for f in args.framework.split(",") if f]
+    unknown = [f for f in frameworks if f not in FRAMEWORKS]
+    if unknown or not frameworks:
+        print(f"error: --framework {args.framework}: unknown {unknown}; known: {', '.join(FRAMEWORKS)}", file=sys.stderr)
+        return 2
+    ks = sorted(set(args.only)) if args.only else list(range(args.rounds))
+    bad = [k for k in ks if not 0 <= k < args.rounds]
+    if bad:
+        print(f"error: --round {bad[0]}: rounds are 0..{args.rounds - 1} (--rounds {args.rounds})", file=sys.stderr)
+        return 2
+    for k in ks:
+        for framework in frameworks:
+            path = _round_path(args.out, framework, k)
+            if path.is_file():
+                print(f"round {k} of {framework}: already measured ({path})", flush=True)
+                continue
+            h = harness_round(args.out, framework, k, args.experiment, args.overrides)
+            b = bare_round(h["job"])
+            for leftover in ("framework_output", "bare_output", "data"):  # large, and not results
+                shutil.rmtree(Path(h["job"]).parent / leftover, ignore_errors=True)
+            atomic_write_json(path, {"round": k, "harness": h, "bare": b})
+            print(f"round {k} of {framework}: harness {h['tokens_per_s']:.0f} tok/s, bare {b['tokens_per_s']:.0f} tok/s",
+                  flush=True)
+            summarize(args.out, framework, args.rounds, args.experiment, args.overrides)
+    failed = []
+    for framework in frameworks:
+        if (args.out / "overhead" / framework).is_dir() and any((args.out / "overhead" / framework).glob("round-*.json")):
+            summary = summarize(args.out, framework, args.rounds, args.experiment, args.overrides)
+            if summary["passed"] is False:
+                failed.append(framework)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

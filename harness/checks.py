@@ -125,9 +125,29 @@ def lora_changed(audit: dict[str, Any]) -> dict[str, Any]:
     return _check("lora_weights_changed", norm > 0, f"Frobenius norm of lora_B weights {norm:.3g} (starts at 0)")
 
 
+def timing_settled(warmup: dict[str, Any]) -> dict[str, Any]:
+    """Compilation, autotuning and allocator growth ended before timing started (harness/measure/step_meter.py):
+    no step of the run's first half after the fixed warm-up took more than ``settle_factor`` x the steady line."""
+    if not warmup.get("settle_factor"):
+        return _check("timing_settled", None, "not verified (train.settle_factor is not set)")
+    if "unsettled_timed_steps" not in warmup:  # recorded while the window still moved past slow steps
+        return _check("timing_settled", True, f"timing was moved past the slow steps, to after step "
+                      f"{warmup.get('timing_starts_after_step')} (recorded before the window was fixed)")
+    if warmup.get("settled") is None:
+        return _check("timing_settled", None, "too few steps to fit the steady line")
+    after = warmup.get("timing_starts_after_step")
+    unsettled = warmup.get("unsettled_timed_steps") or []
+    if unsettled:
+        return _check("timing_settled", False, f"timed steps {unsettled} took more than {warmup['settle_factor']}x the "
+                      f"steady line after timing started (after step {after}): raise train.measure_warmup_steps")
+    return _check("timing_settled", True, f"no step after step {after} of the run's first half was slower than "
+                  f"{warmup['settle_factor']}x the steady line")
+
+
 def run_checks(record: dict[str, Any]) -> list[dict[str, Any]]:
     train, log = record.get("train") or {}, (record.get("train") or {}).get("log") or []
     world_size = int(train.get("world_size") or 1)
     return [token_count(train), memory_order(record.get("memory") or {}),
             eval_agreement(record.get("eval") or {}, world_size, (record.get("audit") or {}).get("base_dtype")),
-            loss_fell(log), grad_norm_positive(log), lora_changed(record.get("audit") or {})]
+            loss_fell(log), grad_norm_positive(log), lora_changed(record.get("audit") or {}),
+            timing_settled(train.get("warmup") or {})]

@@ -9,6 +9,7 @@ from typing import Any
 
 from harness.checks import run_checks
 from harness.environment import environment
+from harness.measure.gpu_clocks import clocks_record
 from harness.measure.host_activity import host_disclosure
 from harness.phases import durations
 from harness.results import SCHEMA_VERSION
@@ -103,6 +104,10 @@ def build_record(*, job: dict[str, Any], view: dict[str, Any], sampler: Any, run
     record["host"] = {**(nvml.get("host") or {})}
     record["host"]["disclosure"] = host_disclosure(record["host"])
     record["gpu_activity"] = {k: nvml.get(k) for k in ("mean_util_pct", "max_power_w")}
+    # The SM clock of every step and of the timed window: what a repeat's speed owes to the GPU's power
+    # management rather than to the framework (harness/measure/gpu_clocks.py)
+    record["gpu_clocks"] = clocks_record(getattr(sampler, "clocks", None), record["train"],
+                                         getattr(sampler, "power_limit_w", lambda: None)())
     tokens = (record["train"] or {}).get("tokens")
     joules = sampler.energy_between(phases["train_start"], phases["train_end"]) \
         if "train_start" in phases and "train_end" in phases else None

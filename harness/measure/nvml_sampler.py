@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from harness.measure.gpu_clocks import ClockSeries, read_point
 from harness.measure.host_activity import HostActivity
 
 # One timeline point of one device: (t, used_bytes, util_pct, power_w, process_bytes); None = not read.
@@ -242,6 +243,7 @@ class NvmlSampler:
         self._neighbour_handles: list[tuple[int, Any]] = []
         self._neighbours: dict[int, dict[str, Any]] = {}
         self._neighbour_scanned = 0.0
+        self._power_limit_w: float | None = None
         self._reset_stats()
         try:
             nvml = _import_nvml()
@@ -288,6 +290,8 @@ class NvmlSampler:
         self._ticks = 0
         self._intervals: list[float] = []
         self._last_t: float | None = None
+        # SM clock, temperature and throttle reasons every ~100 ms (harness/measure/gpu_clocks.py)
+        self.clocks = ClockSeries(stride=max(1, round(0.1 / max(self.interval_s, 1e-3))), max_points=self.max_points)
 
     def _shutdown(self) -> None:
         if self._nvml is not None:
@@ -397,6 +401,9 @@ class NvmlSampler:
                 self._intervals.append(now - self._last_t)
             self._last_t = now
             self._ticks += 1
+            if self.clocks.due():
+                for k, handle in enumerate(self._handles):
+                    self.clocks.add(read_point(nvml, handle, self._indices[k], now))
             self._scan_neighbours(now)
 
     def _record_energy(self, t: float, energy: float | None, power: float | None) -> None:
@@ -427,6 +434,7 @@ class NvmlSampler:
             except Exception:  # noqa: BLE001
                 pass
         self._baseline = base
+        self._power_limit_w = self._read_power_limit()
         return base
 
     def start(self) -> "NvmlSampler":
@@ -509,6 +517,20 @@ class NvmlSampler:
                                  "" if r["util"] is None else r["util"],
                                  "" if r["power_w"] is None else f"{r['power_w']:.1f}",
                                  "" if r["process_bytes"] is None else r["process_bytes"]])
+
+    def power_limit_w(self) -> float | None:
+        """The sampled boards' enforced power limit in watts (the highest, when they differ: each board is
+        capped on its own), read when sampling started (NVML is released at stop), or None."""
+        return self._power_limit_w
+
+    def _read_power_limit(self) -> float | None:
+        limits = []
+        for handle in self._handles:
+            try:
+                limits.append(self._nvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000.0)
+            except Exception:  # noqa: BLE001
+                pass
+        return max(limits) if limits else None
 
     def energy_source(self) -> str | None:
         """'counter' (NVML total-energy counter on every device), 'power_integration' (trapezoid over

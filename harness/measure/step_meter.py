@@ -25,18 +25,22 @@ would hide data loading. ``time_s`` is therefore the wall time from the previous
 begin, or the end of an in-loop evaluation/save, which are not training work) to this step's end,
 with ``torch.cuda.synchronize()`` at both ends; ``compute_s`` (begin→end) is kept for diagnosis.
 
-Warm-up: the first ``warmup_steps`` steps are never timed. With ``settle_factor`` (``train.settle_factor``,
-set by the GPU throughput suites; off by default, so that a short run's timed window is fixed), timing
-starts later still if the run had not settled by then. The steady state is a line fitted to the run's
-second half, step time against padded tokens (rows x padded width: what the GPU computes), robustly
-(Theil-Sen: the median of pairwise slopes): a step costs a fixed launch/Python part plus a part per
-token (7B LoRA, batch 16 on an H200: ~0.39 s + 86 us per padded token, so a 3,200-token step takes
-0.67 s and a 16,384-token step 1.81 s; per token the small step looks twice as slow while it is on the
-line). A step is "slow" when it takes more than ``settle_factor`` (1.5 in those suites) times the line's
-prediction for its tokens; compilation (unsloth, torch.compile), kernel autotuning and allocator growth
-make steps 2-10x slower. Timing starts after the last slow step of the run's first half. A slow step in
-the second half (a recompile for a new shape) is timed and listed: it is part of how the framework
-runs, and the trace shows it.
+Warm-up: the first ``warmup_steps`` steps are never timed, and timing always starts right after them:
+every repeat and every framework of a sweep point is timed over the very same steps, hence the same
+batches (step lengths differ by up to 5x, so a window that moved by a few steps would change tokens/s by
+more than the differences we measure; session 3's settle rule moved one repeat's window by 14 steps and
+that alone made a 2-4% spread). With ``settle_factor`` (``train.settle_factor``, set by the GPU
+throughput suites) the warm-up is *verified*: the steady state is a line fitted to the run's second
+half, step time against padded tokens (rows x padded width: what the GPU computes), robustly (Theil-Sen:
+the median of pairwise slopes): a step costs a fixed launch/Python part plus a part per token (7B LoRA,
+batch 16 on an H200: ~0.39 s + 86 us per padded token, so a 3,200-token step takes 0.67 s and a
+16,384-token step 1.81 s; per token the small step looks twice as slow while it is on the line). A step is
+"slow" when it takes more than ``settle_factor`` (1.5 in those suites) times the line's prediction for
+its tokens; compilation (unsloth, torch.compile), kernel autotuning and allocator growth make steps
+2-10x slower. A slow step of the first half after the warm-up is listed in ``unsettled_timed_steps`` and
+fails the result's ``timing_settled`` check (the fix is a longer ``train.measure_warmup_steps``, for all
+frameworks alike). A slow step in the second half (a recompile for a new shape) is timed and listed: it
+is part of how the framework runs, and the trace shows it.
 """
 from __future__ import annotations
 
@@ -315,25 +319,25 @@ class StepMeter(TrainerCallback):
         return len(self.records)
 
     def settled(self) -> dict[str, Any]:
-        """The measured warm-up: where timing starts (see the module docstring) and the evidence."""
+        """The warm-up (fixed: ``warmup_steps``) and, with ``settle_factor``, the evidence that step times
+        had settled when timing started (see the module docstring)."""
         recs = self.records
+        fixed = {"min_warmup_steps": self.warmup_steps, "timing_starts_after_step": self.warmup_steps}
         if not self.settle_factor:
-            return {"min_warmup_steps": self.warmup_steps, "settle_factor": None, "steady_fixed_s": None,
-                    "steady_s_per_token": None,
-                    "slow_steps": [], "timing_starts_after_step": self.warmup_steps, "extended_by": 0}
+            return {**fixed, "settle_factor": None, "steady_fixed_s": None, "steady_s_per_token": None,
+                    "slow_steps": [], "unsettled_timed_steps": [], "settled": None}
         work = [float(r.get("padded_tokens") or r["tokens"]) for r in recs]
         times = [float(r["time_s"]) for r in recs]
         half = len(recs) // 2
         line = steady_line(work[half:], times[half:])
         slow = [r["step"] for r, w, t in zip(recs, work, times)
                 if line is not None and t > self.settle_factor * max(line[0] + line[1] * w, 1e-9)]
-        first_half = [step for step in slow if step <= recs[len(recs) // 2 - 1]["step"]] if len(recs) >= 2 else []
-        starts_after = max([self.warmup_steps] + first_half)
-        return {"min_warmup_steps": self.warmup_steps, "settle_factor": self.settle_factor,
+        last_of_first_half = recs[half - 1]["step"] if half >= 1 else 0
+        unsettled = [step for step in slow if self.warmup_steps < step <= last_of_first_half]
+        return {**fixed, "settle_factor": self.settle_factor,
                 "steady_fixed_s": line[0] if line else None, "steady_s_per_token": line[1] if line else None,
-                "slow_steps": slow,
-                "timing_starts_after_step": starts_after,
-                "extended_by": starts_after - self.warmup_steps}
+                "slow_steps": slow, "unsettled_timed_steps": unsettled,
+                "settled": None if line is None else not unsettled}
 
     def summary(self) -> dict[str, Any]:
         """The ``train`` section of result.json (harness/results.py)."""

@@ -111,3 +111,18 @@ def test_the_h200_unsloth_difference_passes_and_older_shape_mismatches_are_expla
     older = {"record_mean_loss": 11.00451, "framework_loss": 11.00451 + 3.2e-3, "tokens": 4301, "batch_size": None}
     check = eval_agreement(older, compute_dtype="bfloat16")
     assert check["passed"] is False and "differ in shape" in check["detail"] and "batched records differently" in check["explanation"]
+
+
+def test_timing_settled_judges_the_fixed_window_and_keeps_old_results_verdicts():
+    from harness.checks import timing_settled
+
+    assert timing_settled({"settle_factor": None})["passed"] is None
+    ok = timing_settled({"settle_factor": 1.5, "timing_starts_after_step": 8, "unsettled_timed_steps": [],
+                         "settled": True})
+    assert ok["passed"] is True and "after step 8" in ok["detail"]
+    bad = timing_settled({"settle_factor": 1.5, "timing_starts_after_step": 8, "unsettled_timed_steps": [11, 14],
+                          "settled": False})
+    assert bad["passed"] is False and "[11, 14]" in bad["detail"] and "measure_warmup_steps" in bad["detail"]
+    # session 3's records: the window had been moved past every slow step of the first half
+    old = timing_settled({"settle_factor": 1.5, "timing_starts_after_step": 22, "extended_by": 14, "slow_steps": [22]})
+    assert old["passed"] is True and "before the window was fixed" in old["detail"]

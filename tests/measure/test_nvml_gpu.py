@@ -74,3 +74,17 @@ def test_two_gib_child_peak_and_hold_time():
 
     energy = full.energy_between(times["t0"], times["t1"])
     assert energy is None or energy > 0
+
+
+@pytest.mark.gpu
+def test_real_gpu_reports_its_clocks_and_power_limit():
+    sampler = NvmlSampler(interval_s=0.01)
+    if not sampler.available:
+        pytest.skip(f"NVML sees no GPU: {sampler.reason}")
+    with sampler:
+        time.sleep(0.5)
+    points = sampler.clocks.points
+    assert len(points) >= 3
+    assert all(p.sm_mhz is not None and 0 < p.sm_mhz < 5000 for p in points)
+    assert all(p.temperature_c is not None and 0 < p.temperature_c < 120 for p in points)
+    assert sampler.power_limit_w() is not None and 50 < sampler.power_limit_w() < 2000
