@@ -17,7 +17,7 @@ from pathlib import Path
 
 def main(job_path: str) -> None:
     os.environ.setdefault("DISABLE_VERSION_CHECK", "1")
-    from bare_common import load_job  # noqa: PLC0415  (beside this script)
+    from bare_common import load_job, step_clock  # noqa: PLC0415  (beside this script)
 
     from harness.frameworks.base import TrainCallTimer
     from harness.frameworks.llamafactory import _stub_missing_torchaudio, native_args, write_dataset_info
@@ -28,10 +28,11 @@ def main(job_path: str) -> None:
 
     write_dataset_info(Path(job["runtime"]["data_dir"]), job)
     args = dict(native_args(job), output_dir=str(Path(job_path).parent / "bare_output"))
-    with TrainCallTimer() as timer:
+    with step_clock(job) as clock, TrainCallTimer() as timer:
         run_exp(args=args, callbacks=[])
     tokens = int(timer.trainer.state.num_input_tokens_seen)
-    print(json.dumps({"tokens": tokens, "train_call_s": timer.seconds, "tokens_per_s": tokens / timer.seconds}))
+    print(json.dumps({"tokens": tokens, "train_call_s": timer.seconds, "tokens_per_s": tokens / timer.seconds,
+                      **clock.report()}))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ def main(job_path: str) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from bare_common import load_job  # noqa: PLC0415  (beside this script)
+    from bare_common import load_job, step_clock  # noqa: PLC0415  (beside this script)
 
     from harness.frameworks.base import timed_train
     from harness.frameworks.sft_common import load_split
@@ -35,9 +35,10 @@ def main(job_path: str) -> None:
     sft = dict(args["sft_config"], output_dir=str(Path(job_path).parent / "bare_output"))
     trainer = SFTTrainer(model=model, args=SFTConfig(**sft), train_dataset=load_split(job, "train"),
                          processing_class=tokenizer, peft_config=LoraConfig(**args["lora_config"]))
-    seconds = timed_train(trainer)
+    with step_clock(job) as clock:
+        seconds = timed_train(trainer)
     tokens = int(trainer.state.num_input_tokens_seen)
-    print(json.dumps({"tokens": tokens, "train_call_s": seconds, "tokens_per_s": tokens / seconds}))
+    print(json.dumps({"tokens": tokens, "train_call_s": seconds, "tokens_per_s": tokens / seconds, **clock.report()}))
 
 
 if __name__ == "__main__":

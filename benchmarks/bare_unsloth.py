@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 def main(job_path: str) -> None:
-    from bare_common import load_job  # noqa: PLC0415  (beside this script)
+    from bare_common import load_job, step_clock  # noqa: PLC0415  (beside this script)
 
     from harness.frameworks import unsloth as adapter
 
@@ -34,9 +34,10 @@ def main(job_path: str) -> None:
     sft = dict(args["sft_config"], output_dir=str(Path(job_path).parent / "bare_output"))
     trainer = SFTTrainer(model=model, args=SFTConfig(**sft), train_dataset=load_split(job, "train", tokenizer),
                          processing_class=tokenizer)
-    seconds = timed_train(trainer)
+    with step_clock(job) as clock:
+        seconds = timed_train(trainer)
     tokens = int(trainer.state.num_input_tokens_seen)
-    print(json.dumps({"tokens": tokens, "train_call_s": seconds, "tokens_per_s": tokens / seconds}))
+    print(json.dumps({"tokens": tokens, "train_call_s": seconds, "tokens_per_s": tokens / seconds, **clock.report()}))
 
 
 if __name__ == "__main__":

@@ -75,3 +75,16 @@ def difference_is_noise(a: Sequence[float | None], b: Sequence[float | None]) ->
         return False
     spread = max(max(xs) - min(xs), max(ys) - min(ys))
     return abs(median(xs) - median(ys)) <= spread
+
+
+def steady_line(work: list[float], times: list[float]) -> tuple[float, float] | None:
+    """Theil-Sen fit ``time = fixed + per_token * work``: slope the median of pairwise slopes, intercept
+    the median residual. Robust to a few outliers (a recompile in the window), unlike least squares.
+    Steps of equal work give no slope: the line is then flat at their median time."""
+    if not times:
+        return None
+    slopes = [(times[j] - times[i]) / (work[j] - work[i]) for i in range(len(work))
+              for j in range(i + 1, len(work)) if work[j] != work[i]]
+    per_token = max(0.0, median(slopes)) if slopes else 0.0
+    fixed = median([t - per_token * w for w, t in zip(work, times)])
+    return fixed, per_token

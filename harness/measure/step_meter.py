@@ -51,7 +51,7 @@ import torch
 from transformers import TrainerCallback
 
 from harness.audit.live_fields import batch_record
-from harness.measure.stats import median, percentile
+from harness.measure.stats import median, percentile, steady_line  # noqa: F401  (steady_line: re-exported)
 
 IGNORE_INDEX = -100
 
@@ -73,19 +73,6 @@ def torch_memory() -> dict[str, int | None]:
 # For the fairness audit: the token ids of the first micro-batches as the model saw them. Copying them
 # to the host is a sync, so only these few (inside the warm-up steps) are kept.
 FIRST_BATCHES_KEPT = 8
-
-
-def steady_line(work: list[float], times: list[float]) -> tuple[float, float] | None:
-    """Theil-Sen fit ``time = fixed + per_token * work``: slope the median of pairwise slopes, intercept
-    the median residual. Robust to a few outliers (a recompile in the window), unlike least squares.
-    Steps of equal work give no slope: the line is then flat at their median time."""
-    if not times:
-        return None
-    slopes = [(times[j] - times[i]) / (work[j] - work[i]) for i in range(len(work))
-              for j in range(i + 1, len(work)) if work[j] != work[i]]
-    per_token = max(0.0, median(slopes)) if slopes else 0.0
-    fixed = median([t - per_token * w for w, t in zip(work, times)])
-    return fixed, per_token
 
 
 def _step_time_stats(times: list[float]) -> dict[str, float | None]:

@@ -20,6 +20,7 @@ from harness.atomic import atomic_write_text
 from harness.report import figures, tables
 from harness.report.disclosures import host_sentence
 from harness.report.headline import headline
+from harness.report.repeat_spread import spread_section
 from harness.report.reproduce import reproduce_section
 from harness.results import flatten, get_path
 
@@ -244,7 +245,7 @@ def build_context(records: list[dict[str, Any]], *, audits: list[dict[str, Any]]
             "runs": run_rows, "run_columns": tables.run_column_labels(),
             "bars": figures.bar_charts(runs), "losses": figures.loss_curves(runs),
             "steps": figures.step_throughput(runs), "tradeoff": figures.memory_vs_speed(runs),
-            "memory": figures.memory_timelines(runs),
+            "memory": figures.memory_timelines(runs), "spread": spread_section(runs),
             "audit": audit_section(audit), "checks": checks_section(runs), "failed": failed_section(runs),
         })
     statuses: dict[str, int] = {}

@@ -1,0 +1,45 @@
+"""The report's repeat-spread table (harness/report/repeat_spread.py) on hand-built repeats whose cause is known."""
+from __future__ import annotations
+
+import pytest
+
+from harness.report.repeat_spread import spread_section
+
+
+def _run(repeat: int, fixed: float, per_token: float, mhz: float | None, warmup: int = 2) -> dict:
+    widths = [1000, 3000, 2000, 4000, 1500, 2500, 3500, 1200, 2800, 3900]
+    log = [{"step": i + 1, "tokens": w // 2, "padded_tokens": w, "time_s": fixed + per_token * w}
+           for i, w in enumerate(widths)]
+    timed = [s for s in log if s["step"] > warmup]
+    tps = sum(s["tokens"] for s in timed) / sum(s["time_s"] for s in timed)
+    return {"status": "ok", "repeat": repeat, "framework": {"name": "trl", "version": "1.16.0"},
+            "train": {"tokens_per_s": tps, "warmup_steps": warmup, "log": log},
+            "gpu_clocks": {"timed": {"sm_mhz_mean": mhz, "power_capped_share": 1.0}} if mhz else None}
+
+
+def test_fixed_part_moving_at_equal_clocks_is_the_host_side():
+    (g,) = spread_section([_run(0, 0.25, 1e-4, 1900), _run(1, 0.30, 1e-4, 1901)])
+    assert g["repeats"][0]["fixed_s"] == pytest.approx(0.25) and g["repeats"][1]["per_token_us"] == pytest.approx(100)
+    assert g["spread"] > 0.01 and "host side" in g["cause"] and "same clocks (0.1%)" in g["cause"]
+
+
+def test_clock_moving_as_much_as_the_speed_is_the_gpu():
+    # the per-token part slows by 5% because the clock fell by 5%
+    (g,) = spread_section([_run(0, 0.1, 1.00e-4, 1900), _run(1, 0.1, 1.05e-4, 1805)])
+    assert "GPU clock moved" in g["cause"] and "power management" in g["cause"]
+
+
+def test_per_token_part_moving_at_equal_clocks_is_the_gpu_work():
+    (g,) = spread_section([_run(0, 0.1, 1.00e-4, 1900), _run(1, 0.1, 1.06e-4, 1900)])
+    assert "per-token part moved" in g["cause"]
+
+
+def test_repeats_timed_over_different_steps_are_named_not_explained():
+    (g,) = spread_section([_run(0, 0.25, 1e-4, None, warmup=2), _run(1, 0.25, 1e-4, None, warmup=5)])
+    assert "different steps (after steps 2, 5)" in g["cause"]
+
+
+def test_single_runs_and_failures_give_no_row():
+    assert spread_section([_run(0, 0.25, 1e-4, 1900)]) == []
+    failed = {**_run(1, 0.25, 1e-4, 1900), "status": "crashed"}
+    assert spread_section([_run(0, 0.25, 1e-4, 1900), failed]) == []
