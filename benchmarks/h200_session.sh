@@ -35,7 +35,7 @@ stage_setup() {
   python3 -m pip install -q --no-index --no-deps --no-compile .whl/base/*.whl
   # QLoRA needs bitsandbytes in every env; the wheelhouse carries its repacked wheel once, with unsloth's.
   # Only the frameworks of FW: a call may carry only their wheelhouses (the 64 MiB a call may carry).
-  for f in ${FW//,/ }; do [ "$f" = unsloth ] || cp -n .whl/unsloth/bitsandbytes-*.whl .whl/$f/; done
+  for f in ${FW//,/ }; do [ "$f" = unsloth ] || [ ! -d .whl/unsloth ] || cp -n .whl/unsloth/bitsandbytes-*.whl .whl/$f/; done
   for f in ${FW//,/ }; do python3 -m harness env build framework=$f wheelhouse=.whl/$f; done
 }
 # Random-weight models built before any sweep, so no measured run pays for (or holds the memory of) it.
@@ -94,7 +94,14 @@ stage_throughput_interleaved() {
   done
   python3 -m harness report $R/throughput_7b
 }
-stage_qlora_repeats() { python3 -m harness run experiment=qlora_7b framework=$FW $OFFLINE repeats=3 results_dir=$R -m; }
+# One repeat at a time, packed after each: a call cut short by the session's device time still brings back
+# every repeat that finished.
+stage_qlora_repeats() {
+  for k in 1 2 3; do
+    python3 -m harness run experiment=qlora_7b framework=$FW $OFFLINE repeats=$k results_dir=$R -m
+    stage_pack
+  done
+}
 # Scaling efficiency (needs 2 GPUs): the GPU-bound recipe at 1 and 2 GPUs (DDP through torchrun, same
 # per-device batch); the report's "Scaling efficiency" table divides tokens/s at 2 GPUs by 2 x at 1 GPU.
 # unsloth is single-GPU: recorded as unavailable at nproc=2.
@@ -110,8 +117,11 @@ stage_scaling() {
 stage_pack() {
   local what="results reports benchmarks/baselines"
   [ "$R" != results/h200 ] && what="$R"  # a session folder: only its own results travel back
+  # parts are written beside and then moved in, so a call cut short never leaves a torn part behind
+  local tmp; tmp=$(mktemp -d)
   tar czf - --exclude=framework_output --exclude=bare_output --exclude=data $what \
-    | split -b 15M -d - "${OUT:-.}/results.tgz.part"
+    | split -b 15M -d - "$tmp/results.tgz.part"
+  rm -f "${OUT:-.}"/results.tgz.part*; mv "$tmp"/results.tgz.part* "${OUT:-.}/"; rmdir "$tmp"
 }
 
 for stage in "$@"; do
