@@ -1,12 +1,14 @@
 """Read the fairness fields back FROM THE LIVE OBJECTS a framework built, never from our own config.
 
-``read_live_fields(live, meter, job)`` runs in the worker right after training. ``live`` is a
+``read_live_fields(live, meter, job, adapter)`` runs in the worker right after training. ``live`` is a
 ``harness.live.LiveObjects`` callback holding the framework's own model, tokenizer, optimizer,
 scheduler, dataloader, TrainingArguments and TrainerState; ``meter`` is the ``StepMeter`` whose
 forward pre-hook kept the first micro-batches as they entered the model (``meter.first_batches``,
 built with :func:`batch_record`). ``job`` is used only to label (framework name) and to find the
-prepared data files; a value that cannot be found on the live objects is ``None`` with a line in
-``notes`` saying why, never an exception. Everything returned is JSON-serialisable.
+prepared data files; ``adapter`` supplies what is known of the framework by source reading (its
+truncation strategy, whether a checkpoint function is its own). A value that cannot be found on the
+live objects is ``None`` with a line in ``notes`` saying why, never an exception. Everything returned
+is JSON-serialisable.
 
 Where each field comes from (``live.`` omitted):
 
@@ -42,7 +44,6 @@ from typing import Any, Callable
 SCHEMA = 1
 FIRST_BATCHES = 8
 IGNORE_INDEX = -100
-
 
 _OPTIMIZER_WRAPPERS = ("AcceleratedOptimizer", "LayerWiseDummyOptimizer", "DeepSpeedOptimizerWrapper")
 _SCHEDULER_WRAPPERS = ("AcceleratedScheduler", "DeepSpeedSchedulerWrapper")
