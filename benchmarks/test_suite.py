@@ -12,7 +12,7 @@ without CUDA, is a skip). Without a baseline for this machine it passes with a w
 command.
 
 Environment: HARNESS_BENCH_SUITE (experiment name; ``none`` runs the default config), HARNESS_BENCH_FRAMEWORKS
-(comma list, default trl,unsloth,llamafactory), HARNESS_BENCH_ALLOW_CPU=1 (do not mark ``gpu``),
+(comma list, default: the frameworks a plain -m compares), HARNESS_BENCH_ALLOW_CPU=1 (do not mark ``gpu``),
 HARNESS_BENCH_RESULTS (default results/bench), HARNESS_BENCH_OVERRIDES (extra Hydra overrides, shell-quoted),
 HARNESS_BENCH_CHECKS (default harness.compare.DEFAULT_CHECKS), HARNESS_BENCH_ACCEPT=1 (write the results as
 the baseline instead of checking), HARNESS_BENCH_TIMEOUT (seconds per framework, default 7200),
@@ -34,12 +34,14 @@ import pytest
 from harness.compare import (BASELINES_DIR, BASELINES_ENV, DEFAULT_CHECKS, accept, baseline_path, compare,
                              load_baseline, machine_of, metric_values, ok_records, parse_checks,
                              require_same_machine)
+from harness.frameworks import registry
 from harness.measure.stats import summarize
 from harness.results import find_result_files, load_results
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ALLOW_CPU = os.environ.get("HARNESS_BENCH_ALLOW_CPU") == "1"
-FRAMEWORKS = [f.strip() for f in os.environ.get("HARNESS_BENCH_FRAMEWORKS", "trl,unsloth,llamafactory").split(",")
+# Default: the frameworks a plain -m compares (harness/frameworks/registry.py).
+FRAMEWORKS = [f.strip() for f in (os.environ.get("HARNESS_BENCH_FRAMEWORKS") or ",".join(registry.compared())).split(",")
               if f.strip()]
 RESULTS_DIR = Path(os.environ.get("HARNESS_BENCH_RESULTS") or REPO_ROOT / "results" / "bench")
 OVERRIDES = shlex.split(os.environ.get("HARNESS_BENCH_OVERRIDES", ""))

@@ -14,7 +14,7 @@ import sys
 # name -> ("module:function" that takes the argv after the name and returns the exit code, one-line synopsis)
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("harness.__main__:cmd_run", "[OVERRIDES...] [-m]   train and measure (Hydra; -m sweeps, e.g. "
-                                "framework=trl,unsloth,llamafactory)"),
+                                "framework=NAME,NAME)"),
     "plan": ("harness.plan:main", "[OVERRIDES...] [-m]   print the jobs (point hash, run folders) a run command "
                                   "would start; runs nothing (--json)"),
     "report": ("harness.report.cli:main", "[RESULTS...]          render the HTML comparison report (--trend: history)"),

@@ -19,11 +19,8 @@ class ConfigError(ValueError):
     """A bad value in the job description; the message names the field, file or record."""
 
 
-KNOWN_FRAMEWORKS = ("trl", "unsloth", "llamafactory", "fake")
 QUANTIZATIONS = ("none", "4bit")
 FAIRNESS_MODES = ("strict", "native")
-# Faults the test-double framework can inject (harness/frameworks/fake.py).
-FAKE_FAULTS = ("none", "exception", "import_error", "unavailable", "oom", "segfault", "hang", "exit")
 LORA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # ``train.optimizer`` / ``train.lr_scheduler`` are HF TrainingArguments ``optim`` / ``lr_scheduler_type``
 # values that every framework's transformers (5.6 under LLaMA-Factory, 5.17 under trl and unsloth) knows and
@@ -47,7 +44,10 @@ class FrameworkConfig:
     # "env": run under the framework's own virtual environment (envs/NAME-VERSION.txt);
     # "current": run under this interpreter; anything else: path to a python executable.
     python: str = "env"
-    # Fault injection for the test double only (see harness/frameworks/fake.py).
+    # The framework's adapter, "module:Class" (harness/frameworks/registry.py). Like python, it says how
+    # the job runs, not what it trains: it is not part of the job (harness/job.py).
+    adapter: str = MISSING
+    # Fault injection, for adapters that declare faults (tests only; Adapter.faults).
     fault: str = "none"
 
 
@@ -181,8 +181,27 @@ def validate_launcher(cfg: Any) -> None:
         raise ConfigError(f"launcher.nproc={launcher.nproc} needs launcher=torchrun (local starts one process)")
 
 
+def _compared_frameworks() -> str:
+    from harness.frameworks import registry
+
+    return ",".join(registry.compared())
+
+
+def _reference_framework() -> str | None:
+    from harness.frameworks import registry
+
+    return registry.reference()
+
+
 def register_configs() -> None:
+    """The schema, and the resolvers conf/config.yaml reads the framework registry with:
+    ``${reference_framework:}`` (a run's default framework) and ``${compared_frameworks:}`` (what a plain
+    ``-m`` sweeps)."""
+    from omegaconf import OmegaConf
+
     ConfigStore.instance().store(name="harness_schema", node=Config)
+    OmegaConf.register_new_resolver("reference_framework", _reference_framework, replace=True)
+    OmegaConf.register_new_resolver("compared_frameworks", _compared_frameworks, replace=True)
 
 
 def _positive(name: str, value: float | int | None, *, allow_zero: bool = False) -> None:
@@ -197,12 +216,7 @@ def _positive(name: str, value: float | int | None, *, allow_zero: bool = False)
 
 def validate(cfg: Any, *, cuda_available: bool) -> None:
     """Check what the schema's types cannot; raise ConfigError naming the first bad field."""
-    if cfg.framework.name not in KNOWN_FRAMEWORKS:
-        raise ConfigError(f"framework.name: unknown framework {cfg.framework.name!r} (known: {', '.join(KNOWN_FRAMEWORKS)})")
-    if cfg.framework.fault not in FAKE_FAULTS:
-        raise ConfigError(f"framework.fault must be one of {FAKE_FAULTS}, got {cfg.framework.fault!r}")
-    if cfg.framework.fault != "none" and cfg.framework.name != "fake":
-        raise ConfigError("framework.fault: faults can only be injected into framework=fake")
+    validate_framework(cfg.framework)
     t = cfg.train
     for name in ("max_steps", "lr", "batch_size", "grad_accum", "max_length", "eval_batch_size"):
         _positive(f"train.{name}", getattr(t, name))
@@ -245,6 +259,27 @@ def validate(cfg: Any, *, cuda_available: bool) -> None:
     _positive("sample_interval_ms", cfg.sample_interval_ms)
     validate_launcher(cfg)
     validate_dataset(cfg)
+
+
+def validate_framework(fw: Any) -> None:
+    """A registered framework whose config names its registered adapter, and a fault it can inject."""
+    from harness.frameworks import registry
+
+    try:
+        entry, adapter = registry.entry(fw.name), registry.adapter(fw.name)
+    except registry.UnknownFramework as err:
+        raise ConfigError(f"framework.name: {err}") from None
+    if fw.adapter != entry.adapter_ref:  # the worker loads the registered one: a different one would not run
+        raise ConfigError(f"framework.adapter={fw.adapter}: framework {fw.name} is registered with "
+                          f"{entry.adapter_ref} ({entry.config_file.name}); add a framework to use another adapter")
+    if fw.fault == "none":
+        return
+    if not adapter.faults:
+        injectable = [n for n in registry.names() if registry.adapter(n).faults]
+        raise ConfigError(f"framework.fault: framework {fw.name} injects no faults "
+                          f"(faults can only be injected into framework={'|'.join(injectable)})")
+    if fw.fault not in adapter.faults:
+        raise ConfigError(f"framework.fault must be one of {adapter.faults}, got {fw.fault!r}")
 
 
 def validate_dataset(cfg: Any) -> None:

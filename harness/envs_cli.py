@@ -7,21 +7,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from harness import envs
 from harness.cli_args import OneLineParser, parse
-from harness.preflight import CONF_DIR
+from harness.frameworks import registry
 
-BUILDABLE = ("trl", "unsloth", "llamafactory")
 BUILD_OPTIONS = ("framework", "version", "wheelhouse", "force", "python")
 
 
 def default_version(framework: str) -> str:
-    path = CONF_DIR / "framework" / f"{framework}.yaml"
-    if framework not in BUILDABLE or not path.exists():
-        raise envs.EnvError(f"framework: unknown framework {framework!r} (known: {', '.join(BUILDABLE)})")
-    return str(OmegaConf.load(path).version)
+    """The version ``conf/framework/NAME.yaml`` runs by default, for a framework with a pinned env."""
+    if framework not in registry.buildable():
+        raise envs.EnvError(f"framework: Unknown framework {framework!r}. Available: {', '.join(registry.buildable())}")
+    return registry.entry(framework).default_version
 
 
 def _parse(argv: list[str]) -> dict[str, str]:
@@ -40,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", title="commands", required=True, parser_class=OneLineParser)
     build = commands.add_parser("build", help="build (or reuse) environments from envs/NAME-VERSION.txt",
                                 description="Build the environment of each framework and version (default: "
-                                f"all of {', '.join(BUILDABLE)} at their conf/framework/ versions).")
+                                "every framework with an envs/NAME-VERSION.txt, at its conf/framework/ version).")
     build.add_argument("options", nargs="*", metavar="KEY=VALUE",
                        help="framework=NAME[,NAME...] version=V[,V...] wheelhouse=DIR (offline) force=true "
                             "python=BASE_INTERPRETER")
@@ -50,9 +47,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list() -> None:
-    for framework in BUILDABLE:
-        for req in sorted(envs.REQUIREMENTS_DIR.glob(f"{framework}-*.txt")):
-            version = req.stem.split("-", 1)[1]
+    for framework in registry.buildable():
+        for version in registry.pinned_versions(framework):
             state, _ = envs.env_status(framework, version)
             print(f"{framework:13s} {version:12s} {state:10s} {envs.env_dir(framework, version)}")
 
@@ -66,7 +62,7 @@ def main(argv: list[str]) -> int:
             _list()
             return 0
         options = _parse(args.options)
-        frameworks = options.get("framework", ",".join(BUILDABLE)).split(",")
+        frameworks = options.get("framework", ",".join(registry.buildable())).split(",")
         for framework in frameworks:
             versions = options.get("version") or default_version(framework)
             for version in versions.split(","):

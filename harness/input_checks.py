@@ -20,10 +20,6 @@ from omegaconf import OmegaConf
 
 from harness.config import Config, ConfigError
 
-# The distribution whose installed version is the framework's version (adapters' PACKAGES[0]).
-FRAMEWORK_DISTRIBUTIONS = {"trl": "trl", "unsloth": "unsloth", "llamafactory": "llamafactory"}
-
-
 # ---- framework.version and framework.python -----------------------------------------------------------
 def _installed_version(python: str | None, distribution: str) -> str | None:
     """The version of ``distribution`` under ``python`` (None: this interpreter), or None when absent."""
@@ -51,6 +47,7 @@ def check_framework(cfg: Any) -> None:
     A version that is neither is a typo, refused here; ``unavailable`` stays for what only the run can
     find out (unsloth without CUDA, an env whose build fails)."""
     from harness import envs
+    from harness.frameworks import registry
 
     fw = cfg.framework
     python = fw.python
@@ -61,10 +58,11 @@ def check_framework(cfg: Any) -> None:
         if not os.access(found, os.X_OK):
             raise ConfigError(f"framework.python: {python} is not executable")
         python = found
-    distribution = FRAMEWORK_DISTRIBUTIONS.get(fw.name)
-    if distribution is None:  # the test double has no package and no versions
+    # The distribution whose installed version is the framework's version (the adapter declares it).
+    distribution = registry.adapter(fw.name).distribution
+    if distribution is None:  # a test double has no package and no versions
         return
-    pinned = sorted(p.stem[len(fw.name) + 1:] for p in envs.REQUIREMENTS_DIR.glob(f"{fw.name}-*.txt"))
+    pinned = registry.pinned_versions(fw.name)
     if fw.python == "env":
         if fw.version not in pinned:
             raise ConfigError(f"framework.version={fw.version}: no pinned {fw.name} {fw.version} "

@@ -21,6 +21,10 @@ _NOT_PART_OF_JOB = ("results_dir", "reports_dir", "report", "force", "timeout_s"
                     "env_auto_build", "env_wheelhouse", "keep_outputs", "sample_interval_ms", "experiment",
                     "wait_for_lock")
 
+# Framework fields that say how the job runs, not what it trains: which interpreter, which adapter class
+# (the registered one of framework.name, so the name and version already identify it).
+FRAMEWORK_RUN_KEYS = ("python", "adapter")
+
 Job = dict[str, Any]
 
 
@@ -44,7 +48,8 @@ def job_from_config(cfg: DictConfig, *, data_digest: str, data_format: str | Non
     job["dataset"]["name"] = dataset_label(cfg.dataset)
     for key in _NOT_PART_OF_JOB:
         job.pop(key, None)
-    job["framework"].pop("python", None)  # which interpreter runs it is not part of the math
+    for key in FRAMEWORK_RUN_KEYS:
+        job["framework"].pop(key, None)
     job["model"]["path"] = resolve_model(cfg.model.hub_id)
     job["dataset"]["digest"] = data_digest
     if data_format is not None:

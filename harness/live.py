@@ -56,7 +56,3 @@ class LiveObjects(TrainerCallback):
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         self.eval_metrics.update({k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))})
-
-
-def find_live_objects(callbacks: list[Any]) -> LiveObjects:
-    return next(cb for cb in callbacks if isinstance(cb, LiveObjects))

@@ -39,6 +39,10 @@ def _composition_error(err: BaseException, overrides: list[str]) -> str:
 
     if isinstance(err, MissingConfigException) and err.missing_cfg_file and "/" in err.missing_cfg_file:
         group, option = err.missing_cfg_file.rsplit("/", 1)
+        if group == "framework":  # the framework group is the framework registry: its message
+            from harness.frameworks import registry
+
+            return f"framework={option}: Unknown framework {option!r}. Available: {', '.join(registry.names())}"
         known = ", ".join(err.options or []) or "none"
         return f"{group}={option}: unknown {group} option {option!r} (available: {known})"
     cause = err.__cause__
@@ -89,6 +93,7 @@ def expand_sweep(overrides: list[str], multirun: bool) -> list[list[str]]:
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    register_configs()  # the resolvers conf/config.yaml's sweep params use
     params = OmegaConf.load(CONF_DIR / "config.yaml").get("hydra", {}).get("sweeper", {}).get("params", {}) or {}
     given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
     defaults = [f"{k}={v}" for k, v in params.items() if k not in given]

@@ -18,7 +18,7 @@ STATUSES = ("ok", "failed", "unavailable", "oom", "timeout", "crashed", "interru
 RESULT_LAYOUT = """
 result.json
   schema, run_id, run_dir, job_hash, point_hash, suite, repeat, status, reason, log_tail
-  framework: {name, version, packages: {torch, transformers, peft, trl, ...}}
+  framework: {name, version, packages: {torch, transformers, peft, ...: the adapter's packages}}
   job: the job.json the worker ran
   env: {hostname, machine_id, gpu_name, gpu_count, driver, cuda, python, git_commit, platform}
   phases: {NAME: unix time} for process_start, imports_done, model_loaded, data_ready, train_start,

@@ -26,7 +26,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from harness.atomic import atomic_write_json  # noqa: E402
-from harness.frameworks import load_adapter  # noqa: E402
+from harness.frameworks import Adapter, load_adapter  # noqa: E402
 from harness.frameworks.base import (FRAMEWORK_EVAL_BATCH, PAD_TO_MULTIPLE_OF,  # noqa: E402
                                      FrameworkUnavailable)
 
@@ -97,7 +97,7 @@ def _build_model(job: dict[str, Any]) -> None:
     phases.mark("model_built")
 
 
-def _train_and_measure(job: dict[str, Any], adapter: Any, result: dict[str, Any]) -> None:
+def _train_and_measure(job: dict[str, Any], adapter: Adapter, result: dict[str, Any]) -> None:
     from harness.audit.live_fields import read_live_fields
     from harness.data import read_split
     from harness.live import LiveObjects
@@ -113,7 +113,7 @@ def _train_and_measure(job: dict[str, Any], adapter: Any, result: dict[str, Any]
 
     callbacks: list[Any] = [live, meter, ProgressPrinter(meter, t["max_steps"], job["runtime"].get("world_size", 1))]
     if t["eval_steps"]:
-        callbacks.append(PeriodicEval(job, eval_records, meter))
+        callbacks.append(PeriodicEval(job, eval_records, meter, adapter.evaluation_env))
     try:
         trained = adapter.train(job, callbacks)
     finally:
@@ -129,14 +129,21 @@ def _train_and_measure(job: dict[str, Any], adapter: Any, result: dict[str, Any]
     # The StepMeter reset the allocator's peaks at train end: this is the framework's own evaluation's.
     phase_peaks = {"train": result["memory"], "framework_eval": torch_memory()}
     result["train"]["train_call_s"] = trained.train_call_s
-    result["audit"] = read_live_fields(live, meter, job)
+    result["audit"] = read_live_fields(live, meter, job, adapter)
     _release_cached_memory()
+    # A framework whose entry point returns nothing (Trained's fields None): what its Trainer gave our callbacks.
+    model = trained.model if trained.model is not None else live.model
+    tokenizer = trained.tokenizer if trained.tokenizer is not None else live.tokenizer
+    framework_loss = trained.framework_eval_loss
+    if framework_loss is None:
+        framework_loss = live.eval_metrics.get("eval_loss")
     # At the framework's eval shapes (batch 1, padded like its collator): the same tensors for the
     # cross-check, and a memory footprint inside the training peak.
-    eval_result = evaluate_loss(trained.model, trained.tokenizer, eval_records, max_length=t["max_length"],
-                                batch_size=FRAMEWORK_EVAL_BATCH, pad_to_multiple_of=PAD_TO_MULTIPLE_OF)
+    eval_result = evaluate_loss(model, tokenizer, eval_records, max_length=t["max_length"],
+                                batch_size=FRAMEWORK_EVAL_BATCH, pad_to_multiple_of=PAD_TO_MULTIPLE_OF,
+                                env=adapter.evaluation_env)
     phase_peaks["our_eval"] = torch_memory()
-    eval_result["framework_loss"] = trained.framework_eval_loss
+    eval_result["framework_loss"] = framework_loss
     for cb in callbacks:
         if isinstance(cb, PeriodicEval):
             eval_result.update(cb.summary())
@@ -165,14 +172,15 @@ def run(run_dir: Path) -> dict[str, Any]:
     job = json.loads((run_dir / "job.json").read_text(encoding="utf-8"))
     adapter = load_adapter(job["framework"]["name"])
     result: dict[str, Any] = {"status": "failed", "reason": ""}
-    result["framework_packages"] = package_versions(adapter.PACKAGES)
+    result["framework_packages"] = package_versions(adapter.packages)
     try:
         try:
-            if hasattr(adapter, "import_framework"):
-                adapter.import_framework(job)
+            if job["runtime"].get("world_size", 1) > 1 and adapter.multi_gpu_unsupported:
+                raise FrameworkUnavailable(adapter.multi_gpu_unsupported)  # the parent refuses it too
+            adapter.import_framework(job)
             _runtime(job)
         except ImportError as err:
-            raise FrameworkUnavailable(f"{err}; install with: {adapter.INSTALL_HINT}") from err
+            raise FrameworkUnavailable(f"{err}; install with: {adapter.install_hint}") from err
         phases.mark("imports_done")
         _build_model(job)
         _train_and_measure(job, adapter, result)

@@ -1,12 +1,14 @@
 """Read the fairness fields back FROM THE LIVE OBJECTS a framework built, never from our own config.
 
-``read_live_fields(live, meter, job)`` runs in the worker right after training. ``live`` is a
+``read_live_fields(live, meter, job, adapter)`` runs in the worker right after training. ``live`` is a
 ``harness.live.LiveObjects`` callback holding the framework's own model, tokenizer, optimizer,
 scheduler, dataloader, TrainingArguments and TrainerState; ``meter`` is the ``StepMeter`` whose
 forward pre-hook kept the first micro-batches as they entered the model (``meter.first_batches``,
 built with :func:`batch_record`). ``job`` is used only to label (framework name) and to find the
-prepared data files; a value that cannot be found on the live objects is ``None`` with a line in
-``notes`` saying why, never an exception. Everything returned is JSON-serialisable.
+prepared data files; ``adapter`` supplies what is known of the framework by source reading (its
+truncation strategy, whether a checkpoint function is its own). A value that cannot be found on the
+live objects is ``None`` with a line in ``notes`` saying why, never an exception. Everything returned
+is JSON-serialisable.
 
 Where each field comes from (``live.`` omitted):
 
@@ -42,15 +44,6 @@ from typing import Any, Callable
 SCHEMA = 1
 FIRST_BATCHES = 8
 IGNORE_INDEX = -100
-
-# How each framework shortens a record longer than its max length (documented facts, by source reading).
-TRUNCATION_STRATEGY = {
-    "trl": "trl truncation_mode (keep_start: the tail of prompt+completion beyond max_length is dropped)",
-    "unsloth": "trl truncation_mode (unsloth trains through trl's SFTTrainer)",
-    "llamafactory": "LLaMA-Factory infer_seqlen: prompt and response each cut, in proportion to their lengths, "
-                    "to fit cutoff_len (the response keeps at least its share)",
-    "fake": "none",
-}
 
 _OPTIMIZER_WRAPPERS = ("AcceleratedOptimizer", "LayerWiseDummyOptimizer", "DeepSpeedOptimizerWrapper")
 _SCHEDULER_WRAPPERS = ("AcceleratedScheduler", "DeepSpeedSchedulerWrapper")
@@ -411,10 +404,9 @@ def _gradient_checkpointing(model: Any, args: Any, out: dict[str, Any], notes: l
             notes.append("gradient_checkpointing_use_reentrant read from args.gradient_checkpointing_kwargs")
     out["gradient_checkpointing_use_reentrant"] = reentrant if enabled else None
     out["gradient_checkpointing_func"] = names or None
+    # "hf" here; read_live_fields asks the framework's adapter whether the function is its own.
     if not enabled:
         out["gradient_checkpointing_kind"] = None
-    elif any("unsloth" in n.lower() for n in names):
-        out["gradient_checkpointing_kind"] = "unsloth"
     elif names:
         out["gradient_checkpointing_kind"] = "hf"
     else:
@@ -539,7 +531,7 @@ def _max_length(live: Any, out: dict[str, Any], notes: list[str]) -> None:
     if value is None:
         # LLaMA-Factory keeps cutoff_len in its DataArguments (not on the Trainer); get_train_args copies it
         # into Seq2SeqTrainingArguments.generation_max_length when that is unset (our adapter leaves it unset).
-        value, source = _get(args, "generation_max_length"), "args.generation_max_length (LLaMA-Factory cutoff_len)"
+        value, source = _get(args, "generation_max_length"), "args.generation_max_length (a cutoff_len copied there)"
     if value is None:
         value, source = _get(live.model, "max_seq_length"), "model.max_seq_length"
     if value is None:
@@ -626,14 +618,13 @@ def _packing(live: Any, out: dict[str, Any], notes: list[str]) -> None:
     out["truncation_mode"] = _jsonable(_get(args, "truncation_mode"))
 
 
-def _data_files(job: dict[str, Any], live: Any, out: dict[str, Any], notes: list[str]) -> None:
+def _data_files(job: dict[str, Any], live: Any, out: dict[str, Any], notes: list[str], truncation: str | None) -> None:
     data_dir = Path(str(((job or {}).get("runtime") or {}).get("data_dir") or ""))
     out["eval_set_hash"] = _file_sha256(data_dir / "eval.jsonl") if str(data_dir) else None
     out["train_set_hash"] = _file_sha256(data_dir / "train.jsonl") if str(data_dir) else None
     if out["eval_set_hash"] is None:
         notes.append(f"eval.jsonl not readable in {data_dir}")
-    name = ((job or {}).get("framework") or {}).get("name")
-    out["truncation_strategy"] = TRUNCATION_STRATEGY.get(name)
+    out["truncation_strategy"] = truncation
     tokenizer, max_length = live.tokenizer, out.get("max_length")
     out["records_truncated"] = out["records_total"] = out["records_max_tokens"] = None
     template = _get(tokenizer, "chat_template")
@@ -675,8 +666,21 @@ def _record_length(tokenizer: Any, record: dict[str, Any], max_length: int, toke
 
 
 # ---- entry point ---------------------------------------------------------------------------------------
-def read_live_fields(live: Any, meter: Any, job: dict[str, Any]) -> dict[str, Any]:
-    """The audit record of one run, read from the live objects (see the module docstring)."""
+def _registered_adapter(job: dict[str, Any]) -> Any:
+    """The adapter of the job's framework, or None (no job, or a name the registry does not know)."""
+    from harness.frameworks import registry
+
+    try:
+        return registry.adapter(str(((job or {}).get("framework") or {}).get("name")))
+    except registry.UnknownFramework:
+        return None
+
+
+def read_live_fields(live: Any, meter: Any, job: dict[str, Any], adapter: Any = None) -> dict[str, Any]:
+    """The audit record of one run, read from the live objects (see the module docstring). ``adapter``
+    (default: the job's framework's) supplies what is known by source reading, not by looking: its
+    truncation strategy and whether a checkpoint function is its own (``checkpointing_kind``)."""
+    adapter = adapter if adapter is not None else _registered_adapter(job)
     notes: list[str] = []
     out: dict[str, Any] = {"schema": SCHEMA,
                            "framework": ((job or {}).get("framework") or {}).get("name")}
@@ -703,6 +707,8 @@ def read_live_fields(live: Any, meter: Any, job: dict[str, Any]) -> dict[str, An
             out.update(begin)
         else:
             section("gradient_checkpointing", lambda: _gradient_checkpointing(model, getattr(live, "args", None), out, notes))
+        if out.get("gradient_checkpointing_kind") is not None and adapter is not None:
+            out["gradient_checkpointing_kind"] = adapter.checkpointing_kind(out.get("gradient_checkpointing_func") or [])
     section("optimizer", lambda: _optimizer(getattr(live, "optimizer", None), out, notes))
     section("scheduler", lambda: _scheduler(getattr(live, "lr_scheduler", None), getattr(live, "args", None),
                                             getattr(live, "state", None), out, notes))
@@ -711,6 +717,6 @@ def read_live_fields(live: Any, meter: Any, job: dict[str, Any]) -> dict[str, An
     section("batches", lambda: _batches(meter, live, out, notes))
     section("packing", lambda: _packing(live, out, notes))
     section("collator", lambda: _collator(live, out))
-    section("data", lambda: _data_files(job, live, out, notes))
+    section("data", lambda: _data_files(job, live, out, notes, adapter.truncation if adapter is not None else None))
     out["notes"] = notes
     return _jsonable(out)

@@ -1,4 +1,7 @@
-"""What every adapter shares: the contract, and the recipe fields mapped once to HF TrainingArguments.
+"""What every adapter shares: the recipe fields mapped once to HF TrainingArguments, and train-call timing.
+
+The contract itself (``Adapter``, ``Trained``, ``FrameworkUnavailable``) is ``harness.frameworks.adapter``;
+it is re-exported here for the modules that import it from here.
 
 ``training_arguments`` is the single place where our recipe becomes Trainer arguments; trl, unsloth
 and LLaMA-Factory all pass these through to ``transformers.Trainer``, so pinning them here pins them
@@ -6,26 +9,10 @@ for all three.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-Job = dict[str, Any]
-
-
-class FrameworkUnavailable(RuntimeError):
-    """The framework cannot run here (not installed, needs CUDA...): recorded as status 'unavailable'."""
-
-
-@dataclass
-class Trained:
-    """What the worker needs after training: the live model and tokenizer for our evaluator."""
-    model: Any
-    tokenizer: Any
-    framework_eval_loss: float | None = None
-    # Wall time of the framework's own train call, where the adapter makes one (the harness-overhead
-    # benchmark compares it with the same call in a bare script).
-    train_call_s: float | None = None
+from harness.frameworks.adapter import FrameworkUnavailable, Job, Trained  # noqa: F401  (re-exported)
 
 
 class TrainCallTimer:
@@ -76,15 +63,6 @@ def timed_train(trainer: Any) -> float:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return time.perf_counter() - started
-
-
-class Adapter(Protocol):
-    PACKAGES: tuple[str, ...]
-    INSTALL_HINT: str
-
-    def native_args(self, job: Job) -> dict[str, Any]: ...
-
-    def train(self, job: Job, callbacks: list[Any]) -> Trained: ...
 
 
 def uses_cuda(job: Job) -> bool:

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from harness.data import read_split
+from harness.frameworks.adapter import Adapter
 from harness.frameworks.base import (PAD_TO_MULTIPLE_OF, FrameworkUnavailable, Job, Trained, torch_dtype_name,
                                      training_arguments)
 from harness.frameworks.sft_common import lora_config_args
@@ -20,6 +21,8 @@ from harness.phases import mark
 
 PACKAGES = ("transformers", "peft", "torch")
 INSTALL_HINT = "pip install transformers peft"
+# What ``framework.fault=`` can ask for (none: train normally).
+FAULTS = ("none", "exception", "import_error", "unavailable", "oom", "segfault", "hang", "exit")
 
 
 def native_args(job: Job) -> dict[str, Any]:
@@ -79,3 +82,21 @@ def train(job: Job, callbacks: list[Any]) -> Trained:
         _inject(fault)
     trainer.train()
     return Trained(model=trainer.model, tokenizer=tokenizer)
+
+
+class FakeAdapter(Adapter):
+    packages = PACKAGES
+    distribution = None  # no package of its own, so no versions to check
+    install_hint = INSTALL_HINT
+    truncation = "none"
+    faults = FAULTS
+    # compare_rank stays None: a test double is never part of a plain -m
+
+    def native_args(self, job: Job) -> dict[str, Any]:
+        return native_args(job)
+
+    def import_framework(self, job: Job) -> None:
+        import_framework(job)
+
+    def train(self, job: Job, callbacks: list[Any]) -> Trained:
+        return train(job, callbacks)

@@ -3,8 +3,9 @@ formatting for alpaca records, sharegpt formatting (OpenAI role/content tags) fo
 first system turn LLaMA-Factory takes as the system prompt in place of the template's default, as the
 tokenizer's chat template does.
 
-LLaMA-Factory builds its own model, data and trainer; the live objects come back to us through the
-callbacks it passes to ``transformers.Trainer`` (see ``harness.live``).
+LLaMA-Factory builds its own model, data and trainer and returns none of them: ``train`` returns a
+``Trained`` without model, tokenizer or eval loss, and the worker takes them from the callbacks
+LLaMA-Factory passes to ``transformers.Trainer`` (see ``harness.live``).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.atomic import atomic_write_json
+from harness.frameworks.adapter import Adapter
 from harness.frameworks.base import Job, TrainCallTimer, Trained, precision, training_arguments
 from harness.frameworks.quantization import bnb_config_args
 
@@ -126,11 +128,23 @@ def train(job: Job, callbacks: list[Any]) -> Trained:
     _stub_missing_torchaudio()
     from llamafactory.train.tuner import run_exp
 
-    from harness.live import find_live_objects
-
     write_dataset_info(Path(job["runtime"]["data_dir"]), job)
     with TrainCallTimer() as timer:  # the wall time of trainer.train(), as for the trainers we build
         run_exp(args=native_args(job), callbacks=callbacks)
-    live = find_live_objects(callbacks)
-    return Trained(model=live.model, tokenizer=live.tokenizer, framework_eval_loss=live.eval_metrics.get("eval_loss"),
-                   train_call_s=timer.seconds)
+    # run_exp returns nothing: model, tokenizer and eval loss are the ones its Trainer gave our callbacks.
+    return Trained(train_call_s=timer.seconds)
+
+
+class LlamaFactoryAdapter(Adapter):
+    packages = PACKAGES
+    distribution = "llamafactory"
+    install_hint = INSTALL_HINT
+    truncation = ("LLaMA-Factory infer_seqlen: prompt and response each cut, in proportion to their lengths, "
+                  "to fit cutoff_len (the response keeps at least its share)")
+    compare_rank = 2
+
+    def native_args(self, job: Job) -> dict[str, Any]:
+        return native_args(job)
+
+    def train(self, job: Job, callbacks: list[Any]) -> Trained:
+        return train(job, callbacks)

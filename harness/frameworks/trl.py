@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.frameworks.adapter import Adapter
 from harness.frameworks.base import timed_train, Job, Trained, torch_dtype_name
 from harness.frameworks.sft_common import load_split, lora_config_args, sft_config_args
 from harness.frameworks.quantization import bnb_config_args
@@ -77,3 +78,17 @@ def train(job: Job, callbacks: list[Any]) -> Trained:
     metrics = trainer.evaluate()
     return Trained(model=trainer.model, tokenizer=tokenizer, framework_eval_loss=metrics.get("eval_loss"),
                    train_call_s=train_call_s)
+
+
+class TrlAdapter(Adapter):
+    packages = PACKAGES
+    distribution = "trl"
+    install_hint = INSTALL_HINT
+    truncation = "trl truncation_mode (keep_start: the tail of prompt+completion beyond max_length is dropped)"
+    compare_rank = 0  # the reference the reports compare the others against
+
+    def native_args(self, job: Job) -> dict[str, Any]:
+        return native_args(job)
+
+    def train(self, job: Job, callbacks: list[Any]) -> Trained:
+        return train(job, callbacks)

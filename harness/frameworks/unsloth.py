@@ -6,8 +6,9 @@ worker calls ``import_framework`` before it builds any callback.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Sequence
 
+from harness.frameworks.adapter import Adapter
 from harness.frameworks.base import timed_train, FrameworkUnavailable, Job, Trained, torch_dtype_name
 from harness.frameworks.sft_common import load_split, sft_config_args
 from harness.phases import mark
@@ -15,7 +16,7 @@ from harness.phases import mark
 PACKAGES = ("unsloth", "unsloth_zoo", "trl", "transformers", "peft", "accelerate", "datasets", "torch",
             "bitsandbytes")
 INSTALL_HINT = "python -m harness env build framework=unsloth (needs an NVIDIA GPU)"
-# Read by the parent (harness/run.py) before anything is spawned when launcher.nproc > 1.
+# UnslothAdapter.multi_gpu_unsupported: read by the parent before anything is spawned when launcher.nproc > 1.
 MULTI_GPU_UNSUPPORTED = ("unsloth does not support multi-GPU training in this harness "
                          "(open-source unsloth is single-GPU)")
 
@@ -83,3 +84,29 @@ def train(job: Job, callbacks: list[Any]) -> Trained:
     metrics = trainer.evaluate()
     return Trained(model=trainer.model, tokenizer=tokenizer, framework_eval_loss=metrics.get("eval_loss"),
                    train_call_s=train_call_s)
+
+
+class UnslothAdapter(Adapter):
+    packages = PACKAGES
+    distribution = "unsloth"
+    install_hint = INSTALL_HINT
+    truncation = "trl truncation_mode (unsloth trains through trl's SFTTrainer)"
+    multi_gpu_unsupported = MULTI_GPU_UNSUPPORTED
+    compare_rank = 1
+    # unsloth's patched forward fuses the loss and returns no logits unless this is set; it reads it per
+    # call, so it is switched on for our evaluation only (training keeps unsloth's fused path).
+    evaluation_env = {"UNSLOTH_RETURN_LOGITS": "1"}
+
+    def native_args(self, job: Job) -> dict[str, Any]:
+        return native_args(job)
+
+    def import_framework(self, job: Job) -> None:
+        import_framework(job)
+
+    def train(self, job: Job, callbacks: list[Any]) -> Trained:
+        return train(job, callbacks)
+
+    def checkpointing_kind(self, function_names: Sequence[str]) -> str:
+        # unsloth installs its own checkpoint function (seen on the H200 even when asked for standard
+        # checkpointing); the audit names it rather than calling it Hugging Face's.
+        return "unsloth" if any("unsloth" in n.lower() for n in function_names) else "hf"

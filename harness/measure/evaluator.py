@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 IGNORE_INDEX = -100
 
@@ -88,7 +88,7 @@ def _pad_id(tokenizer) -> int:
 
 
 def evaluate_loss(model, tokenizer, records: Sequence[dict[str, Any]], *, max_length: int, batch_size: int,
-                  pad_to_multiple_of: int = 1, device=None) -> dict[str, Any]:
+                  pad_to_multiple_of: int = 1, device=None, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Token-mean cross-entropy over the supervised (shifted) tokens of ``records``.
 
     Each batch is right-padded to its longest row, rounded up to ``pad_to_multiple_of``. The final
@@ -101,7 +101,9 @@ def evaluate_loss(model, tokenizer, records: Sequence[dict[str, Any]], *, max_le
     logits_rms, batch_size, pad_to_multiple_of}`` where tokens counts the
     supervised tokens that entered the mean (``labels[1:] != -100`` per record) and ``record_losses`` holds each
     record's ``[summed cross-entropy, supervised tokens]`` (what a framework's own averaging is rebuilt from). The model is put in eval mode under
-    no_grad and its previous train/eval mode is restored afterwards.
+    no_grad and its previous train/eval mode is restored afterwards. ``env``: environment variables set
+    for the evaluation only (the adapter's ``evaluation_env``: a patched forward that returns no logits
+    unless told to), restored afterwards.
     """
     import torch  # noqa: PLC0415  (child-side only)
     import torch.nn.functional as F  # noqa: PLC0415
@@ -121,10 +123,8 @@ def evaluate_loss(model, tokenizer, records: Sequence[dict[str, Any]], *, max_le
     square_sum = torch.zeros((), dtype=torch.float64)  # of the supervised positions' logits: rounding scale
     n_logits = 0
     model.eval()
-    # unsloth's patched forward fuses the loss and returns no logits unless this is set; it reads it
-    # per call, so it is switched on for our evaluation only (training keeps unsloth's fused path).
-    previous_return_logits = os.environ.get("UNSLOTH_RETURN_LOGITS")
-    os.environ["UNSLOTH_RETURN_LOGITS"] = "1"
+    previous_env = {name: os.environ.get(name) for name in (env or {})}
+    os.environ.update(env or {})
     try:
         with torch.no_grad():
             for start in range(0, len(items), batch_size):
@@ -147,8 +147,8 @@ def evaluate_loss(model, tokenizer, records: Sequence[dict[str, Any]], *, max_le
                 out = model(input_ids=ids.to(device), attention_mask=mask.to(device))
                 logits = out.logits if hasattr(out, "logits") else out[0]
                 if logits is None or not torch.is_tensor(logits) or logits.shape[:2] != ids.shape:
-                    raise RuntimeError("model returned no full logits (for unsloth set UNSLOTH_RETURN_LOGITS=1 "
-                                       "before importing it)")
+                    raise RuntimeError("model returned no full logits (a framework whose forward needs telling "
+                                       "declares that in its adapter's evaluation_env)")
                 logits_dtype = str(logits.dtype).removeprefix("torch.")
                 # Only supervised positions are upcast: a float32 copy of every logit would not fit at
                 # large vocab x long sequences.
@@ -166,10 +166,11 @@ def evaluate_loss(model, tokenizer, records: Sequence[dict[str, Any]], *, max_le
                                      in zip(row_sums.tolist(), row_counts.tolist()) if count > 0)
     finally:
         model.train(was_training)
-        if previous_return_logits is None:
-            os.environ.pop("UNSLOTH_RETURN_LOGITS", None)
-        else:
-            os.environ["UNSLOTH_RETURN_LOGITS"] = previous_return_logits
+        for name, value in previous_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     loss = float(total / n_tokens) if n_tokens else None
     return {"loss": loss, "tokens": n_tokens, "records": len(items), "batches": batches,
             "record_mean_loss": (sum(total_ce / count for total_ce, count in record_losses) / len(record_losses)

@@ -6,7 +6,7 @@ evaluation), so evaluation cost does not favour a framework that evaluates more 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from transformers import TrainerCallback
 
@@ -14,8 +14,10 @@ from harness.measure.evaluator import evaluate_loss
 
 
 class PeriodicEval(TrainerCallback):
-    def __init__(self, job: dict[str, Any], records: list[dict[str, Any]], meter: Any) -> None:
+    def __init__(self, job: dict[str, Any], records: list[dict[str, Any]], meter: Any,
+                 evaluation_env: Mapping[str, str] | None = None) -> None:
         t = job["train"]
+        self.evaluation_env = dict(evaluation_env or {})  # the adapter's (harness/frameworks/adapter.py)
         self.every, self.target = t["eval_steps"], t.get("target_eval_loss")
         self.max_length, self.batch_size = t["max_length"], t["eval_batch_size"]
         self.records, self.meter = records, meter
@@ -29,7 +31,8 @@ class PeriodicEval(TrainerCallback):
         if model is None or step % self.every or step == state.max_steps:
             return  # the final evaluation is the worker's own, after training
         tokenizer = getattr(processing_class, "tokenizer", processing_class) or self._own_tokenizer()
-        result = evaluate_loss(model, tokenizer, self.records, max_length=self.max_length, batch_size=self.batch_size)
+        result = evaluate_loss(model, tokenizer, self.records, max_length=self.max_length, batch_size=self.batch_size,
+                               env=self.evaluation_env)
         done = self.meter.records
         point = {"step": step, "tokens": sum(r["tokens"] for r in done),
                  "train_time_s": sum(r["time_s"] for r in done), "loss": result["loss"]}

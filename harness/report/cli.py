@@ -25,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m harness report", description="Render the HTML comparison report of results.")
     p.add_argument("results", nargs="*", default=[DEFAULT_RESULTS], help="result folders or result.json files")
     p.add_argument("--out", default=DEFAULT_OUT, help="reports folder (default: reports)")
-    p.add_argument("--reference", default=None, help="framework the ratios are against (default: trl, else the first)")
+    p.add_argument("--reference", default=None, help="framework the ratios are against (default: the framework "
+                   "registry's reference, the first of a plain -m; else the first)")
     p.add_argument("--name", default=None, help="report file name (default: SUITE-TIMESTAMP)")
     p.add_argument("--trend", action="store_true", help="render the history trend page instead")
     return p

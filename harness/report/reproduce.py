@@ -16,7 +16,7 @@ import io
 import shlex
 from typing import Any
 
-from harness.config import KNOWN_FRAMEWORKS
+from harness.frameworks import registry
 
 # Leaves that are not settings: filled in by the harness from the machine or the data.
 DERIVED = ("model.path", "dataset.digest")
@@ -37,13 +37,14 @@ def _composed_job(overrides: list[str]) -> dict[str, Any]:
     """The job Hydra composes from ``overrides``, without the data digest and model path."""
     from omegaconf import OmegaConf
 
-    from harness.job import _NOT_PART_OF_JOB
+    from harness.job import _NOT_PART_OF_JOB, FRAMEWORK_RUN_KEYS
     from harness.preflight import compose_job
 
     job = OmegaConf.to_container(compose_job(overrides), resolve=True)
     for key in _NOT_PART_OF_JOB:
         job.pop(key, None)
-    job["framework"].pop("python", None)
+    for key in FRAMEWORK_RUN_KEYS:
+        job["framework"].pop(key, None)
     return job
 
 
@@ -133,8 +134,8 @@ def job_overrides(job: dict[str, Any]) -> tuple[list[str], list[str]]:
     return base + leaves, notes
 
 
-def _fw_order(name: str) -> int:
-    return KNOWN_FRAMEWORKS.index(name) if name in KNOWN_FRAMEWORKS else len(KNOWN_FRAMEWORKS)
+def _fw_order(name: str) -> tuple[int, str]:
+    return registry.order(name)
 
 
 def build_commands(records: list[dict[str, Any]]) -> dict[str, Any]:

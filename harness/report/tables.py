@@ -118,13 +118,15 @@ def values(runs: list[dict[str, Any]], path: str) -> list[float]:
 
 
 def choose_reference(labels: list[str], groups: dict[str, list[dict[str, Any]]], reference: str | None) -> str | None:
-    """The reference group: ``reference`` (a framework name or a full label), else trl, else the first
-    group with a successful run, else the first."""
+    """The reference group: ``reference`` (a framework name or a full label), else the framework
+    registry's reference (``registry.reference()``), else the first group with a successful run, else the first."""
     ok = [l for l in labels if any(r.get("status") == "ok" for r in groups[l])]
     pool = ok or labels
     if not pool:
         return None
-    for wanted in ([reference] if reference else []) + ["trl"]:
+    from harness.frameworks import registry
+
+    for wanted in ([reference] if reference else []) + [registry.reference()]:
         for label in pool:
             if label == wanted or label.split("-", 1)[0] == wanted or label.rsplit("-", 1)[0] == wanted:
                 return label
