@@ -19,7 +19,7 @@
 # frameworks, interleaved (harness trl r0, bare trl, harness unsloth r0, bare unsloth, ...):
 #   R=/tmp/h200-s4 FW=trl,unsloth ROUNDS=0 bash benchmarks/h200_session.sh ensure host gputests overhead pack
 #   R=/tmp/h200-s4 FW=trl,unsloth ROUNDS=1 bash benchmarks/h200_session.sh ensure host overhead pack   (then ROUNDS=2)
-# FW picks the frameworks of a stage (default all three). Results go to results/h200*, reports to
+# FW picks the frameworks of a stage (default: every compared framework, from the registry). Results go to results/h200*, reports to
 # reports/; the stages append to $LOG.
 set -uo pipefail
 export HARNESS_HUB_MIRROR=$PWD/.hub HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
@@ -29,13 +29,17 @@ LOG=${LOG:-session.log}
 mkdir -p "$(dirname "$LOG")"
 OFFLINE=model.weights=random   # no weights offline: seeded random init from config.json
 R=${R:-results/h200}
-FW=${FW:-trl,unsloth,llamafactory}
+# FW unset: every framework a plain `-m` compares, from the registry (read once the base wheels are in).
+compared() { python3 -c 'from harness.frameworks import registry; print(",".join(registry.compared()))'; }
 
 stage_setup() {
   python3 -m pip install -q --no-index --no-deps --no-compile .whl/base/*.whl
-  # QLoRA needs bitsandbytes in every env; the wheelhouse carries its repacked wheel once, with unsloth's.
+  FW=${FW:-$(compared)}
+  # QLoRA needs bitsandbytes in every env: the wheelhouse builder (shared/device) puts its repacked wheel in
+  # one framework's folder; it is copied into every other folder the call carries.
+  local bnb; bnb=$(ls .whl/*/bitsandbytes-*.whl 2>/dev/null | head -1)
   # Only the frameworks of FW: a call may carry only their wheelhouses (the 64 MiB a call may carry).
-  for f in ${FW//,/ }; do [ "$f" = unsloth ] || [ ! -d .whl/unsloth ] || cp -n .whl/unsloth/bitsandbytes-*.whl .whl/$f/; done
+  for f in ${FW//,/ }; do [ -z "$bnb" ] || cp -n "$bnb" .whl/$f/ 2>/dev/null; done
   for f in ${FW//,/ }; do python3 -m harness env build framework=$f wheelhouse=.whl/$f; done
 }
 # Random-weight models built before any sweep, so no measured run pays for (or holds the memory of) it.
@@ -125,6 +129,7 @@ stage_pack() {
 }
 
 for stage in "$@"; do
+  [ "$stage" = setup ] || [ "$stage" = ensure ] || [ "$stage" = pack ] || FW=${FW:-$(compared)}
   echo "=== $stage $(date -u +%T)" | tee -a "$LOG"
   "stage_$stage" 2>&1 | tee -a "$LOG"
 done

@@ -1,6 +1,6 @@
 """Harness overhead: the same job under the harness and as a bare script, interleaved, per framework.
 
-    python benchmarks/overhead.py [--framework trl,unsloth,llamafactory] [--rounds 3] [--round K ...]
+    python benchmarks/overhead.py [--framework NAME[,NAME...]] [--rounds 3] [--round K ...]
                                   [--experiment throughput_7b] [--out results/h200] [OVERRIDES...]
 
 Default job: ``experiment=throughput_7b`` (the GPU-bound job). Round k runs, for each framework in turn,
@@ -34,12 +34,10 @@ sys.path.insert(0, str(REPO))
 from harness.atomic import atomic_write_json  # noqa: E402
 from harness.envs import python_for  # noqa: E402
 from harness.environment import environment  # noqa: E402
+from harness.frameworks import registry  # noqa: E402
 from harness.results import load_results  # noqa: E402
 
 TOLERANCE = 0.01
-
-
-FRAMEWORKS = ("trl", "unsloth", "llamafactory")
 
 
 def bare_round(job_json: str) -> dict:
@@ -129,7 +127,8 @@ def summarize(out: Path, framework: str, planned: int, experiment: str, override
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--framework", default="trl", help="one framework or a comma list, interleaved per round")
+    parser.add_argument("--framework", default=",".join(registry.compared()),
+                        help="one framework or a comma list, interleaved per round (default: every compared one)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds in all (the summary's median is over these)")
     parser.add_argument("--round", type=int, action="append", dest="only",
                         help="run only this round (repeatable); default: every round not yet on disk")
@@ -138,9 +137,10 @@ def main() -> int:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     frameworks = [f for f in args.framework.split(",") if f]
-    unknown = [f for f in frameworks if f not in FRAMEWORKS]
+    unknown = [f for f in frameworks if f not in registry.names()]
     if unknown or not frameworks:
-        print(f"error: --framework {args.framework}: unknown {unknown}; known: {', '.join(FRAMEWORKS)}", file=sys.stderr)
+        print(f"error: --framework {args.framework}: Unknown framework {unknown[0] if unknown else ''!r}. "
+              f"Available: {', '.join(registry.names())}", file=sys.stderr)
         return 2
     ks = sorted(set(args.only)) if args.only else list(range(args.rounds))
     bad = [k for k in ks if not 0 <= k < args.rounds]

@@ -58,7 +58,7 @@ def _single_process_only(job: Job) -> str | None:
         return None
     from harness.frameworks import load_adapter  # adapter modules are light: heavy imports happen in train()
 
-    return getattr(load_adapter(job["framework"]["name"]), "MULTI_GPU_UNSUPPORTED", None)
+    return load_adapter(job["framework"]["name"]).multi_gpu_unsupported
 
 
 OnRecord = Callable[[dict[str, Any]], None]

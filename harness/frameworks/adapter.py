@@ -98,9 +98,3 @@ class Adapter(ABC):
         model (``function_names``: its qualified names). Default ``"hf"``: Hugging Face's own; a
         framework that installs its own algorithm names it here."""
         return "hf"
-
-    # Read by harness/run.py (``getattr(adapter, "MULTI_GPU_UNSUPPORTED", None)``) until it reads the
-    # declared ``multi_gpu_unsupported``; kept so that module need not change with the registry.
-    @property
-    def MULTI_GPU_UNSUPPORTED(self) -> str | None:  # noqa: N802
-        return self.multi_gpu_unsupported
