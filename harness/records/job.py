@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness import run_files
 from harness.records.base import OMIT_NONE, Record
 
 
@@ -97,7 +98,7 @@ class JobFile(Record):
     runtime: Runtime = field(default_factory=Runtime)
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "job.json") -> "JobFile":  # type: ignore[override]
+    def from_dict(cls, data: Any, where: str = run_files.JOB) -> "JobFile":  # type: ignore[override]
         if not isinstance(data, dict):
             return super().from_dict(data, where)
         spec = {k: v for k, v in data.items() if k != "runtime"}
