@@ -27,6 +27,9 @@ from typing import Any, TypeVar
 R = TypeVar("R", bound="Record")
 
 OMIT_NONE = {"omit_none": True}
+# A section older readers took null for "nothing recorded" (``(record.get("memory") or {})``): read as an
+# empty section (and written back absent). Any other null where an object belongs is refused by name.
+NULL_AS_EMPTY = {"null_as_empty": True}
 TRANSIENT = {"transient": True}  # in memory only, never written (where a record was read from)
 
 
@@ -54,11 +57,12 @@ class Record:
         if not isinstance(data, dict):
             raise RecordError(f"'{where or cls.__name__}' is {type(data).__name__}, expected an object")
         kinds = _field_kinds(cls)
-        kwargs = {name: _build(kind, data[name], f"{where}.{name}" if where else name)
-                  for name, kind in kinds.items() if name in data}
+        lenient = _null_as_empty(cls)
+        present = {name for name in kinds if name in data and not (data[name] is None and name in lenient)}
+        kwargs = {name: _build(kinds[name], data[name], f"{where}.{name}" if where else name) for name in present}
         record = cls(**kwargs)
         object.__setattr__(record, "extra", {k: v for k, v in data.items() if k not in kinds})
-        object.__setattr__(record, "_absent", {name for name in kinds if name not in data})
+        object.__setattr__(record, "_absent", set(kinds) - present)
         object.__setattr__(record, "_order", tuple(data))
         return record
 
@@ -88,6 +92,11 @@ def _field_names(cls: type) -> frozenset[str]:
 
 
 @lru_cache(maxsize=None)
+def _null_as_empty(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls) if f.metadata.get("null_as_empty"))
+
+
+@lru_cache(maxsize=None)
 def _field_kinds(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if not f.metadata.get("transient")}
@@ -106,10 +115,15 @@ def _record_type(kind: Any) -> type[Record] | None:
     return kind if isinstance(kind, type) and issubclass(kind, Record) else None
 
 
+def _optional(kind: Any) -> bool:
+    return (isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union) \
+        and type(None) in typing.get_args(kind)
+
+
 def _build(kind: Any, value: Any, where: str) -> Any:
-    kind = _not_optional(kind)
+    optional, kind = _optional(kind), _not_optional(kind)
     record = _record_type(kind)
-    if record is not None and value is not None:
+    if record is not None and (value is not None or not optional):
         return record.from_dict(value, where)
     if typing.get_origin(kind) is list and value is not None:
         item = _record_type(typing.get_args(kind)[0])

@@ -4,14 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.records.base import OMIT_NONE, Record
+from harness.records.base import NULL_AS_EMPTY, OMIT_NONE, Record
 
 
 @dataclass
 class FrameworkInfo(Record):
     name: str | None = None
     version: str | None = None
-    packages: dict[str, str | None] = field(default_factory=dict)
+    packages: dict[str, str | None] = field(default_factory=dict, metadata=NULL_AS_EMPTY)
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Env(Record):
     python: str | None = None
     platform: str | None = None
     cpu_count: int | None = None
-    git: Git = field(default_factory=Git)
+    git: Git = field(default_factory=Git, metadata=NULL_AS_EMPTY)
     cuda_visible_devices: str | None = None
     torch_cuda: str | None = None  # the CUDA build torch reports in the worker (None: a CPU build)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.records.audit import Audit
-from harness.records.base import OMIT_NONE, TRANSIENT, Record
+from harness.records.base import NULL_AS_EMPTY, OMIT_NONE, TRANSIENT, Record
 from harness.records.checks import Check
 from harness.records.job import JobSpec, Runtime
 from harness.records.machine import Env, FrameworkInfo, Host
@@ -48,22 +48,22 @@ class Result(Record):
     reason: str | None = None
     log_tail: str | None = None
     framework: FrameworkInfo = field(default_factory=FrameworkInfo)
-    job: JobSpec = field(default_factory=JobSpec)
-    runtime: Runtime = field(default_factory=Runtime)
-    env: Env = field(default_factory=Env)
+    job: JobSpec = field(default_factory=JobSpec, metadata=NULL_AS_EMPTY)
+    runtime: Runtime = field(default_factory=Runtime, metadata=NULL_AS_EMPTY)
+    env: Env = field(default_factory=Env, metadata=NULL_AS_EMPTY)
     wall_time_s: float | None = None
     train: Train | None = None
     eval: Eval | None = None
     audit: Audit | None = None
     traceback: str | None = field(default=None, metadata=OMIT_NONE)
-    phases: dict[str, float] = field(default_factory=dict)
-    durations: dict[str, float | None] = field(default_factory=dict)
-    memory: Memory = field(default_factory=Memory)
+    phases: dict[str, float] = field(default_factory=dict, metadata=NULL_AS_EMPTY)
+    durations: dict[str, float | None] = field(default_factory=dict, metadata=NULL_AS_EMPTY)
+    memory: Memory = field(default_factory=Memory, metadata=NULL_AS_EMPTY)
     host: Host | None = None  # absent in results from before host activity was sampled
-    gpu_activity: GpuActivity = field(default_factory=GpuActivity)
-    energy: Energy = field(default_factory=Energy)
+    gpu_activity: GpuActivity = field(default_factory=GpuActivity, metadata=NULL_AS_EMPTY)
+    energy: Energy = field(default_factory=Energy, metadata=NULL_AS_EMPTY)
     mfu: Mfu | None = None
-    checks: list[Check] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list, metadata=NULL_AS_EMPTY)
     # set on load only: the verdicts written at run time, where today's rules judge differently
     checks_at_run: list[Check] | None = field(default=None, metadata=OMIT_NONE)
     # where the record was read from (run folders move: files beside result.json are found from here)
