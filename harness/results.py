@@ -16,7 +16,8 @@ from harness.atomic import read_json
 from harness.records import Result, RecordError
 from harness.records.schema import SCHEMA_VERSION, upgrade
 
-__all__ = ["SCHEMA_VERSION", "METRICS", "STATUSES", "flatten", "load_records", "read_result"]
+__all__ = ["METRICS", "SCHEMA_VERSION", "STATUSES", "find_result_files", "flatten", "get_path", "load_records",
+           "load_results", "parse_result", "read_result", "shape_problem", "to_frame"]
 STATUSES = ("ok", "failed", "unavailable", "oom", "timeout", "crashed", "interrupted")
 
 RESULT_LAYOUT = """
