@@ -35,7 +35,8 @@ from harness.atomic import atomic_write_json  # noqa: E402
 from harness.envs import python_for  # noqa: E402
 from harness.environment import environment  # noqa: E402
 from harness.frameworks import registry  # noqa: E402
-from harness.results import load_results  # noqa: E402
+from harness import run_files  # noqa: E402
+from harness.results import load_records  # noqa: E402
 
 TOLERANCE = 0.01
 
@@ -60,18 +61,16 @@ def harness_round(out: Path, framework: str, k: int, experiment: str, overrides:
                          cwd=REPO)
     if run.returncode:  # the harness has printed its one-line error (bad experiment or override: exit 2)
         raise SystemExit(run.returncode)
-    mine = [r for r in load_results([out]) if r["status"] == "ok" and r["framework"]["name"] == framework
-            and r["repeat"] == k]
-    if len(mine) != 1:
+    mine = [r for r in load_records([out]) if r.ok and r.framework.name == framework and r.repeat == k]
+    if len(mine) != 1 or mine[0].train is None:
         raise SystemExit(f"error: expected one ok result of {framework} repeat {k} under {out}, found {len(mine)}")
-    record = mine[0]
-    train = record["train"]
-    return {"tokens": train["framework_tokens_seen"], "train_call_s": train["train_call_s"],
-            "tokens_per_s": train["framework_tokens_seen"] / train["train_call_s"],
-            "harness_timed_tokens_per_s": train["tokens_per_s"], "timed_tokens": train["timed_tokens"],
-            "timed_steps": [train["warmup_steps"] + 1, train["steps"]], "framework_version": record["framework"]["version"],
-            "sm_mhz_timed_mean": ((record.get("gpu_clocks") or {}).get("timed") or {}).get("sm_mhz_mean"),
-            "job": str(Path(record["_source"]).parent / "job.json")}
+    record, train = mine[0], mine[0].train
+    return {"tokens": train.framework_tokens_seen, "train_call_s": train.train_call_s,
+            "tokens_per_s": train.framework_tokens_seen / train.train_call_s,
+            "harness_timed_tokens_per_s": train.tokens_per_s, "timed_tokens": train.timed_tokens,
+            "timed_steps": [train.warmup_steps + 1, train.steps], "framework_version": record.framework.version,
+            "sm_mhz_timed_mean": record.gpu_clocks.timed.sm_mhz_mean if record.gpu_clocks else None,
+            "job": str(Path(record.source).parent / run_files.JOB)}
 
 
 def _spread(values: list[float]) -> float | None:

@@ -36,7 +36,8 @@ from harness.compare import (BASELINES_DIR, BASELINES_ENV, DEFAULT_CHECKS, accep
                              require_same_machine)
 from harness.frameworks import registry
 from harness.measure.stats import summarize
-from harness.results import find_result_files, load_results
+from harness.records import Result
+from harness.results import find_result_files, load_records
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ALLOW_CPU = os.environ.get("HARNESS_BENCH_ALLOW_CPU") == "1"
@@ -77,10 +78,10 @@ def harness_command(framework: str, suite: str | None) -> list[str]:
             f"results_dir={RESULTS_DIR}", "report=false", "force=true", *OVERRIDES]
 
 
-def records_since(started: float, framework: str) -> list[dict[str, Any]]:
+def records_since(started: float, framework: str) -> list[Result]:
     """Results this test's run wrote (result.json files modified since it began) for ``framework``."""
     fresh = [p for p in find_result_files([RESULTS_DIR]) if p.stat().st_mtime >= started - 1]
-    return [r for r in load_results(fresh) if (r.get("framework") or {}).get("name") == framework]
+    return [r for r in load_records(fresh) if r.framework.name == framework]
 
 
 def _tail(text: str, lines: int = 30) -> str:
@@ -104,29 +105,29 @@ def test_suite(benchmark, framework: str) -> None:
     if not records:
         pytest.fail(f"{shlex.join(command)} wrote no result (exit {proc.returncode}):\n{output}")
 
-    statuses = sorted({str(r.get("status")) for r in records})
+    statuses = sorted({str(r.status) for r in records})
     benchmark.extra_info.update({
         "status": statuses[0] if len(statuses) == 1 else ",".join(statuses),
-        "suite": records[0].get("suite"), "framework": framework,
-        "version": (records[0].get("framework") or {}).get("version"),
-        "machine_id": (records[0].get("env") or {}).get("machine_id"),
+        "suite": records[0].suite, "framework": framework,
+        "version": records[0].framework.version,
+        "machine_id": records[0].env.machine_id,
         "repeats": len(records), "exit_code": proc.returncode, "command": shlex.join(command),
     })
     ok = ok_records(records)
     for metric in EXTRA_INFO:
         benchmark.extra_info[metric] = summarize(metric_values(ok, metric))["median"]
 
-    not_ok = [r for r in records if r.get("status") != "ok"]
-    unavailable = [r for r in not_ok if r.get("status") == "unavailable"]
+    not_ok = [r for r in records if not r.ok]
+    unavailable = [r for r in not_ok if r.status == "unavailable"]
     if unavailable and len(unavailable) == len(records):
-        pytest.skip(f"{framework} unavailable here: {unavailable[0].get('reason')}")
+        pytest.skip(f"{framework} unavailable here: {unavailable[0].reason}")
     if not_ok:
         first = not_ok[0]
-        pytest.fail(f"{framework}: {len(not_ok)}/{len(records)} run(s) did not succeed: {first.get('status')}: "
-                    f"{first.get('reason')}\n{_tail(first.get('log_tail') or '')}\n{first.get('run_dir')}")
+        pytest.fail(f"{framework}: {len(not_ok)}/{len(records)} run(s) did not succeed: {first.status}: "
+                    f"{first.reason}\n{_tail(first.log_tail or '')}\n{first.run_dir}")
 
     machine = machine_of(ok)
-    suite_of_results = str(ok[0].get("suite"))
+    suite_of_results = str(ok[0].suite)
     path = baseline_path(machine, suite_of_results, baselines_root())
     if ACCEPT:
         accept(ok, path, suite=suite_of_results, command="HARNESS_BENCH_ACCEPT=1 pytest benchmarks/")

@@ -1,12 +1,20 @@
 """Cross-checks written into every result: each figure against a second, independent measurement.
 
-A check is {name, passed, detail}; ``passed`` is None where it does not apply (no GPU, the
-framework reports no eval loss). Definitions are in the README ("What each figure means").
+A check is a :class:`harness.records.Check` {name, passed, detail}; ``passed`` is None where it does not
+apply (no GPU, the framework reports no eval loss). Definitions are in the README ("What each figure means").
 """
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from harness.records.audit import Audit
+from harness.records.checks import Check
+from harness.records.memory import Memory
+from harness.records.training import Eval, Train, Warmup
+
+if TYPE_CHECKING:
+    from harness.records.result import Result
 
 # Unit roundoff of the dtype the model computes in: bf16 keeps 8 significant bits, fp16 11, fp32 24.
 UNIT_ROUNDOFF = {"bfloat16": 2.0 ** -8, "float16": 2.0 ** -11, "float32": 2.0 ** -24}
@@ -37,12 +45,12 @@ def eval_tolerance(compute_dtype: str | None, logits_rms: float | None) -> float
     return max(EVAL_FLOOR, u * logits_rms)
 
 
-def _check(name: str, passed: bool | None, detail: str) -> dict[str, Any]:
-    return {"name": name, "passed": passed, "detail": detail}
+def _check(name: str, passed: bool | None, detail: str) -> Check:
+    return Check(name=name, passed=passed, detail=detail)
 
 
-def token_count(train: dict[str, Any]) -> dict[str, Any]:
-    ours, theirs = train.get("tokens"), train.get("framework_tokens_seen")
+def token_count(train: Train) -> Check:
+    ours, theirs = train.tokens, train.framework_tokens_seen
     if ours is None or not theirs:
         return _check("tokens_match_framework", None, "the framework reported no token count")
     passed = int(ours) == int(theirs)
@@ -52,8 +60,8 @@ def token_count(train: dict[str, Any]) -> dict[str, Any]:
     return _check("tokens_match_framework", passed, detail)
 
 
-def memory_order(memory: dict[str, Any]) -> dict[str, Any]:
-    nvml, reserved = memory.get("nvml_peak_bytes"), memory.get("torch_max_reserved_bytes")
+def memory_order(memory: Memory) -> Check:
+    nvml, reserved = memory.nvml_peak_bytes, memory.torch_max_reserved_bytes
     if nvml is None or reserved is None:
         return _check("nvml_peak_ge_torch_reserved", None, "no GPU memory readings")
     return _check("nvml_peak_ge_torch_reserved", nvml >= reserved,
@@ -69,38 +77,38 @@ def ddp_step_mean(record_losses: list[list[float]], world_size: int) -> float | 
     return sum(means) / len(means) if means else None
 
 
-def eval_agreement(evaluation: dict[str, Any], world_size: int = 1, compute_dtype: str | None = None) -> dict[str, Any]:
+def eval_agreement(evaluation: Eval, world_size: int = 1, compute_dtype: str | None = None) -> Check:
     """Our evaluator against the framework's own eval loss, averaged the way a Trainer averages it: the mean over
     records (eval batch 1); under DDP also transformers' token-weighted mean per eval step (see ``ddp_step_mean``),
     which frameworks that compute their own loss (trl) do not use. Passes if the framework matches either."""
-    ours, theirs = evaluation.get("record_mean_loss"), evaluation.get("framework_loss")
+    ours, theirs = evaluation.record_mean_loss, evaluation.framework_loss
     if ours is None or theirs is None:
         return _check("eval_loss_matches_framework", None, "the framework computed no eval loss")
     candidates = {"mean over records, as the framework averages": ours}
-    if world_size > 1 and evaluation.get("record_losses"):
+    if world_size > 1 and evaluation.record_losses:
         candidates[f"token-weighted per eval step of {world_size} ranks, as transformers averages under DDP"] = (
-            ddp_step_mean(evaluation["record_losses"], world_size))
+            ddp_step_mean(evaluation.record_losses, world_size))
     how, value = min(((k, v) for k, v in candidates.items() if v is not None), key=lambda kv: abs(kv[1] - theirs))
     diff = abs(value - theirs)
-    dtype = compute_dtype or evaluation.get("logits_dtype")
-    tol = eval_tolerance(dtype, evaluation.get("logits_rms"))
-    shapes = ("same batch shapes as the framework's eval" if evaluation.get("batch_size") == 1
+    dtype = compute_dtype or evaluation.logits_dtype
+    tol = eval_tolerance(dtype, evaluation.logits_rms)
+    shapes = ("same batch shapes as the framework's eval" if evaluation.batch_size == 1
               else "our batches differ in shape from the framework's eval (batch 1)")
-    rms = evaluation.get("logits_rms")
+    rms = evaluation.logits_rms
     check = _check("eval_loss_matches_framework", diff <= tol,
                    f"ours {value:.5f} ({how}), framework {theirs:.5f}, |diff| {diff:.2e}, tolerance {tol:.1e} "
                    f"({dtype or 'dtype not recorded, bf16 assumed'} model, logits rms "
                    f"{f'{rms:.3g}' if rms else 'not recorded: the fixed 1e-3 of older results'}, "
-                   f"over {evaluation.get('tokens')} tokens; {shapes})")
-    if not check["passed"] and evaluation.get("batch_size") != 1:
+                   f"over {evaluation.tokens} tokens; {shapes})")
+    if not check.passed and evaluation.batch_size != 1:
         # Results from before the evaluation ran at the framework's shapes: not like with like.
-        check["explanation"] = ("our evaluation batched records differently from the framework's (batch 1), and "
+        check.explanation = ("our evaluation batched records differently from the framework's (batch 1), and "
                                 "bf16 rounds differently shaped matmuls differently (1.1-1.6e-3 on the 7B jobs of "
                                 "session 2); runs made since evaluate at the framework's shapes")
     return check
 
 
-def loss_fell(log: list[dict[str, Any]]) -> dict[str, Any]:
+def loss_fell(log: list[dict[str, Any]]) -> Check:
     losses = [s["loss"] for s in log if s.get("loss") is not None]
     if len(losses) < 4:
         return _check("loss_fell", None, f"only {len(losses)} logged losses")
@@ -109,7 +117,7 @@ def loss_fell(log: list[dict[str, Any]]) -> dict[str, Any]:
     return _check("loss_fell", last < first, f"mean of first {k} steps {first:.4f}, last {k} steps {last:.4f}")
 
 
-def grad_norm_positive(log: list[dict[str, Any]]) -> dict[str, Any]:
+def grad_norm_positive(log: list[dict[str, Any]]) -> Check:
     norms = [s["grad_norm"] for s in log if s.get("grad_norm") is not None]
     if not norms:
         return _check("grad_norm_positive", None, "the framework logged no gradient norm")
@@ -117,37 +125,36 @@ def grad_norm_positive(log: list[dict[str, Any]]) -> dict[str, Any]:
     return _check("grad_norm_positive", not bad, f"{len(norms)} steps, min {min(norms):.3g}, non-positive or non-finite {len(bad)}")
 
 
-def lora_changed(audit: dict[str, Any]) -> dict[str, Any]:
-    norm = audit.get("lora_B_norm")
+def lora_changed(audit: Audit) -> Check:
+    norm = audit.lora_B_norm
     if norm is None:
         return _check("lora_weights_changed", None, "LoRA weights not readable")
     # lora_B starts at exactly zero, so any norm above zero proves the adapters were updated.
     return _check("lora_weights_changed", norm > 0, f"Frobenius norm of lora_B weights {norm:.3g} (starts at 0)")
 
 
-def timing_settled(warmup: dict[str, Any]) -> dict[str, Any]:
+def timing_settled(warmup: Warmup | None) -> Check:
     """Compilation, autotuning and allocator growth ended before timing started (harness/measure/step_meter.py):
     no step of the run's first half after the fixed warm-up took more than ``settle_factor`` x the steady line."""
-    if not warmup.get("settle_factor"):
+    if warmup is None or not warmup.settle_factor:
         return _check("timing_settled", None, "not verified (train.settle_factor is not set)")
-    if "unsettled_timed_steps" not in warmup:  # recorded while the window still moved past slow steps
+    if not warmup.has("unsettled_timed_steps"):  # recorded while the window still moved past slow steps
         return _check("timing_settled", True, f"timing was moved past the slow steps, to after step "
-                      f"{warmup.get('timing_starts_after_step')} (recorded before the window was fixed)")
-    if warmup.get("settled") is None:
+                      f"{warmup.timing_starts_after_step} (recorded before the window was fixed)")
+    if warmup.settled is None:
         return _check("timing_settled", None, "too few steps to fit the steady line")
-    after = warmup.get("timing_starts_after_step")
-    unsettled = warmup.get("unsettled_timed_steps") or []
+    after, unsettled = warmup.timing_starts_after_step, warmup.unsettled_timed_steps or []
     if unsettled:
-        return _check("timing_settled", False, f"timed steps {unsettled} took more than {warmup['settle_factor']}x the "
+        return _check("timing_settled", False, f"timed steps {unsettled} took more than {warmup.settle_factor}x the "
                       f"steady line after timing started (after step {after}): raise train.measure_warmup_steps")
     return _check("timing_settled", True, f"no step after step {after} of the run's first half was slower than "
-                  f"{warmup['settle_factor']}x the steady line")
+                  f"{warmup.settle_factor}x the steady line")
 
 
-def run_checks(record: dict[str, Any]) -> list[dict[str, Any]]:
-    train, log = record.get("train") or {}, (record.get("train") or {}).get("log") or []
-    world_size = int(train.get("world_size") or 1)
-    return [token_count(train), memory_order(record.get("memory") or {}),
-            eval_agreement(record.get("eval") or {}, world_size, (record.get("audit") or {}).get("base_dtype")),
-            loss_fell(log), grad_norm_positive(log), lora_changed(record.get("audit") or {}),
-            timing_settled(train.get("warmup") or {})]
+def run_checks(record: Result) -> list[Check]:
+    """Every check of one result; a section the run did not record is judged as empty (checks say n/a)."""
+    train, audit = record.train or Train(), record.audit or Audit()
+    log = train.log or []
+    return [token_count(train), memory_order(record.memory),
+            eval_agreement(record.eval or Eval(), int(train.world_size or 1), audit.base_dtype),
+            loss_fell(log), grad_norm_positive(log), lora_changed(audit), timing_settled(train.warmup)]

@@ -33,7 +33,8 @@ from typing import Any, Iterable, Sequence
 
 from harness.atomic import atomic_write_json, read_json
 from harness.measure.stats import difference_is_noise, summarize
-from harness.results import METRICS, flatten, load_results
+from harness.records import Result
+from harness.results import METRICS, flatten, load_records
 
 # The checks run when --check is not given. Throughput may not drop, memory and step time may not grow by
 # more than 5%; eval loss (a quality guard: a faster run that learns less is no win) may not rise by 0.02.
@@ -130,34 +131,34 @@ def parse_checks(spec: str | Iterable[str]) -> list[Check]:
 
 # ----------------------------------------------------------------------------------------------- records
 
-def ok_records(records: Iterable[dict[str, Any]], suite: str | None = None) -> list[dict[str, Any]]:
+def ok_records(records: Iterable[Result], suite: str | None = None) -> list[Result]:
     """Only successful runs are compared or accepted (a failure is a result, but has no figures)."""
-    return [r for r in records if r.get("status") == "ok" and (suite is None or r.get("suite") == suite)]
+    return [r for r in records if r.ok and (suite is None or r.suite == suite)]
 
 
-def machine_of(records: Sequence[dict[str, Any]]) -> str:
+def machine_of(records: Sequence[Result]) -> str:
     """The one machine_id of these results; results from several machines cannot share a baseline."""
-    machines = sorted({str((r.get("env") or {}).get("machine_id") or "unknown") for r in records})
+    machines = sorted({str(r.env.machine_id or "unknown") for r in records})
     if len(machines) != 1:
         raise CompareError(f"results come from several machines ({', '.join(machines)}): "
                            f"compare one machine's results at a time")
     return machines[0]
 
 
-def group_current(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str, str], list[dict[str, Any]]]:
+def group_current(records: Iterable[Result]) -> dict[tuple[str, str, str, str], list[Result]]:
     """(suite, point_hash, framework, version) -> records in repeat order. The baseline is keyed by
     (point_hash, framework) only, so each version of a bisection is compared with the same baseline."""
-    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, str, str], list[Result]] = {}
     for record in records:
         row = flatten(record)
         key = (str(row["suite"]), str(row["point_hash"]), str(row["framework"]), str(row["version"]))
         groups.setdefault(key, []).append(record)
     for group in groups.values():
-        group.sort(key=lambda r: (r.get("repeat") or 0, (r.get("phases") or {}).get("result_written") or 0))
+        group.sort(key=lambda r: (r.repeat or 0, r.phases.get("result_written") or 0))
     return dict(sorted(groups.items()))
 
 
-def metric_values(records: Iterable[dict[str, Any]], metric: str) -> list[float]:
+def metric_values(records: Iterable[Result], metric: str) -> list[float]:
     values = []
     for record in records:
         value = flatten(record)[metric]
@@ -201,17 +202,17 @@ def _iso(unix: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix)) if unix else None
 
 
-def baseline_entry(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def baseline_entry(records: Sequence[Result]) -> dict[str, Any]:
     """One (point_hash, framework) of a baseline from its ok repeats (a single version and job)."""
     first = flatten(records[0])
     versions = sorted({str(flatten(r)["version"]) for r in records})
-    jobs = sorted({str(r.get("job_hash")) for r in records})
+    jobs = sorted({str(r.job_hash) for r in records})
     if len(versions) > 1 or len(jobs) > 1:
         raise CompareError(f"cannot accept {first['framework']} at point {first['point_hash']}: the results hold "
                            f"several versions/jobs ({', '.join(versions)}; {', '.join(jobs)}); pass the result "
                            f"folders of one version")
-    newest = max(records, key=lambda r: (r.get("phases") or {}).get("result_written") or 0)
-    git = (newest.get("env") or {}).get("git") or {}
+    newest = max(records, key=lambda r: r.phases.get("result_written") or 0)
+    git = newest.env.git
     metrics = {}
     for name in METRICS:
         values = metric_values(records, name)
@@ -219,17 +220,16 @@ def baseline_entry(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             metrics[name] = values
     return {
         "point_hash": first["point_hash"], "framework": first["framework"], "version": versions[0],
-        "job_hash": jobs[0], "packages": (newest.get("framework") or {}).get("packages") or {},
+        "job_hash": jobs[0], "packages": newest.framework.packages or {},
         "model": first["model"], "dataset": first["dataset"],
-        "commit": git.get("commit"), "dirty": any(((r.get("env") or {}).get("git") or {}).get("dirty")
-                                                  for r in records),
-        "date": _iso((newest.get("phases") or {}).get("result_written")),
-        "run_ids": [r.get("run_id") for r in records],
+        "commit": git.commit, "dirty": any(r.env.git.dirty for r in records),
+        "date": _iso(newest.phases.get("result_written")),
+        "run_ids": [r.run_id for r in records],
         "metrics": metrics,
     }
 
 
-def build_baseline(records: Sequence[dict[str, Any]], *, suite: str, previous: dict[str, Any] | None = None,
+def build_baseline(records: Sequence[Result], *, suite: str, previous: dict[str, Any] | None = None,
                    command: str | None = None) -> dict[str, Any]:
     """The baseline for one suite from ok results of one machine. Entries of ``previous`` for other
     (point, framework) pairs are kept, so frameworks can be accepted one at a time."""
@@ -242,7 +242,7 @@ def build_baseline(records: Sequence[dict[str, Any]], *, suite: str, previous: d
     entries: dict[tuple[str, str], dict[str, Any]] = {}
     for entry in (previous or {}).get("entries", []):
         entries[(entry["point_hash"], entry["framework"])] = entry
-    by_pair: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    by_pair: dict[tuple[str, str], list[Result]] = {}
     for (_, point, framework, _), group in group_current(records).items():
         by_pair.setdefault((point, framework), []).extend(group)
     for pair, group in by_pair.items():
@@ -254,7 +254,7 @@ def build_baseline(records: Sequence[dict[str, Any]], *, suite: str, previous: d
     }
 
 
-def accept(records: Sequence[dict[str, Any]], path: Path, *, suite: str, command: str | None = None) -> dict[str, Any]:
+def accept(records: Sequence[Result], path: Path, *, suite: str, command: str | None = None) -> dict[str, Any]:
     """Write ``records`` as the baseline at ``path`` (atomically, merged with what is there)."""
     previous = load_baseline(path) if Path(path).is_file() else None
     baseline = build_baseline(records, suite=suite, previous=previous, command=command)
@@ -325,7 +325,7 @@ def verdict(check: Check, baseline_values: Sequence[float], current_values: Sequ
     return "ok", change
 
 
-def compare(records: Iterable[dict[str, Any]], baseline: dict[str, Any], checks: Sequence[Check]) -> Comparison:
+def compare(records: Iterable[Result], baseline: dict[str, Any], checks: Sequence[Check]) -> Comparison:
     """Compare ok ``records`` (one machine, the baseline's) with ``baseline`` metric by metric."""
     entries = {(e["point_hash"], e["framework"]): e for e in baseline.get("entries", [])}
     result = Comparison()
@@ -429,12 +429,12 @@ def run(argv: Sequence[str], *, out=None, err=None) -> int:
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise CompareError(f"no such results: {', '.join(missing)}")
-    records = ok_records(load_results(paths, warn=lambda msg: print(msg, file=err)), args.suite)
+    records = ok_records(load_records(paths, warn=lambda msg: print(msg, file=err)), args.suite)
     if not records:
         where = ", ".join(str(p) for p in paths)
         raise CompareError(f"no ok results{f' of suite {args.suite!r}' if args.suite else ''} in {where}")
     machine = machine_of(records)
-    suites = sorted({str(r.get("suite")) for r in records})
+    suites = sorted({str(r.suite) for r in records})
     if args.baseline and len(suites) > 1:
         raise CompareError(f"--baseline is one suite's file but the results hold {', '.join(suites)}: add --suite")
 

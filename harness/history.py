@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from harness.records import Result
 from harness.results import flatten
 
 HISTORY_DIR = "history"
@@ -23,18 +24,18 @@ def history_path(results_dir: Path, machine_id: str) -> Path:
     return Path(results_dir) / HISTORY_DIR / f"{machine_id}.jsonl"
 
 
-def history_entry(record: dict[str, Any]) -> dict[str, Any]:
-    env = record.get("env") or {}
+def history_entry(record: Result) -> dict[str, Any]:
+    env = record.env
     return {
         **flatten(record),
-        "git_commit": (env.get("git") or {}).get("commit"),
-        "git_dirty": (env.get("git") or {}).get("dirty"),
-        "packages": (record.get("framework") or {}).get("packages"),
-        "gpu_name": env.get("gpu_name"), "gpu_count": env.get("gpu_count"), "driver": env.get("driver"),
+        "git_commit": env.git.commit,
+        "git_dirty": env.git.dirty,
+        "packages": record.framework.packages if record.framework.has("packages") else None,
+        "gpu_name": env.gpu_name, "gpu_count": env.gpu_count, "driver": env.driver,
     }
 
 
-def append_history(record: dict[str, Any], results_dir: Path) -> Path:
+def append_history(record: Result, results_dir: Path) -> Path:
     entry = history_entry(record)
     path = history_path(results_dir, entry["machine_id"] or "unknown")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,11 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from harness.hub import REPO_ROOT, resolve_model
+
+if TYPE_CHECKING:
+    from harness.records import JobFile
 
 # Keys of the top-level config that describe the run's bookkeeping, not the job.
 _NOT_PART_OF_JOB = ("results_dir", "reports_dir", "report", "force", "timeout_s", "repeats",
@@ -113,9 +116,11 @@ def run_dir_for(results_dir: Path, job: Job, repeat: int) -> Path:
     return results_dir / job["suite"] / point / f"{fw['name']}-{fw['version']}-{job_hash(job)}" / f"r{repeat}"
 
 
-def write_job(run_dir: Path, job: Job) -> Path:
+def write_job(run_dir: Path, job: "JobFile") -> Path:
+    from harness import run_files
     from harness.atomic import atomic_write_json
 
-    path = run_dir / "job.json"
-    atomic_write_json(path, job)
+    path = run_dir / run_files.JOB
+    atomic_write_json(path, job.to_dict())
     return path
+

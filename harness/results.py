@@ -1,7 +1,8 @@
 """The result record: its layout, each metric's meaning and good direction, and loading into pandas.
 
-One ``result.json`` per run (see ``RESULT_LAYOUT``). Reports, compare and history read results only
-through :func:`load_results` / :func:`flatten`, so a corrupt file is reported by name and skipped.
+One ``result.json`` per run (see ``RESULT_LAYOUT``), typed as :class:`harness.records.Result`. Reports,
+compare and history read results only through :func:`load_records` / :func:`read_result`, so a corrupt file
+is reported by name and skipped, and an older schema is upgraded (harness/records/schema.py).
 """
 from __future__ import annotations
 
@@ -10,9 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from harness import run_files
 from harness.atomic import read_json
+from harness.records import Result, RecordError
+from harness.records.schema import SCHEMA_VERSION, upgrade
 
-SCHEMA_VERSION = 1
+__all__ = ["METRICS", "SCHEMA_VERSION", "STATUSES", "find_result_files", "flatten", "get_path", "load_records",
+           "parse_result", "read_result", "shape_problem", "to_frame"]
 STATUSES = ("ok", "failed", "unavailable", "oom", "timeout", "crashed", "interrupted")
 
 RESULT_LAYOUT = """
@@ -29,7 +34,9 @@ result.json
   eval: {loss, tokens, records, framework_loss, curve: [{step, tokens, loss}], target: {...}}
   memory: {nvml_peak_bytes, nvml_baseline_bytes, nvml_process_peak_bytes, torch_max_allocated_bytes,
            torch_max_reserved_bytes, timeline}
-  energy: {train_joules, joules_per_1k_tokens}
+  host: {cpu_count, cpu_shared, other_busy_cores_mean, ..., disclosure: {shared, because}}
+  gpu_activity: {mean_util_pct, max_power_w}
+  energy: {train_joules, method, joules_per_1k_tokens}
   mfu: {flops_per_token, formula, achieved_flops_per_s, peak_flops_per_s, mfu}
   audit: live-object fairness fields (harness/audit)
   checks: [{name, passed, detail}]
@@ -61,87 +68,97 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 )}
 
 
-def get_path(record: dict[str, Any], dotted: str) -> Any:
-    node: Any = record
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
+def get_path(record: Result, dotted: str) -> Any:  # the metric paths are data: see Result.lookup
+    """A recorded value by dotted path (a metric's ``path``), None where not recorded."""
+    return record.lookup(dotted)
 
 
-def flatten(record: dict[str, Any]) -> dict[str, Any]:
+def flatten(record: Result) -> dict[str, Any]:
     """One row per run: identity columns plus every metric (None where not measured)."""
-    job = record.get("job") or {}
-    fw = record.get("framework") or {}
     row = {
-        "run_id": record.get("run_id"), "run_dir": record.get("run_dir"), "suite": record.get("suite"),
-        "point_hash": record.get("point_hash"), "job_hash": record.get("job_hash"),
-        "framework": fw.get("name"), "version": fw.get("version"), "repeat": record.get("repeat"),
-        "status": record.get("status"), "reason": record.get("reason"),
-        "model": (job.get("model") or {}).get("name"), "dataset": (job.get("dataset") or {}).get("name"),
-        "machine_id": (record.get("env") or {}).get("machine_id"),
-        "finished_at": get_path(record, "phases.result_written"),
+        "run_id": record.run_id, "run_dir": record.run_dir, "suite": record.suite,
+        "point_hash": record.point_hash, "job_hash": record.job_hash,
+        "framework": record.framework.name, "version": record.framework.version, "repeat": record.repeat,
+        "status": record.status, "reason": record.reason,
+        "model": record.job.model.name, "dataset": record.job.dataset.name,
+        "machine_id": record.env.machine_id,
+        "finished_at": record.phases.get("result_written"),
     }
     for metric in METRICS.values():
-        row[metric.name] = get_path(record, metric.path)
+        row[metric.name] = record.lookup(metric.path)
     return row
 
 
 # What readers (report, audit, compare, history) rely on, beyond "it parses": a file that has the wrong
-# shape is skipped with its path and the first problem, never a traceback deep in a renderer.
+# shape is skipped with its path and the first problem, never a traceback deep in a renderer. The typed
+# record catches a section that is not an object (RecordError, naming it); these are the value checks.
 _TEXT_FIELDS = ("run_id", "run_dir", "suite", "job_hash", "point_hash", "reason", "log_tail")
-_OBJECT_FIELDS = ("framework", "job", "runtime", "env", "train", "eval", "audit", "phases", "durations", "memory",
-                  "gpu_activity", "energy", "mfu")
+_OBJECT_FIELDS = ("phases", "durations")
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def shape_problem(record: Any) -> str | None:
+def shape_problem(record: Result) -> str | None:
     """Why ``record`` is not a result record readers can use, or None when it is."""
-    if not isinstance(record, dict):
-        return f"not a result record (a JSON {type(record).__name__}, expected an object)"
-    status = record.get("status")
-    if status not in STATUSES:
-        return f"'status' is {status!r}, expected one of {', '.join(STATUSES)}"
-    framework = record.get("framework")
-    if not isinstance(framework, dict) or not isinstance(framework.get("name"), str):
+    if record.status not in STATUSES:
+        return f"'status' is {record.status!r}, expected one of {', '.join(STATUSES)}"
+    if not isinstance(record.framework.name, str):
         return "'framework' must be an object with a 'name'"
     for name in _TEXT_FIELDS:
-        if record.get(name) is not None and not isinstance(record[name], str):
-            return f"'{name}' is {type(record[name]).__name__}, expected text"
-    if record.get("repeat") is not None and (not isinstance(record["repeat"], int) or isinstance(record["repeat"], bool)):
-        return f"'repeat' is {record['repeat']!r}, expected an integer"
+        value = getattr(record, name)
+        if value is not None and not isinstance(value, str):
+            return f"'{name}' is {type(value).__name__}, expected text"
+    if record.repeat is not None and (not isinstance(record.repeat, int) or isinstance(record.repeat, bool)):
+        return f"'repeat' is {record.repeat!r}, expected an integer"
     for name in _OBJECT_FIELDS:
-        if record.get(name) is not None and not isinstance(record[name], dict):
-            return f"'{name}' is {type(record[name]).__name__}, expected an object"
-    for parent, name in (("framework", "packages"), ("env", "git")):
-        value = (record.get(parent) or {}).get(name)
-        if value is not None and not isinstance(value, dict):
-            return f"'{parent}.{name}' is {type(value).__name__}, expected an object"
-    job = record.get("job") or {}
-    for name in ("framework", "model", "dataset", "train", "launcher"):
-        if name in job and not isinstance(job[name], dict):
-            return f"'job.{name}' is {type(job[name]).__name__}, expected an object"
-    if "fairness" in job and job["fairness"] not in ("strict", "native"):
-        return f"'job.fairness' is {job['fairness']!r}, expected strict or native"
-    log = (record.get("train") or {}).get("log")
+        if not isinstance(getattr(record, name), dict):
+            return f"'{name}' is {type(getattr(record, name)).__name__}, expected an object"
+    if not isinstance(record.framework.packages, dict):
+        return f"'framework.packages' is {type(record.framework.packages).__name__}, expected an object"
+    if not isinstance(record.job.train, dict):
+        return f"'job.train' is {type(record.job.train).__name__}, expected an object"
+    if record.job.fairness is not None and record.job.fairness not in ("strict", "native"):
+        return f"'job.fairness' is {record.job.fairness!r}, expected strict or native"
+    log = record.train.log if record.train is not None else None
     if log is not None and (not isinstance(log, list) or not all(isinstance(e, dict) for e in log)):
         return "'train.log' must be a list of objects"
     for name in ("phases", "durations"):
-        bad = [k for k, v in (record.get(name) or {}).items() if v is not None and not _is_number(v)]
+        bad = [k for k, v in getattr(record, name).items() if v is not None and not _is_number(v)]
         if bad:
             return f"'{name}.{bad[0]}' is not a number"
-    checks = record.get("checks")
-    if checks is not None and (not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks)):
-        return "'checks' must be a list of objects"
     for metric in METRICS.values():
-        value = get_path(record, metric.path)
+        value = record.lookup(metric.path)
         if value is not None and not _is_number(value):
             return f"'{metric.path}' is {value!r}, expected a number"
     return None
+
+
+def parse_result(data: Any) -> Result:
+    """The typed record of one result.json's content, upgraded to the current schema; ValueError
+    (RecordError) naming the first problem when it is not one."""
+    if not isinstance(data, dict):
+        raise RecordError(f"not a result record (a JSON {type(data).__name__}, expected an object)")
+    for name in ("checks", "checks_at_run"):
+        value = data.get(name)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(c, dict) for c in value)):
+            raise RecordError(f"'{name}' must be a list of objects")
+    record = Result.from_dict(upgrade(data))
+    problem = shape_problem(record)
+    if problem:
+        raise RecordError(problem)
+    return record
+
+
+def read_result(path: Path) -> Result:
+    """One result.json, typed, with ``source`` set; OSError / ValueError naming the file."""
+    try:
+        record = parse_result(read_json(path))
+    except RecordError as err:
+        raise RecordError(f"{path}: {err}") from None
+    record.source = str(path)
+    return record
 
 
 def find_result_files(paths: Iterable[Path]) -> list[Path]:
@@ -151,45 +168,39 @@ def find_result_files(paths: Iterable[Path]) -> list[Path]:
         if path.is_file():
             found.append(path)
         elif path.is_dir():
-            found.extend(p for p in sorted(path.rglob("result.json")) if ".hydra" not in p.parts)
+            found.extend(p for p in sorted(path.rglob(run_files.RESULT)) if ".hydra" not in p.parts)
     return found
 
 
-def load_results(paths: Iterable[Path], *, warn=lambda msg: print(msg, file=sys.stderr)) -> list[dict[str, Any]]:
-    """Load every result.json under ``paths``; a corrupt or truncated one is named and skipped."""
+def load_records(paths: Iterable[Path], *, warn=lambda msg: print(msg, file=sys.stderr)) -> list[Result]:
+    """Every result.json under ``paths`` as a typed record; a corrupt or truncated one is named and skipped."""
     records = []
     for path in find_result_files(paths):
         try:
-            record = read_json(path)
-            problem = shape_problem(record)
-            if problem:
-                raise ValueError(f"{path}: {problem}")
+            record = read_result(path)
         except (OSError, ValueError) as err:
             warn(f"skipped: {err}")
             continue
-        # Where the record was read from: run folders move (a clone elsewhere, results copied back
-        # from a GPU machine), so files beside result.json are found from here, not from run_dir.
-        record["_source"] = str(path)
-        _judge_checks_again(record)
+        judge_checks_again(record)
         records.append(record)
     return records
 
 
-def _judge_checks_again(record: dict[str, Any]) -> None:
+def judge_checks_again(record: Result) -> None:
     """Cross-checks are a judgement of recorded measurements: every result is judged by today's rules
     (one rule for old and new results alike), the verdict written at run time kept as ``checks_at_run``
     where it differs. The measurements themselves are never touched."""
-    if record.get("status") != "ok" or not record.get("checks"):
+    if record.status != "ok" or not record.checks:
         return
     from harness.checks import run_checks  # noqa: PLC0415
 
     now = run_checks(record)
-    if [(c["name"], c["passed"]) for c in now] != [(c.get("name"), c.get("passed")) for c in record["checks"]]:
-        record["checks_at_run"] = record["checks"]
-    record["checks"] = now
+    if [(c.name, c.passed) for c in now] != [(c.name, c.passed) for c in record.checks]:
+        record.checks_at_run = record.checks
+    record.checks = now
 
 
-def to_frame(records: list[dict[str, Any]]):
+def to_frame(records: list[Result]):
     import pandas as pd
 
     return pd.DataFrame([flatten(r) for r in records])

@@ -13,14 +13,17 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig
 
-from harness import envs, interrupts
+from harness import envs, interrupts, run_files
 from harness.atomic import atomic_write_json
 from harness.config import validate
 from harness.data import PreparedData, prepare, write_jsonl
 from harness.job import Job, job_from_config, job_hash, point_hash, run_dir_for, write_job
 from harness.measure.nvml_sampler import NvmlSampler, cuda_available
 from harness.record import build_record
-from harness.runner import LOG_NAME, RESULT_NAME, existing_ok_result, log_tail, spawn_worker
+from harness.records import JobFile, JobSpec, Result, Runtime
+from harness.runner import existing_ok_result, log_tail, spawn_worker
+
+RESULT_NAME, LOG_NAME = run_files.RESULT, run_files.WORKER_LOG
 
 
 def interpreter(cfg: DictConfig) -> str:
@@ -45,11 +48,10 @@ def world_size(job: Job) -> int:
     return int(launcher.get("nproc", 1)) if launcher.get("name") == "torchrun" else 1
 
 
-def _runtime(job: Job, run_dir: Path, repeat: int) -> Job:
-    runtime_job = dict(job)
-    runtime_job["runtime"] = {"run_dir": str(run_dir), "data_dir": str(run_dir / "data"), "repeat": repeat,
-                              "world_size": world_size(job)}
-    return runtime_job
+def _runtime(job: Job, run_dir: Path, repeat: int) -> JobFile:
+    """The job.json of this run: the job and the parent's part of its runtime."""
+    return JobFile(spec=JobSpec.from_dict(job), runtime=Runtime.for_run(
+        run_dir=str(run_dir), data_dir=str(run_dir / run_files.DATA), repeat=repeat, world_size=world_size(job)))
 
 
 def _single_process_only(job: Job) -> str | None:
@@ -61,15 +63,15 @@ def _single_process_only(job: Job) -> str | None:
     return load_adapter(job["framework"]["name"]).multi_gpu_unsupported
 
 
-OnRecord = Callable[[dict[str, Any]], None]
+OnRecord = Callable[[Result], None]
 
 
-def _noop(record: dict[str, Any]) -> None:
+def _noop(record: Result) -> None:
     pass
 
 
 def run_one(cfg: DictConfig, job: Job, data: PreparedData, repeat: int, position: str = "",
-            on_record: OnRecord = _noop) -> dict[str, Any]:
+            on_record: OnRecord = _noop) -> Result:
     """Run (or skip, on resume) one repeat; ``on_record`` hears of its record as soon as it exists,
     an interrupted run's included (the caller's list of finished runs stays whole when a signal
     stops the sweep)."""
@@ -87,12 +89,12 @@ def run_one(cfg: DictConfig, job: Job, data: PreparedData, repeat: int, position
             return earlier
         earlier = _unavailable_here(run_dir)
         if earlier is not None:  # retrying would only append the same 'unavailable' to the history again
-            print(f"[{label}] skipped: unavailable on this machine ({earlier.get('reason')}) at "
+            print(f"[{label}] skipped: unavailable on this machine ({earlier.reason}) at "
                   f"{run_dir / RESULT_NAME} (force=true retries)", flush=True)
             on_record(earlier)  # still one of the sweep's runs: its summary and report name it
             return earlier
-    write_jsonl(run_dir / "data" / "train.jsonl", data.train)
-    write_jsonl(run_dir / "data" / "eval.jsonl", data.eval)
+    write_jsonl(run_dir / run_files.DATA / "train.jsonl", data.train)
+    write_jsonl(run_dir / run_files.DATA / "eval.jsonl", data.eval)
     runtime_job = _runtime(job, run_dir, repeat)
     write_job(run_dir, runtime_job)
     print(f"[{label}] running in {run_dir}", flush=True)
@@ -125,47 +127,44 @@ def run_one(cfg: DictConfig, job: Job, data: PreparedData, repeat: int, position
     return record
 
 
-def _unavailable_here(run_dir: Path) -> dict[str, Any] | None:
+def _unavailable_here(run_dir: Path) -> Result | None:
     """An earlier 'unavailable' result of this run dir recorded on this kind of machine, or None.
     One copied from another machine (a CPU box's unsloth result on a GPU node) is retried."""
-    from harness.atomic import read_json
     from harness.environment import environment
+    from harness.results import read_result
 
     try:
-        record = read_json(run_dir / RESULT_NAME)
+        record = read_result(run_dir / RESULT_NAME)
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or record.get("status") != "unavailable":
+    if record.status != "unavailable":
         return None
     here = environment().get("machine_id")
-    return record if (record.get("env") or {}).get("machine_id") == here else None
+    return record if record.env.machine_id == here else None
 
 
-def _finish(run_dir: Path, job: Job, view: dict[str, Any], sampler: NvmlSampler, cfg: DictConfig,
-            repeat: int) -> dict[str, Any]:
+def _finish(run_dir: Path, job: JobFile, view: dict[str, Any], sampler: NvmlSampler, cfg: DictConfig,
+            repeat: int) -> Result:
+    spec = job.spec.to_dict()
     record = build_record(job=job, view=view, sampler=sampler, run_dir=run_dir, repeat=repeat,
-                          job_hash=job_hash(_strip_runtime(job)), point_hash=point_hash(_strip_runtime(job)))
-    sampler.write_timeline(run_dir / "memory_timeline.csv")
+                          job_hash=job_hash(spec), point_hash=point_hash(spec))
+    sampler.write_timeline(run_dir / run_files.MEMORY_TIMELINE)
     if not cfg.keep_outputs:
         # Adapters, checkpoints and the data copy are large and not results: the job hash and
         # the data digest in job.json say how to recreate them.
-        for name in ("framework_output", "data", "bare_output"):
+        for name in run_files.DISPOSABLE:
             shutil.rmtree(run_dir / name, ignore_errors=True)
-    atomic_write_json(run_dir / RESULT_NAME, record)
+    atomic_write_json(run_dir / RESULT_NAME, record.to_dict())
     from harness.history import append_history
 
     append_history(record, Path(cfg.results_dir))
-    reason = f": {record['reason']}" if record["status"] != "ok" else ""
-    print(f"[{job['framework']['name']} r{repeat}] {record['status']}{reason}", flush=True)
+    reason = f": {record.reason}" if not record.ok else ""
+    print(f"[{job.spec.framework.name} r{repeat}] {record.status}{reason}", flush=True)
     return record
 
 
-def _strip_runtime(job: Job) -> Job:
-    return {k: v for k, v in job.items() if k != "runtime"}
-
-
 def execute(cfg: DictConfig, *, job_num: int | None = None, total_jobs: int | None = None,
-            on_record: OnRecord = _noop) -> list[dict[str, Any]]:
+            on_record: OnRecord = _noop) -> list[Result]:
     """Run every repeat of this config; return the records (validation errors raise ConfigError).
 
     ``job_num`` (0-based) / ``total_jobs``: this Hydra job's place in the sweep, for the progress line

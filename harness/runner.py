@@ -20,12 +20,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import interrupts
+from harness import interrupts, run_files
 from harness.atomic import read_json
 from harness.hub import REPO_ROOT
+from harness.records import Result, WorkerResult
 
-LOG_NAME = "worker.log"
-RESULT_NAME = "result.json"
+LOG_NAME = run_files.WORKER_LOG  # kept for importers; the name lives in harness.run_files
+RESULT_NAME = run_files.RESULT
 KILL_GRACE_S = 10.0
 POLL_S = 1.0  # how often the parent reads the worker log for progress lines
 PROGRESS_PREFIX = b"step "
@@ -147,9 +148,10 @@ def _status_from_exit(returncode: int, timed_out: bool) -> tuple[str, str]:
 
 def spawn_worker(run_dir: Path, python: str, timeout_s: float, sampler: Any,
                  launcher: dict[str, Any] | None = None, label: str | None = None) -> dict[str, Any]:
-    """Run the worker; return the parent's view: status (if the child wrote none), wall time, log tail."""
-    log_path = run_dir / LOG_NAME
-    (run_dir / "worker_result.json").unlink(missing_ok=True)
+    """Run the worker; return the parent's view: status (if the child wrote none), wall time, log tail, and
+    the worker's :class:`WorkerResult` under "worker" when it wrote one."""
+    log_path = run_dir / run_files.WORKER_LOG
+    (run_dir / run_files.WORKER_RESULT).unlink(missing_ok=True)
     started = time.time()
     with open(log_path, "wb") as log:
         # An argument list, never a shell: no config value is ever interpreted by one.
@@ -178,11 +180,11 @@ def spawn_worker(run_dir: Path, python: str, timeout_s: float, sampler: Any,
         tail.poll()
     view: dict[str, Any] = {"wall_time_s": round(time.time() - started, 3), "returncode": proc.returncode,
                             "spawned_at": started}
-    worker_result = run_dir / "worker_result.json"
+    worker_result = run_dir / run_files.WORKER_RESULT
     if worker_result.exists() and not timed_out:
         try:
-            view["worker"] = read_json(worker_result)
-        except ValueError as err:
+            view["worker"] = WorkerResult.from_dict(read_json(worker_result), run_files.WORKER_RESULT)
+        except ValueError as err:  # corrupt JSON, or not the worker's record (RecordError names the field)
             view["status"], view["reason"] = "crashed", str(err)
     if "worker" not in view and "status" not in view:
         view["status"], view["reason"] = _status_from_exit(proc.returncode, timed_out)
@@ -190,14 +192,16 @@ def spawn_worker(run_dir: Path, python: str, timeout_s: float, sampler: Any,
     return view
 
 
-def existing_ok_result(run_dir: Path) -> dict[str, Any] | None:
+def existing_ok_result(run_dir: Path) -> Result | None:
     """An earlier ok result in ``run_dir`` (resume); a corrupt one is reported and ignored."""
-    path = run_dir / RESULT_NAME
+    from harness.results import read_result  # noqa: PLC0415  (results imports pandas lazily, runner stays light)
+
+    path = run_files.result_path(run_dir)
     if not path.exists():
         return None
     try:
-        record = read_json(path)
-    except ValueError as err:
+        record = read_result(path)
+    except (OSError, ValueError) as err:
         print(f"warning: {err}; running it again", file=sys.stderr)
         return None
-    return record if record.get("status") == "ok" else None
+    return record if record.ok else None

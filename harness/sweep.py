@@ -22,7 +22,9 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from harness import run_files
 from harness.atomic import atomic_write_json, read_json
+from harness.records import Result
 
 RUNS_FILE = "runs.json"
 
@@ -70,27 +72,27 @@ def task(cfg: DictConfig) -> None:
     _Active.config = cfg
     paths: list[str] = []
 
-    def finished(record: dict[str, Any]) -> None:
-        paths.append(str(Path(record["run_dir"]) / "result.json"))
+    def finished(record: Result) -> None:
+        paths.append(str(run_files.result_path(record.run_dir)))
         atomic_write_json(out_dir / RUNS_FILE, paths)
 
     execute(cfg, job_num=job_num, total_jobs=total, on_record=finished)
 
 
-def _collect(root: Path) -> list[dict[str, Any]]:
-    from harness.results import load_results
+def _collect(root: Path) -> list[Result]:
+    from harness.results import load_records
 
     paths: list[Path] = []
     for runs_file in sorted(root.rglob(RUNS_FILE)):
         paths.extend(Path(p) for p in read_json(runs_file))
-    return load_results(p for p in paths if p.exists())
+    return load_records(p for p in paths if p.exists())
 
 
 def _conclude(root: Path, config: DictConfig) -> None:
     SweepOutcome.concluded = False
     records = _collect(root)
     # 'unavailable' (unsloth on a machine without CUDA, say) is reported, but is not a failure.
-    SweepOutcome.not_ok = sum(r["status"] not in ("ok", "unavailable") for r in records)
+    SweepOutcome.not_ok = sum(r.status not in ("ok", "unavailable") for r in records)
     from harness.audit.fairness import audit_sweep, write_audit
 
     audits = audit_sweep(records, config.fairness)

@@ -18,19 +18,21 @@ from harness import phases
 phases.mark("process_start")
 
 import importlib.metadata  # noqa: E402
-import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from harness.atomic import atomic_write_json  # noqa: E402
+from harness import run_files  # noqa: E402
+from harness.atomic import atomic_write_json, read_json  # noqa: E402
 from harness.frameworks import Adapter, load_adapter  # noqa: E402
 from harness.frameworks.base import (FRAMEWORK_EVAL_BATCH, PAD_TO_MULTIPLE_OF,  # noqa: E402
                                      FrameworkUnavailable)
-
-RESULT_NAME = "worker_result.json"
+from harness.records import JobFile, Runtime, WorkerResult  # noqa: E402
+from harness.records.audit import Audit  # noqa: E402
+from harness.records.memory import Memory  # noqa: E402
+from harness.records.training import Eval, Train  # noqa: E402
 
 
 def package_versions(names: tuple[str, ...]) -> dict[str, str | None]:
@@ -74,17 +76,20 @@ def _is_oom(err: BaseException) -> bool:
 
 
 def _runtime(job: dict[str, Any]) -> None:
-    """Facts of this process the adapters need: device, precision support, resolved model folder."""
+    """Facts of this process the adapters need: device, precision support (the worker's part of the
+    runtime; the parent's came in job.json). The adapters read the job as a mapping."""
     import torch
 
+    runtime = Runtime.from_dict(job["runtime"], "job.runtime")
     cuda = torch.cuda.is_available()
     if "WORLD_SIZE" in os.environ:  # started by torchrun: what it actually launched
-        job["runtime"]["world_size"] = int(os.environ["WORLD_SIZE"])
-        job["runtime"]["rank"] = rank()
-    job["runtime"]["device"] = "cuda" if cuda else "cpu"
-    job["runtime"]["bf16_supported"] = bool(cuda and torch.cuda.is_bf16_supported())
-    job["runtime"]["gpu_name"] = torch.cuda.get_device_name(0) if cuda else None
-    job["runtime"]["torch_cuda"] = torch.version.cuda  # the CUDA torch was built for (None: a CPU build)
+        runtime.world_size = int(os.environ["WORLD_SIZE"])
+        runtime.rank = rank()
+    runtime.device = "cuda" if cuda else "cpu"
+    runtime.bf16_supported = bool(cuda and torch.cuda.is_bf16_supported())
+    runtime.gpu_name = torch.cuda.get_device_name(0) if cuda else None
+    runtime.torch_cuda = torch.version.cuda  # the CUDA torch was built for (None: a CPU build)
+    job["runtime"] = runtime.to_dict()
 
 
 def _build_model(job: dict[str, Any]) -> None:
@@ -97,7 +102,7 @@ def _build_model(job: dict[str, Any]) -> None:
     phases.mark("model_built")
 
 
-def _train_and_measure(job: dict[str, Any], adapter: Adapter, result: dict[str, Any]) -> None:
+def _train_and_measure(job: dict[str, Any], adapter: Adapter, result: WorkerResult) -> None:
     from harness.audit.live_fields import read_live_fields
     from harness.data import read_split
     from harness.live import LiveObjects
@@ -118,18 +123,19 @@ def _train_and_measure(job: dict[str, Any], adapter: Adapter, result: dict[str, 
         trained = adapter.train(job, callbacks)
     finally:
         # Whatever happened, keep what was measured so far (an OOM keeps its peak and its steps).
-        result["train"] = meter.summary()
-        result["memory"] = meter.train_memory or torch_memory()
+        result.train = Train.from_dict(meter.summary(), "train")
+        result.memory = Memory.from_dict(meter.train_memory or torch_memory(), "memory")
     if meter.dist_backend:
         job["runtime"]["dist_backend"] = meter.dist_backend
-    result["memory"] = _memory_headline(meter.train_memory_per_rank, result["memory"])
+    headline = _memory_headline(meter.train_memory_per_rank, result.memory.to_dict())
+    result.memory = Memory.from_dict(headline, "memory")
     if rank() != 0:
         return  # rank 0 evaluates and writes the result
     phases.mark("framework_eval_end")
     # The StepMeter reset the allocator's peaks at train end: this is the framework's own evaluation's.
-    phase_peaks = {"train": result["memory"], "framework_eval": torch_memory()}
-    result["train"]["train_call_s"] = trained.train_call_s
-    result["audit"] = read_live_fields(live, meter, job, adapter)
+    phase_peaks = {"train": headline, "framework_eval": torch_memory()}
+    result.train.train_call_s = trained.train_call_s
+    result.audit = Audit.from_dict(read_live_fields(live, meter, job, adapter), "audit")
     _release_cached_memory()
     # A framework whose entry point returns nothing (Trained's fields None): what its Trainer gave our callbacks.
     model = trained.model if trained.model is not None else live.model
@@ -147,12 +153,12 @@ def _train_and_measure(job: dict[str, Any], adapter: Adapter, result: dict[str, 
     for cb in callbacks:
         if isinstance(cb, PeriodicEval):
             eval_result.update(cb.summary())
-    result["eval"] = eval_result
+    result.eval = Eval.from_dict(eval_result, "eval")
     phases.mark("eval_end")
     # The headline stays the training phase's; each phase's peaks and the whole run's beside it.
-    result["memory"]["phase_peaks"] = {name: {k: v for k, v in peaks.items() if k != "per_rank"}
-                                       for name, peaks in phase_peaks.items()}
-    result["memory"]["run_peaks"] = {key: max((p[key] for p in phase_peaks.values() if p.get(key) is not None),
+    result.memory.phase_peaks = {name: {k: v for k, v in peaks.items() if k != "per_rank"}
+                                 for name, peaks in phase_peaks.items()}
+    result.memory.run_peaks = {key: max((p[key] for p in phase_peaks.values() if p.get(key) is not None),
                                               default=None) for key in ("torch_max_allocated_bytes",
                                                                         "torch_max_reserved_bytes")}
 
@@ -168,11 +174,10 @@ def _release_cached_memory() -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def run(run_dir: Path) -> dict[str, Any]:
-    job = json.loads((run_dir / "job.json").read_text(encoding="utf-8"))
+def run(run_dir: Path) -> WorkerResult:
+    job = JobFile.from_dict(read_json(run_dir / run_files.JOB), run_files.JOB).to_dict()  # the adapters' view
     adapter = load_adapter(job["framework"]["name"])
-    result: dict[str, Any] = {"status": "failed", "reason": ""}
-    result["framework_packages"] = package_versions(adapter.packages)
+    result = WorkerResult(status="failed", reason="", framework_packages=package_versions(adapter.packages))
     try:
         try:
             if job["runtime"].get("world_size", 1) > 1 and adapter.multi_gpu_unsupported:
@@ -184,25 +189,25 @@ def run(run_dir: Path) -> dict[str, Any]:
         phases.mark("imports_done")
         _build_model(job)
         _train_and_measure(job, adapter, result)
-        result["status"], result["reason"] = "ok", ""
+        result.status, result.reason = "ok", ""
     except FrameworkUnavailable as err:
-        result["status"], result["reason"] = "unavailable", str(err)
+        result.status, result.reason = "unavailable", str(err)
     except BaseException as err:  # noqa: BLE001  every fault becomes a result
         if isinstance(err, KeyboardInterrupt):
-            result["status"], result["reason"] = "interrupted", "interrupted (SIGINT)"
+            result.status, result.reason = "interrupted", "interrupted (SIGINT)"
         elif _is_oom(err):
-            result["status"], result["reason"] = "oom", f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
+            result.status, result.reason = "oom", f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
         else:
-            result["status"], result["reason"] = "failed", f"{type(err).__name__}: {str(err)[:300]}"
-        result["traceback"] = traceback.format_exc()[-4000:]
+            result.status, result.reason = "failed", f"{type(err).__name__}: {str(err)[:300]}"
+        result.traceback = traceback.format_exc()[-4000:]
         traceback.print_exc()
-    result["runtime"] = {k: v for k, v in job["runtime"].items() if isinstance(v, (str, int, float, bool, type(None)))}
-    result["model_path"] = job["model"]["path"]
+    result.runtime = Runtime.from_dict(job["runtime"]).plain()
+    result.model_path = job["model"]["path"]
     if rank() != 0:
         return result  # only rank 0 writes worker_result.json
     phases.mark("result_written")
-    result["phases"] = phases.marks()
-    atomic_write_json(run_dir / RESULT_NAME, result)
+    result.phases = phases.marks()
+    atomic_write_json(run_dir / run_files.WORKER_RESULT, result.to_dict())
     return result
 
 
@@ -212,12 +217,12 @@ def main(argv: list[str]) -> int:
         return 2
     result = run(Path(argv[0]))
     if rank() == 0:
-        print(f"worker: {result['status']} {result['reason']}".rstrip(), flush=True)
+        print(f"worker: {result.status} {result.reason}".rstrip(), flush=True)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if distributed and result["status"] == "ok":
+    if distributed and result.status == "ok":
         _leave_process_group()
     # Under torchrun a failed rank must exit non-zero, or its peers wait in a collective until timeout.
-    return 1 if distributed and result["status"] not in ("ok", "unavailable") else 0
+    return 1 if distributed and result.status not in ("ok", "unavailable") else 0
 
 
 def _leave_process_group() -> None:

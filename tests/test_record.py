@@ -42,11 +42,13 @@ class SummarySampler(TimelineSampler):
 
 def _record(sampler, phases):
     from harness.record import build_record
+    from harness.records import JobFile, WorkerResult
 
-    job = {"framework": {"name": "fake", "version": "0"}, "suite": "s", "train": {"gradient_checkpointing": True}}
-    worker = {"status": "failed", "reason": "x", "phases": phases, "train": {"tokens": 1000}}
+    job = JobFile.from_dict({"framework": {"name": "fake", "version": "0"}, "suite": "s",
+                             "train": {"gradient_checkpointing": True}})
+    worker = WorkerResult.from_dict({"status": "failed", "reason": "x", "phases": phases, "train": {"tokens": 1000}})
     return build_record(job=job, view={"worker": worker, "wall_time_s": 9.0}, sampler=sampler, run_dir=None,
-                        repeat=0, job_hash="j", point_hash="p")
+                        repeat=0, job_hash="j", point_hash="p").to_dict()
 
 
 def test_energy_method_is_the_samplers_source_and_each_phase_has_its_peak():

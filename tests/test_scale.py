@@ -3,6 +3,11 @@ unsloth refused at nproc > 1, a submitit_local sweep, progress lines, scaling ef
 GPU runs of the same paths: benchmarks/h200_session.sh stage_scaling."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.records import Result
+
 import csv
 import json
 import os
@@ -211,12 +216,14 @@ def test_launcher_validation_and_hash():
     assert job_hash(two) != job_hash(base) and point_hash(two) != point_hash(base)
 
 
-def _record(nproc: int, rate: float, fw: str = "trl", repeat: int = 0) -> dict:
+def _record(nproc: int, rate: float, fw: str = "trl", repeat: int = 0) -> Result:
+    from harness.records import Result
+
     launcher = {"name": "torchrun", "nproc": nproc}
-    return {"status": "ok", "repeat": repeat, "framework": {"name": fw, "version": "1"}, "point_hash": f"p{nproc}",
+    return Result.from_dict({"status": "ok", "repeat": repeat, "framework": {"name": fw, "version": "1"}, "point_hash": f"p{nproc}",
             "job": {"framework": {"name": fw, "version": "1"}, "model": {"name": "m", "path": f"/{nproc}"},
                     "dataset": {"name": "d"}, "train": {"max_steps": 5, "batch_size": 8}, "launcher": launcher},
-            "train": {"tokens_per_s": rate}}
+            "train": {"tokens_per_s": rate}})
 
 
 def test_scaling_efficiency_table():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from harness.audit.fairness import audit_sweep, write_audit
 from harness.cli_args import OneLineParser, parse
-from harness.results import load_results
+from harness.results import load_records
 
 
 def main(argv: list[str]) -> int:
@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
     if missing:
         print(f"error: no such results: {', '.join(missing)}", file=sys.stderr)
         return 2
-    records = load_results(args.results)
+    records = load_records(args.results)
     if not records:
         print("error: no result.json found under " + ", ".join(map(str, args.results)), file=sys.stderr)
         return 2

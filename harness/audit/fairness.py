@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    from harness.records import Result
 
 REL_TOL = 1e-6
 
@@ -112,13 +115,11 @@ def diff_point(audits: dict[str, dict[str, Any]], *, strict_fields: Iterable[str
     return {"fields": rows, "mismatches": mismatches, "valid": not mismatches}
 
 
-def run_label(record: dict[str, Any]) -> str:
-    fw = record.get("framework") or {}
-    label = f"{fw.get('name')}-{fw.get('version')}"
-    return label
+def run_label(record: Result) -> str:
+    return record.label
 
 
-def audit_point(records: list[dict[str, Any]], mode: str = "strict") -> dict[str, Any]:
+def audit_point(records: list[Result], mode: str = "strict") -> dict[str, Any]:
     """The fairness verdict of ONE sweep point from its result records (status ``ok`` only).
 
     Repeats of the same framework version are folded into one label: the first ok repeat's audit is
@@ -129,27 +130,28 @@ def audit_point(records: list[dict[str, Any]], mode: str = "strict") -> dict[str
     """
     if mode not in ("strict", "native"):
         raise ValueError(f"fairness mode must be strict or native, got {mode!r}")
-    ok = [r for r in records if r.get("status") == "ok"]
-    skipped = sorted({run_label(r) for r in records if r.get("status") != "ok"})
-    by_label: dict[str, list[dict[str, Any]]] = {}
-    for r in sorted(ok, key=lambda r: (run_label(r), r.get("repeat") or 0)):
+    ok = [r for r in records if r.ok]
+    skipped = sorted({run_label(r) for r in records if not r.ok})
+    by_label: dict[str, list[Result]] = {}
+    for r in sorted(ok, key=lambda r: (run_label(r), r.repeat or 0)):
         by_label.setdefault(run_label(r), []).append(r)
     audits: dict[str, dict[str, Any]] = {}
     missing_audit: list[str] = []
     repeat_mismatches: list[dict[str, Any]] = []
     for label, runs in by_label.items():
-        with_audit = [r for r in runs if isinstance(r.get("audit"), dict)]
+        with_audit = [r for r in runs if r.audit is not None]
         if not with_audit:
             missing_audit.append(label)
             audits[label] = {}
             continue
-        audits[label] = with_audit[0]["audit"]
+        audits[label] = with_audit[0].audit.fields()
         if len(with_audit) > 1:
-            rep = diff_point({f"{label}#r{r.get('repeat', i)}": r["audit"] for i, r in enumerate(with_audit)})
+            rep = diff_point({f"{label}#r{r.repeat if r.has('repeat') else i}": r.audit.fields()
+                              for i, r in enumerate(with_audit)})
             repeat_mismatches.extend({**m, "label": label} for m in rep["mismatches"])
     result = diff_point(audits)
     result["mode"] = mode
-    result["point_hash"] = next((r.get("point_hash") for r in records if r.get("point_hash")), None)
+    result["point_hash"] = next((r.point_hash for r in records if r.point_hash), None)
     result["labels"] = sorted(audits)
     result["skipped"] = skipped
     result["missing_audit"] = missing_audit
@@ -163,11 +165,11 @@ def audit_point(records: list[dict[str, Any]], mode: str = "strict") -> dict[str
     return result
 
 
-def audit_sweep(records: list[dict[str, Any]], mode: str = "strict") -> list[dict[str, Any]]:
+def audit_sweep(records: list[Result], mode: str = "strict") -> list[dict[str, Any]]:
     """One :func:`audit_point` per sweep point (records grouped by ``point_hash``), in first-seen order."""
-    groups: dict[Any, list[dict[str, Any]]] = {}
+    groups: dict[Any, list[Result]] = {}
     for r in records:
-        groups.setdefault(r.get("point_hash"), []).append(r)
+        groups.setdefault(r.point_hash, []).append(r)
     return [audit_point(group, mode) for group in groups.values()]
 
 

@@ -112,16 +112,14 @@ def step_clocks(series: ClockSeries, log: list[dict[str, Any]]) -> list[float | 
     return out
 
 
-def clocks_record(series: ClockSeries | None, train: dict[str, Any] | None,
+def clocks_record(series: ClockSeries | None, log: list[dict[str, Any]], starts_after: int | None,
                   power_limit_w: float | None = None) -> dict[str, Any] | None:
-    """The result's ``gpu_clocks`` section: the timed window's summary, the mean clock of every step
-    (``per_step_sm_mhz``, aligned with ``train.log``) and the board's enforced power limit.
-    None without readings (no NVML, or a driver without clock queries)."""
-    if series is None or not series.points or not train or not train.get("log"):
+    """The result's ``gpu_clocks`` section: the timed window's summary (the steps after ``starts_after``),
+    the mean clock of every step (``per_step_sm_mhz``, aligned with ``train.log``) and the board's
+    enforced power limit. None without readings (no NVML, or a driver without clock queries)."""
+    if series is None or not series.points or not log:
         return None
-    log = train["log"]
-    starts_after = int((train.get("warmup") or {}).get("timing_starts_after_step") or train.get("warmup_steps") or 0)
-    timed = [s for s in log if s.get("step", 0) > starts_after and s.get("t_end") is not None]
+    timed = [s for s in log if s.get("step", 0) > int(starts_after or 0) and s.get("t_end") is not None]
     window: list[ClockPoint] = []
     if timed:
         t0 = float(timed[0]["t_end"]) - float(timed[0]["time_s"])

@@ -63,13 +63,13 @@ def main(argv: list[str]) -> int:
                             warn=lambda msg: print(msg, file=sys.stderr))
         print(f"trend: {path}")
         return 0
-    from harness.results import load_results
+    from harness.results import load_records
 
-    records = load_results(paths)
+    records = load_records(paths)
     if not records:
         print(f"error: report: no result files found under {', '.join(map(str, paths))}", file=sys.stderr)
         return 2
-    frameworks = sorted({r["framework"]["name"] for r in records})
+    frameworks = sorted({r.framework.name for r in records})
     if args.reference is not None and args.reference not in frameworks:
         print(f"error: report: --reference {args.reference}: no result of that framework "
               f"(frameworks present: {', '.join(frameworks)})", file=sys.stderr)

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from harness.results import get_path
+from harness.records import Result
 
 NOTE_FILE = "disclosures.json"
 
@@ -52,25 +52,25 @@ AUDIT_WORDS = {
 }
 
 
-def check_failures(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def check_failures(runs: list[Result]) -> list[dict[str, Any]]:
     """One entry per failed cross-check name: plain words, the runs it failed in, explained or not.
 
     A check counts as explained when it carries ``explained: true`` or an ``explanation`` text (the check
     itself knows why it cannot agree); only unexplained failures withhold the word "fair"."""
     by_name: dict[str, dict[str, Any]] = {}
-    for r in sorted(runs, key=lambda r: (str((r.get("framework") or {}).get("name")), r.get("repeat") or 0)):
-        if r.get("status") != "ok":
+    for r in sorted(runs, key=lambda r: (str(r.framework.name), r.repeat or 0)):
+        if not r.ok:
             continue
-        for c in r.get("checks") or []:
-            if c.get("passed") is not False:
+        for c in r.checks:
+            if c.passed is not False:
                 continue
-            entry = by_name.setdefault(c.get("name"), {"name": c.get("name"), "runs": [], "details": [],
-                                                       "explanations": [], "explained": True,
-                                                       "words": CHECK_WORDS.get(c.get("name"), f"check {c.get('name')} failed")})
-            fw = r.get("framework") or {}
-            entry["runs"].append(f"{fw.get('name')} r{r.get('repeat') or 0}")
-            entry["details"].append(f"{fw.get('name')} r{r.get('repeat') or 0}: {c.get('detail')}")
-            explanation = c.get("explanation") or ("explained" if c.get("explained") else None)
+            entry = by_name.setdefault(c.name, {"name": c.name, "runs": [], "details": [],
+                                                "explanations": [], "explained": True,
+                                                "words": CHECK_WORDS.get(c.name, f"check {c.name} failed")})
+            fw = r.framework
+            entry["runs"].append(f"{fw.name} r{r.repeat or 0}")
+            entry["details"].append(f"{fw.name} r{r.repeat or 0}: {c.detail}")
+            explanation = c.explanation or ("explained" if c.explained else None)
             if explanation:
                 entry["explanations"].append(str(explanation))
             else:
@@ -107,61 +107,61 @@ def _notes_in(folder: str) -> tuple[dict[str, Any], ...]:
     return tuple(n for n in data if isinstance(n, dict) and isinstance(n.get("text"), str)) if isinstance(data, list) else ()
 
 
-def _note_matches(note: dict[str, Any], record: dict[str, Any]) -> bool:
+def _note_matches(note: dict[str, Any], record: Result) -> bool:
     match = note.get("match") or {}
-    return all(get_path(record, path) in (allowed if isinstance(allowed, list) else [allowed])
+    return all(record.lookup(path) in (allowed if isinstance(allowed, list) else [allowed])
                for path, allowed in match.items())
 
 
-def host_sentence(record: dict[str, Any]) -> str | None:
+def host_sentence(record: Result) -> str | None:
     """What is known about other work on the run's host, or None where nothing needs saying."""
-    host = record.get("host")
-    if isinstance(host, dict) and isinstance(host.get("disclosure"), dict):
+    host = record.host
+    if host is not None and isinstance(host.disclosure, dict):
         # recorded by the sampler during the run (harness/measure/host_activity.py): GPU neighbours per
         # NVML, the host's other busy GPUs, other processes' CPU use; judged by today's thresholds
         from harness.measure.host_activity import host_disclosure as judge  # noqa: PLC0415
 
-        verdict = judge(host)
+        verdict = judge(host.to_dict())
         if verdict.get("shared"):
             return "; ".join(verdict.get("because") or []) + " (recorded at run time)"
         if verdict.get("shared") is False:
             return None
-    source = record.get("_source")
+    source = record.source
     if source:
         for folder in Path(source).resolve().parents:
             for note in _notes_in(str(folder)):
                 if _note_matches(note, record):
                     return note["text"]
-    visible = (record.get("env") or {}).get("cuda_visible_devices")
+    visible = record.env.cuda_visible_devices
     if visible not in (None, ""):
         return (f"the run saw only GPU {visible} of its host (CUDA_VISIBLE_DEVICES); whether other work used the "
                 f"host's other GPUs or CPUs at the same time was not recorded")
     return None
 
 
-def disclosures(runs: list[dict[str, Any]]) -> list[str]:
+def disclosures(runs: list[Result]) -> list[str]:
     """Everything that qualifies the numbers of one sweep point, as sentences."""
-    ok = [r for r in runs if r.get("status") == "ok"]
+    ok = [r for r in runs if r.ok]
     out: list[str] = []
     hosts: dict[str, list[str]] = {}
     for r in ok:
         text = host_sentence(r)
         if text:
-            hosts.setdefault(text, []).append(str((r.get("framework") or {}).get("name")))
+            hosts.setdefault(text, []).append(str(r.framework.name))
     for text, fws in hosts.items():
         who = ", ".join(dict.fromkeys(fws))
         out.append(f"Shared host ({who}): {text}.")
     counts: dict[str, int] = {}
     for r in ok:
-        label = f"{(r.get('framework') or {}).get('name')}"
+        label = f"{r.framework.name}"
         counts[label] = counts.get(label, 0) + 1
     single = [label for label, n in counts.items() if n < 2]
     if single:
         out.append(f"Single run for {', '.join(single)}: no spread was measured, so a difference can be neither "
                    f"confirmed nor dismissed as noise.")
-    if any(((r.get("job") or {}).get("model") or {}).get("weights") == "random" for r in runs):
+    if any(r.job.model.weights == "random" for r in runs):
         out.append("Random weights: the model was randomly initialised (same seed and files for every framework), "
                    "so eval losses compare across these frameworks only, not with a pretrained model.")
-    if any(((r.get("env") or {}).get("git") or {}).get("dirty") for r in runs):
+    if any(r.env.git.dirty for r in runs):
         out.append("Uncommitted code: the harness checkout had uncommitted changes when these runs were made.")
     return out

@@ -17,7 +17,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from harness.report.tables import COLUMN_BY_KEY, fmt, group_by_label, run_label, values  # noqa: E402
+from harness import run_files  # noqa: E402
+from harness.records import Result  # noqa: E402
+from harness.records.training import Train  # noqa: E402
+from harness.report.tables import (COLUMN_BY_KEY, by_label_and_repeat, fmt, group_by_label,  # noqa: E402
+                                   run_label, values)
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 FONT = 10
@@ -70,7 +74,7 @@ def _unit(kind: str) -> tuple[float, str]:
     return {"bytes": (2**30, "GiB"), "seconds": (1.0, "s"), "percent": (0.01, "%")}.get(kind, (1.0, ""))
 
 
-def bar_charts(runs: list[dict[str, Any]], keys: tuple[str, ...] = BAR_METRICS) -> str:
+def bar_charts(runs: list[Result], keys: tuple[str, ...] = BAR_METRICS) -> str:
     """One small chart per metric: the median of the repeats, whiskers from min to max; bars from zero,
     except losses, drawn as points on an axis zoomed to their range so their differences show."""
     from harness.measure.stats import median
@@ -140,24 +144,24 @@ def _framework_legend(ax: Any, colors: dict[str, str], styles: list[tuple[str, d
     ax.legend(handles=handles, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
-def loss_curves(runs: list[dict[str, Any]]) -> str:
+def loss_curves(runs: list[Result]) -> str:
     """Train loss per logged step against cumulative tokens (solid), our evaluator's loss (dashed, markers)."""
-    ok = [r for r in runs if r.get("status") == "ok"]
+    ok = [r for r in runs if r.ok]
     colors = color_map([run_label(r) for r in ok] or [run_label(r) for r in runs])
     fig, ax = plt.subplots(figsize=(10, 4) if ok else (10, 1.4))
     drawn = False
-    for r in sorted(ok, key=lambda r: (run_label(r), r.get("repeat") or 0)):
-        label, rep = run_label(r), r.get("repeat") or 0
-        train = r.get("train") or {}
-        points = [(t, l) for t, l in _cumulative_tokens(train.get("log") or []) if l is not None]
+    for r in sorted(ok, key=by_label_and_repeat):
+        label, rep = run_label(r), r.repeat or 0
+        train = r.train or Train()
+        points = [(t, l) for t, l in _cumulative_tokens(train.log or []) if l is not None]
         alpha = 0.9 if not rep else 0.45
         if points:
             ax.plot([p[0] for p in points], [p[1] for p in points], color=colors[label], linewidth=1.4, alpha=alpha)
             drawn = True
-        ev = r.get("eval") or {}
-        curve = [(c.get("tokens"), c.get("loss")) for c in ev.get("curve") or [] if c.get("loss") is not None]
-        if ev.get("loss") is not None and train.get("tokens"):
-            curve.append((train["tokens"], ev["loss"]))
+        ev = r.eval
+        curve = [(c.tokens, c.loss) for c in (ev.curve if ev is not None else None) or [] if c.loss is not None]
+        if ev is not None and ev.loss is not None and train.tokens:
+            curve.append((train.tokens, ev.loss))
         if curve:
             ax.plot([c[0] for c in curve], [c[1] for c in curve], color=colors[label], linestyle="--", marker="o",
                     markersize=5, alpha=alpha)
@@ -176,10 +180,10 @@ def loss_curves(runs: list[dict[str, Any]]) -> str:
     return to_data_uri(fig)
 
 
-def step_throughput(runs: list[dict[str, Any]]) -> str:
+def step_throughput(runs: list[Result]) -> str:
     """Tokens/s of every training step (tokens of the step / its wall time), the warm-up steps that the
     throughput figures leave out shaded."""
-    ok = [r for r in runs if r.get("status") == "ok" and (r.get("train") or {}).get("log")]
+    ok = [r for r in runs if r.ok and r.train is not None and r.train.log]
     colors = color_map([run_label(r) for r in ok])
     fig, ax = plt.subplots(figsize=(10, 3.6) if ok else (10, 1.4))
     if not ok:
@@ -187,16 +191,16 @@ def step_throughput(runs: list[dict[str, Any]]) -> str:
         fig.tight_layout()
         return to_data_uri(fig)
     warmups = set()
-    for r in sorted(ok, key=lambda r: (run_label(r), r.get("repeat") or 0)):
-        log = r["train"]["log"]
+    for r in sorted(ok, key=by_label_and_repeat):
+        train = r.train
+        log = train.log
         pts = [(s.get("step"), s["tokens"] / s["time_s"]) for s in log if s.get("time_s") and s.get("tokens")]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colors[run_label(r)], marker="o", markersize=3,
-                linewidth=1.2, alpha=0.9 if not r.get("repeat") else 0.45)
-        train = r.get("train") or {}
+                linewidth=1.2, alpha=0.9 if not r.repeat else 0.45)
         # the steps actually left out (a run shorter than measure_warmup_steps times all its steps)
-        steps, timed = train.get("steps"), train.get("timed_steps")
+        steps, timed = train.steps, train.timed_steps
         warmups.add(int(steps - timed) if isinstance(steps, int) and isinstance(timed, int)
-                    else int(train.get("warmup_steps") or 0))
+                    else int(train.warmup_steps or 0))
     warm = max(warmups) if warmups else 0
     if warm:
         ax.axvspan(0.5, warm + 0.5, color="#999", alpha=0.15, linewidth=0)
@@ -211,7 +215,7 @@ def step_throughput(runs: list[dict[str, Any]]) -> str:
     return to_data_uri(fig)
 
 
-def memory_vs_speed(runs: list[dict[str, Any]]) -> str:
+def memory_vs_speed(runs: list[Result]) -> str:
     """Each framework's median tokens/s against its median training-phase memory peak (whiskers: min-max
     over repeats): the trade-off at a glance, better is down and to the right."""
     from harness.measure.stats import median
@@ -261,20 +265,20 @@ def read_timeline(path: Path) -> list[dict[str, float]]:
     return rows
 
 
-def timeline_path(record: dict[str, Any]) -> Path | None:
-    name = (record.get("memory") or {}).get("timeline") or "memory_timeline.csv"
-    if record.get("_source"):
-        return Path(record["_source"]).parent / name
-    if not record.get("run_dir"):
+def timeline_path(record: Result) -> Path | None:
+    name = record.memory.timeline or run_files.MEMORY_TIMELINE
+    if record.source:
+        return Path(record.source).parent / name
+    if not record.run_dir:
         return None
-    return Path(record["run_dir"]) / name
+    return Path(record.run_dir) / name
 
 
-def memory_timelines(runs: list[dict[str, Any]]) -> str:
+def memory_timelines(runs: list[Result]) -> str:
     """GPU memory used (NVML, per device) over each run's wall time, the training phase shaded."""
-    colors = color_map([run_label(r) for r in runs if r.get("status") == "ok"] or [run_label(r) for r in runs])
+    colors = color_map([run_label(r) for r in runs if r.ok] or [run_label(r) for r in runs])
     series = []
-    for r in sorted(runs, key=lambda r: (run_label(r), r.get("repeat") or 0)):
+    for r in sorted(runs, key=by_label_and_repeat):
         path = timeline_path(r)
         rows = read_timeline(path) if path else []
         if rows:
@@ -285,9 +289,9 @@ def memory_timelines(runs: list[dict[str, Any]]) -> str:
         fig.tight_layout()
         return to_data_uri(fig)
     for r, rows in series:
-        label, rep = run_label(r), r.get("repeat") or 0
+        label, rep = run_label(r), r.repeat or 0
         colors.setdefault(label, PALETTE[len(colors) % len(PALETTE)])
-        phases = r.get("phases") or {}
+        phases = r.phases
         t0 = phases.get("spawned") or phases.get("process_start") or rows[0]["t"]
         for dev in sorted({row["device"] for row in rows}):
             pts = thin([row for row in rows if row["device"] == dev], "used_bytes")

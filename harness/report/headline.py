@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.measure.stats import difference_is_noise, summarize
+from harness.records import Result
 from harness.report.disclosures import audit_words, check_failures, disclosures
 from harness.report.tables import COLUMN_BY_KEY, choose_reference, group_by_label, values
 
@@ -18,7 +19,7 @@ EVAL_LOSS_CLOSE = 0.01
 MEMORY_KEYS = ("peak_mem", "torch_peak_reserved")
 
 
-def _median(runs: list[dict[str, Any]], key: str) -> tuple[float | None, list[float]]:
+def _median(runs: list[Result], key: str) -> tuple[float | None, list[float]]:
     vals = values(runs, COLUMN_BY_KEY[key].path)
     return summarize(vals)["median"], vals
 
@@ -30,7 +31,7 @@ def _unfair_prefix(audit: dict[str, Any] | None) -> str:
     return f"NOT A FAIR COMPARISON: {what}. "
 
 
-def _speed(runs: list[dict[str, Any]], ref_runs: list[dict[str, Any]], ref: str) -> str | None:
+def _speed(runs: list[Result], ref_runs: list[Result], ref: str) -> str | None:
     mine, a = _median(runs, "tokens_per_s")
     theirs, b = _median(ref_runs, "tokens_per_s")
     if mine is None or not theirs:
@@ -40,7 +41,7 @@ def _speed(runs: list[dict[str, Any]], ref_runs: list[dict[str, Any]], ref: str)
     return f"{mine / theirs:.2f}x {ref}'s tokens/s"
 
 
-def _memory(runs: list[dict[str, Any]], ref_runs: list[dict[str, Any]]) -> str | None:
+def _memory(runs: list[Result], ref_runs: list[Result]) -> str | None:
     for key in MEMORY_KEYS:
         mine, a = _median(runs, key)
         theirs, b = _median(ref_runs, key)
@@ -53,7 +54,7 @@ def _memory(runs: list[dict[str, Any]], ref_runs: list[dict[str, Any]]) -> str |
     return None
 
 
-def _loss(runs: list[dict[str, Any]], ref_runs: list[dict[str, Any]]) -> str | None:
+def _loss(runs: list[Result], ref_runs: list[Result]) -> str | None:
     mine, a = _median(runs, "eval_loss")
     theirs, b = _median(ref_runs, "eval_loss")
     if mine is None or theirs is None:
@@ -66,16 +67,16 @@ def _loss(runs: list[dict[str, Any]], ref_runs: list[dict[str, Any]]) -> str | N
     return f"eval loss {abs(diff):.3f} {word} ({mine:.3f} vs {theirs:.3f}){noise}"
 
 
-def headline(runs: list[dict[str, Any]], audit: dict[str, Any] | None = None,
+def headline(runs: list[Result], audit: dict[str, Any] | None = None,
              reference: str | None = None) -> dict[str, Any]:
     """``{text, unfair, kind, clauses, fair, check_failures, disclosures}`` for one sweep point; ``kind`` is
     unfair / checks_failed / compared / single / none. ``fair``: the strict audit passed and every failed
     cross-check is explained (None without an audit)."""
     groups = group_by_label(runs)
-    ok = {label: rs for label, rs in groups.items() if any(r.get("status") == "ok" for r in rs)}
+    ok = {label: rs for label, rs in groups.items() if any(r.ok for r in rs)}
     failed = {label: rs for label, rs in groups.items() if label not in ok}
     prefix = _unfair_prefix(audit)
-    failed_text = ", ".join(f"{label} ({'/'.join(sorted({r.get('status') or '?' for r in rs}))})"
+    failed_text = ", ".join(f"{label} ({'/'.join(sorted({r.status or '?' for r in rs}))})"
                             for label, rs in failed.items())
     clauses: list[str] = []
     if not ok:
@@ -115,4 +116,4 @@ def headline(runs: list[dict[str, Any]], audit: dict[str, Any] | None = None,
     fair = None if audit is None else bool(audit.get("valid", True)) and not unexplained
     return {"text": prefix + text, "unfair": bool(prefix), "kind": kind, "clauses": clauses, "fair": fair,
             "check_failures": failures, "disclosures": disclosures(runs),
-            "point_hash": runs[0].get("point_hash") if runs else None}
+            "point_hash": runs[0].point_hash if runs else None}

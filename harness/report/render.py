@@ -20,9 +20,11 @@ from harness.atomic import atomic_write_text
 from harness.report import figures, tables
 from harness.report.disclosures import host_sentence
 from harness.report.headline import headline
+from harness.records import Result
+from harness.records.machine import Env, Git
 from harness.report.repeat_spread import spread_section
 from harness.report.reproduce import reproduce_section
-from harness.results import flatten, get_path
+from harness.results import flatten
 
 TEMPLATES = Path(__file__).parent / "templates"
 INDEX = "index.html"
@@ -73,77 +75,80 @@ def relative_path(path: str | Path | None) -> str:
         return str(p)
 
 
-def run_folder(record: dict[str, Any]) -> str:
+def run_folder(record: Result) -> str:
     """Where the run's files are now (beside the result.json read), relative where possible."""
-    return relative_path(Path(record["_source"]).parent) if record.get("_source") else relative_path(record.get("run_dir"))
+    return relative_path(Path(record.source).parent) if record.source else relative_path(record.run_dir)
 
 
 def _joined(values: list[Any]) -> str:
     return ", ".join(str(v) for v in values) or NOT_RECORDED
 
 
-def _git_text(git: dict[str, Any]) -> str:
-    if not git.get("commit"):
+def _git_text(git: Git) -> str:
+    if not git.commit:
         return NOT_RECORDED
-    dirty = git.get("dirty")
+    dirty = git.dirty
     state = {True: "with uncommitted changes in the checkout at run time", False: "clean checkout",
              None: "checkout state not recorded"}[dirty if dirty in (True, False) else None]
-    return f"{str(git['commit'])[:12]} ({state})"
+    return f"{str(git.commit)[:12]} ({state})"
 
 
-def _cuda_text(env: dict[str, Any], packages: dict[str, Any]) -> str:
+def _cuda_text(env: Env, packages: dict[str, Any]) -> str:
     parts = []
-    if env.get("cuda"):
-        parts.append(f"CUDA {env['cuda']}")
-    if env.get("cuda_driver_version"):
-        parts.append(f"driver supports CUDA {env['cuda_driver_version']}")
+    if env.cuda:
+        parts.append(f"CUDA {env.cuda}")
+    if env.cuda_driver_version:
+        parts.append(f"driver supports CUDA {env.cuda_driver_version}")
     if packages.get("torch"):
-        parts.append(f"torch {packages['torch']} (its CUDA build: {env.get('torch_cuda') or NOT_RECORDED})")
-    if not env.get("gpu_count"):
+        parts.append(f"torch {packages['torch']} (its CUDA build: {env.torch_cuda or NOT_RECORDED})")
+    if not env.gpu_count:
         return "none (CPU run)"
     return "; ".join(parts) or NOT_RECORDED
 
 
-def environment_section(records: list[dict[str, Any]]) -> dict[str, Any]:
-    envs = [r.get("env") or {} for r in records]
-    weights = _distinct(((r.get("job") or {}).get("model") or {}).get("weights") for r in records)
-    packages_of = [((r.get("framework") or {}).get("packages") or {}) for r in records]
+def _results_folder(record: Result) -> str:
+    """The results folder a run was read from (``results/h200`` for ``results/h200/SUITE/POINT/RUN/rN``)."""
+    if record.source and len(Path(record.source).parents) > 3:
+        return relative_path(Path(record.source).parents[3])
+    return NOT_RECORDED
+
+
+def environment_section(records: list[Result]) -> dict[str, Any]:
+    envs = [r.env for r in records]
+    weights = _distinct(r.job.model.weights for r in records)
     common = [
-        ("GPU (seen by the run)", _distinct(f"{e.get('gpu_count')}x {e.get('gpu_name')}" if e.get("gpu_count")
-                                            else "none (CPU)" for e in envs)),
-        ("GPU driver", _distinct(e.get("driver") or (NOT_RECORDED if e.get("gpu_count") else "none") for e in envs)),
-        ("CUDA", _distinct(_cuda_text(e, p) for e, p in zip(envs, packages_of))),
-        ("CUDA_VISIBLE_DEVICES", _distinct(e.get("cuda_visible_devices") or "not set" for e in envs)),
-        ("host activity", _distinct(host_sentence(r) or ("no other work recorded" if r.get("host") else NOT_RECORDED)
-                                    for r in records if r.get("status") == "ok") or [NOT_RECORDED]),
-        ("machine id", _distinct(e.get("machine_id") or NOT_RECORDED for e in envs)),
-        ("host name", _distinct(e.get("hostname") or NOT_RECORDED for e in envs)),
-        ("CPU cores", _distinct(e.get("cpu_count") or NOT_RECORDED for e in envs)),
-        ("python (harness)", _distinct(e.get("python") or NOT_RECORDED for e in envs)),
-        ("platform", _distinct(e.get("platform") or NOT_RECORDED for e in envs)),
-        ("harness commit", _distinct(_git_text(e.get("git") or {}) for e in envs)),
-        ("model", _distinct(f"{(r.get('job') or {}).get('model', {}).get('name')} "
-                            f"({(r.get('job') or {}).get('model', {}).get('hub_id')})" for r in records)),
-        ("dataset", _distinct(f"{((r.get('job') or {}).get('dataset') or {}).get('name')} (digest "
-                              f"{((r.get('job') or {}).get('dataset') or {}).get('digest') or NOT_RECORDED})"
+        ("GPU (seen by the run)", _distinct(f"{e.gpu_count}x {e.gpu_name}" if e.gpu_count else "none (CPU)"
+                                            for e in envs)),
+        ("GPU driver", _distinct(e.driver or (NOT_RECORDED if e.gpu_count else "none") for e in envs)),
+        ("CUDA", _distinct(_cuda_text(r.env, r.framework.packages or {}) for r in records)),
+        ("CUDA_VISIBLE_DEVICES", _distinct(e.cuda_visible_devices or "not set" for e in envs)),
+        ("host activity", _distinct(host_sentence(r) or ("no other work recorded" if r.host is not None
+                                                         and r.host.to_dict() else NOT_RECORDED)
+                                    for r in records if r.ok) or [NOT_RECORDED]),
+        ("machine id", _distinct(e.machine_id or NOT_RECORDED for e in envs)),
+        ("host name", _distinct(e.hostname or NOT_RECORDED for e in envs)),
+        ("CPU cores", _distinct(e.cpu_count or NOT_RECORDED for e in envs)),
+        ("python (harness)", _distinct(e.python or NOT_RECORDED for e in envs)),
+        ("platform", _distinct(e.platform or NOT_RECORDED for e in envs)),
+        ("harness commit", _distinct(_git_text(e.git) for e in envs)),
+        ("model", _distinct(f"{r.job.model.name} ({r.job.model.hub_id})" for r in records)),
+        ("dataset", _distinct(f"{r.job.dataset.name} (digest {r.job.dataset.digest or NOT_RECORDED})"
                               for r in records)),
         ("weights", weights or [NOT_RECORDED]),
-        ("fairness mode", _distinct((r.get("job") or {}).get("fairness") or NOT_RECORDED for r in records)),
-        ("results", _distinct(relative_path(Path(r["_source"]).parents[3]) if r.get("_source")
-                              and len(Path(r["_source"]).parents) > 3 else NOT_RECORDED for r in records)),
+        ("fairness mode", _distinct(r.job.fairness or NOT_RECORDED for r in records)),
+        ("results", _distinct(_results_folder(r) for r in records)),
     ]
     rows = [{"name": name, "value": _joined(vals), "varies": len(vals) > 1} for name, vals in common]
     frameworks = []
     for label, runs in tables.group_by_label(records).items():
         packages: dict[str, Any] = {}
         for r in runs:
-            for k, v in ((r.get("framework") or {}).get("packages") or {}).items():
+            for k, v in (r.framework.packages or {}).items():
                 packages.setdefault(k, v)
         shown = [(k, v if v is not None else "not installed") for k, v in sorted(packages.items())]
-        frameworks.append({"label": label, "packages": shown,
-                           "python": _distinct((r.get("framework") or {}).get("python") for r in runs)})
+        frameworks.append({"label": label, "packages": shown})
     notes = [WEIGHTS_NOTE.get(str(w), f"Model weights: {w}.") for w in weights]
-    dirty = any(((e.get("git") or {}).get("dirty")) for e in envs)
+    dirty = any(e.git.dirty for e in envs)
     return {"rows": rows, "frameworks": frameworks, "weights_notes": notes, "dirty": dirty}
 
 
@@ -170,22 +175,22 @@ def audit_section(audit: dict[str, Any] | None) -> dict[str, Any] | None:
             "notes": notes}
 
 
-def checks_section(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    ok = [r for r in runs if r.get("status") == "ok"]
+def checks_section(runs: list[Result]) -> dict[str, Any]:
+    ok = [r for r in runs if r.ok]
     names: list[str] = []
     for r in ok:
-        for c in r.get("checks") or []:
-            if c.get("name") not in names:
-                names.append(c.get("name"))
+        for c in r.checks:
+            if c.name not in names:
+                names.append(c.name)
     rows = []
-    for r in sorted(ok, key=lambda r: (tables.run_label(r), r.get("repeat") or 0)):
-        by_name = {c.get("name"): c for c in r.get("checks") or []}
+    for r in sorted(ok, key=tables.by_label_and_repeat):
+        by_name = {c.name: c for c in r.checks}
         cells = []
         for name in names:
             c = by_name.get(name)
-            state = "na" if c is None or c.get("passed") is None else ("pass" if c.get("passed") else "fail")
-            cells.append({"state": state, "detail": (c or {}).get("detail") or "not run"})
-        rows.append({"run_id": r.get("run_id"), "label": tables.run_label(r), "repeat": r.get("repeat"), "cells": cells})
+            state = "na" if c is None or c.passed is None else ("pass" if c.passed else "fail")
+            cells.append({"state": state, "detail": (c.detail if c is not None else None) or "not run"})
+        rows.append({"run_id": r.run_id, "label": tables.run_label(r), "repeat": r.repeat, "cells": cells})
     return {"names": names, "rows": rows}
 
 
@@ -193,19 +198,19 @@ def _tail(text: str | None, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join((text or "").splitlines()[-lines:])
 
 
-def failed_section(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"run_id": r.get("run_id"), "label": tables.run_label(r), "repeat": r.get("repeat"),
-             "status": r.get("status"), "reason": r.get("reason") or "(no reason recorded)",
-             "run_dir": run_folder(r), "log_tail": _tail(r.get("log_tail") or r.get("traceback"))}
-            for r in sorted(runs, key=lambda r: (tables.run_label(r), r.get("repeat") or 0))
-            if r.get("status") != "ok"]
+def failed_section(runs: list[Result]) -> list[dict[str, Any]]:
+    return [{"run_id": r.run_id, "label": tables.run_label(r), "repeat": r.repeat,
+             "status": r.status, "reason": r.reason or "(no reason recorded)",
+             "run_dir": run_folder(r), "log_tail": _tail(r.log_tail or r.traceback)}
+            for r in sorted(runs, key=tables.by_label_and_repeat)
+            if not r.ok]
 
 
-def _file_stem(records: list[dict[str, Any]], name: str | None, reports_dir: Path) -> str:
+def _file_stem(records: list[Result], name: str | None, reports_dir: Path) -> str:
     if name:
         stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "report"
         return stem[:-5] if stem.endswith(".html") else stem
-    suites = [str(x) for x in _distinct(r.get("suite") for r in records)] or ["report"]
+    suites = [str(x) for x in _distinct(r.suite for r in records)] or ["report"]
     # A report of several suites is named after all of them (or how many), never after the first alone.
     label = "+".join(suites) if len(suites) <= 3 else f"{len(suites)}-suites"
     suite = re.sub(r"[^A-Za-z0-9._+-]+", "-", label).strip(".-") or "report"
@@ -216,9 +221,8 @@ def _file_stem(records: list[dict[str, Any]], name: str | None, reports_dir: Pat
     return candidate
 
 
-def _default_audits(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
-    mode = next(((r.get("job") or {}).get("fairness") for r in records if (r.get("job") or {}).get("fairness")),
-                "strict")
+def _default_audits(records: list[Result]) -> tuple[list[dict[str, Any]], str | None]:
+    mode = next((r.job.fairness for r in records if r.job.fairness), "strict")
     try:
         from harness.audit.fairness import audit_sweep
     except ImportError as err:
@@ -226,7 +230,7 @@ def _default_audits(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]]
     return audit_sweep(records, mode), None
 
 
-def build_context(records: list[dict[str, Any]], *, audits: list[dict[str, Any]] | None, command: str | None,
+def build_context(records: list[Result], *, audits: list[dict[str, Any]] | None, command: str | None,
                   reference: str | None, title: str) -> dict[str, Any]:
     audit_note = None
     if audits is None:
@@ -237,7 +241,7 @@ def build_context(records: list[dict[str, Any]], *, audits: list[dict[str, Any]]
         audit = audit_by_point.get(point_hash)
         head = headline(runs, audit, reference)
         run_rows = tables.run_rows(runs)
-        for row, r in zip(run_rows, sorted(runs, key=lambda r: (tables.run_label(r), r.get("repeat") or 0))):
+        for row, r in zip(run_rows, sorted(runs, key=tables.by_label_and_repeat)):
             row["run_dir"] = run_folder(r)
         points.append({
             "point_hash": point_hash, "title": tables.point_title(runs), "headline": head,
@@ -250,17 +254,15 @@ def build_context(records: list[dict[str, Any]], *, audits: list[dict[str, Any]]
         })
     statuses: dict[str, int] = {}
     for r in records:
-        statuses[str(r.get("status"))] = statuses.get(str(r.get("status")), 0) + 1
+        statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
     created = time.strftime("%Y-%m-%d %H:%M:%S")
-    finished = [t for t in (get_path(r, "phases.result_written") for r in records) if isinstance(t, (int, float))]
-    envs = [r.get("env") or {} for r in records]
+    finished = [t for t in (r.phases.get("result_written") for r in records) if isinstance(t, (int, float))]
     meta = {"title": title, "created": created, "created_unix": time.time(), "runs": len(records),
-            "statuses": statuses, "suites": _distinct(r.get("suite") for r in records),
-            "models": _distinct(((r.get("job") or {}).get("model") or {}).get("name") for r in records),
+            "statuses": statuses, "suites": _distinct(r.suite for r in records),
+            "models": _distinct(r.job.model.name for r in records),
             "frameworks": _distinct(tables.run_label(r) for r in records),
-            "machines": _distinct(e.get("machine_id") for e in envs),
-            "gpus": _distinct(f"{tables.world_size_of(r)}x {(r.get('env') or {}).get('gpu_name') or 'CPU'}"
-                              for r in records),
+            "machines": _distinct(r.env.machine_id for r in records),
+            "gpus": _distinct(f"{tables.world_size_of(r)}x {r.env.gpu_name or 'CPU'}" for r in records),
             "runs_from": min(finished) if finished else None, "runs_to": max(finished) if finished else None,
             "fair": all(p["headline"]["fair"] is not False for p in points),
             "fair_points": [{"title": p["title"], "fair": p["headline"]["fair"], "kind": p["headline"]["kind"],
@@ -273,21 +275,21 @@ def build_context(records: list[dict[str, Any]], *, audits: list[dict[str, Any]]
             "scaling": tables.scaling_table(records)}
 
 
-def definitions(records: list[dict[str, Any]]) -> dict[str, Any]:
+def definitions(records: list[Result]) -> dict[str, Any]:
     """The numbers the glossary needs: warm-up and timed steps, the MFU peak, as recorded."""
-    ok = [r for r in records if r.get("status") == "ok"]
-    return {"warmup": _distinct(get_path(r, "train.steps") - get_path(r, "train.timed_steps") for r in ok
-                                if isinstance(get_path(r, "train.steps"), int)
-                                and isinstance(get_path(r, "train.timed_steps"), int)),
-            "timed": _distinct(get_path(r, "train.timed_steps") for r in ok),
-            "steps": _distinct(get_path(r, "train.steps") for r in ok),
-            "peak_flops": _distinct(f"{get_path(r, 'mfu.peak_flops_per_s') / 1e12:.0f} TFLOP/s"
-                                    for r in ok if isinstance(get_path(r, "mfu.peak_flops_per_s"), (int, float))),
-            "interval_ms": _distinct(round(get_path(r, "memory.nvml_interval_s") * 1000) for r in ok
-                                     if isinstance(get_path(r, "memory.nvml_interval_s"), (int, float)))}
+    ok = [r for r in records if r.ok]
+    trains = [r.train for r in ok if r.train is not None]
+    peaks = [r.mfu.peak_flops_per_s for r in ok if r.mfu is not None]
+    intervals = [r.memory.nvml_interval_s for r in ok]
+    return {"warmup": _distinct(t.steps - t.timed_steps for t in trains
+                                if isinstance(t.steps, int) and isinstance(t.timed_steps, int)),
+            "timed": _distinct(t.timed_steps for t in trains),
+            "steps": _distinct(t.steps for t in trains),
+            "peak_flops": _distinct(f"{p / 1e12:.0f} TFLOP/s" for p in peaks if isinstance(p, (int, float))),
+            "interval_ms": _distinct(round(i * 1000) for i in intervals if isinstance(i, (int, float)))}
 
 
-def downloads(records: list[dict[str, Any]]) -> dict[str, str]:
+def downloads(records: list[Result]) -> dict[str, str]:
     """The report's rows (one per run, every metric) as CSV and JSON data URIs: offline, no server."""
     import base64
 
@@ -297,11 +299,11 @@ def downloads(records: list[dict[str, Any]]) -> dict[str, str]:
     for r in records:
         row = flatten(r)
         row["run_dir"] = run_folder(r)
-        row["run_peak_mem"] = get_path(r, "memory.nvml_run_peak_bytes")
-        row["framework_eval_loss"] = get_path(r, "eval.framework_loss")
+        row["run_peak_mem"] = r.memory.nvml_run_peak_bytes
+        row["framework_eval_loss"] = r.eval.framework_loss if r.eval is not None else None
         row["world_size"] = tables.world_size_of(r)
-        row["git_commit"] = ((r.get("env") or {}).get("git") or {}).get("commit")
-        row["git_dirty"] = ((r.get("env") or {}).get("git") or {}).get("dirty")
+        row["git_commit"] = r.env.git.commit
+        row["git_dirty"] = r.env.git.dirty
         rows.append(row)
     csv_text = pd.DataFrame(rows).to_csv(index=False)
     json_text = json.dumps(rows, indent=1, default=str)
@@ -310,7 +312,7 @@ def downloads(records: list[dict[str, Any]]) -> dict[str, str]:
             "rows": str(len(rows))}
 
 
-def render_report(records: list[dict[str, Any]], reports_dir: Path, *, audits: list[dict[str, Any]] | None = None,
+def render_report(records: list[Result], reports_dir: Path, *, audits: list[dict[str, Any]] | None = None,
                   command: str | None = None, reference: str | None = None, name: str | None = None) -> Path:
     """Write one self-contained HTML report of ``records`` under ``reports_dir``; rebuild the index; return the path."""
     if not records:
@@ -318,7 +320,7 @@ def render_report(records: list[dict[str, Any]], reports_dir: Path, *, audits: l
     reports_dir = Path(reports_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
     stem = _file_stem(records, name, reports_dir)
-    suites = _distinct(r.get("suite") for r in records)
+    suites = _distinct(r.suite for r in records)
     title = f"{', '.join(map(str, suites)) or 'benchmark'}: {', '.join(_distinct(tables.run_label(r) for r in records))}"
     context = build_context(records, audits=audits, command=command, reference=reference, title=title)
     context["meta"]["file"] = f"{stem}.html"

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.measure.stats import median, steady_line
+from harness.records import Result
 from harness.report.tables import run_label
 
 # Below this, a part "moved as much as the speed": half the spread of tokens/s, so it explains most of it.
@@ -30,20 +31,21 @@ def _spread(values: list[float]) -> float | None:
     return (max(values) - min(values)) / median(values) if len(values) >= 2 and median(values) else None
 
 
-def _timed_steps(run: dict[str, Any]) -> list[dict[str, Any]]:
-    train = run.get("train") or {}
-    start = int(train.get("warmup_steps") or 0)
-    return [s for s in train.get("log") or [] if s.get("step", 0) > start and s.get("time_s")]
+def _timed_steps(run: Result) -> list[dict[str, Any]]:
+    if run.train is None:
+        return []
+    start = int(run.train.warmup_steps or 0)
+    return [s for s in run.train.log or [] if s.get("step", 0) > start and s.get("time_s")]
 
 
-def repeat_row(run: dict[str, Any]) -> dict[str, Any]:
+def repeat_row(run: Result) -> dict[str, Any]:
     """One repeat: tokens/s, mean SM clock and power-capped share of the timed window, and its step line."""
     steps = _timed_steps(run)
     line = steady_line([float(s.get("padded_tokens") or s["tokens"]) for s in steps],
                        [float(s["time_s"]) for s in steps]) if len(steps) >= 2 else None
-    timed = ((run.get("gpu_clocks") or {}).get("timed") or {})
-    return {"repeat": run.get("repeat") or 0, "tokens_per_s": (run.get("train") or {}).get("tokens_per_s"),
-            "sm_mhz": timed.get("sm_mhz_mean"), "power_capped": timed.get("power_capped_share"),
+    timed = run.gpu_clocks.timed if run.gpu_clocks is not None else None
+    return {"repeat": run.repeat or 0, "tokens_per_s": run.train.tokens_per_s if run.train else None,
+            "sm_mhz": timed.sm_mhz_mean if timed else None, "power_capped": timed.power_capped_share if timed else None,
             "fixed_s": line[0] if line else None, "per_token_us": line[1] * 1e6 if line else None}
 
 
@@ -65,23 +67,23 @@ def _cause(tps: float | None, clock: float | None, fixed: float | None, per_toke
     return same
 
 
-def spread_section(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def spread_section(runs: list[Result]) -> list[dict[str, Any]]:
     """Per framework with two or more ok repeats: its repeats and the one-line cause of their spread."""
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[Result]] = {}
     for run in runs:
-        if run.get("status") == "ok" and (run.get("train") or {}).get("tokens_per_s"):
+        if run.ok and run.train is not None and run.train.tokens_per_s:
             groups.setdefault(run_label(run), []).append(run)
     out = []
     for label, group in sorted(groups.items()):
         if len(group) < 2:
             continue
-        rows = [repeat_row(r) for r in sorted(group, key=lambda r: r.get("repeat") or 0)]
+        rows = [repeat_row(r) for r in sorted(group, key=lambda r: r.repeat or 0)]
         tps = _spread([r["tokens_per_s"] for r in rows])
         clock = _spread([r["sm_mhz"] for r in rows]) if all(r["sm_mhz"] for r in rows) else None
         fixed = _spread([r["fixed_s"] for r in rows]) if all(r["fixed_s"] is not None for r in rows) else None
         per_token = _spread([r["per_token_us"] for r in rows]) if all(r["per_token_us"] for r in rows) else None
         share = _fixed_share(group[0], rows[0])
-        starts = [int((r.get("train") or {}).get("warmup_steps") or 0) for r in group]
+        starts = [int(r.train.warmup_steps or 0) for r in group]
         if len(set(starts)) > 1:  # results recorded while the settle rule still moved the window
             cause = (f"timed over different steps (after steps {', '.join(map(str, starts))}): different batches, "
                      "so not comparable (recorded before the timing window was fixed)")
@@ -93,7 +95,7 @@ def spread_section(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _fixed_share(run: dict[str, Any], row: dict[str, Any]) -> float | None:
+def _fixed_share(run: Result, row: dict[str, Any]) -> float | None:
     """The fixed part's share of the timed window's time (steps x fixed / window time)."""
     steps = _timed_steps(run)
     total = sum(float(s["time_s"]) for s in steps)

@@ -17,6 +17,7 @@ import shlex
 from typing import Any
 
 from harness.frameworks import registry
+from harness.records import Result
 
 # Leaves that are not settings: filled in by the harness from the machine or the data.
 DERIVED = ("model.path", "dataset.digest")
@@ -138,17 +139,24 @@ def _fw_order(name: str) -> tuple[int, str]:
     return registry.order(name)
 
 
-def build_commands(records: list[dict[str, Any]]) -> dict[str, Any]:
+def _recorded_job(record: Result) -> dict[str, Any] | None:
+    """The run's job as a mapping of config leaves (what commands are rebuilt from), None where not recorded."""
+    if not record.has("job") or not record.job.has("framework") or not record.job.framework.to_dict():
+        return None
+    return record.job.to_dict()
+
+
+def build_commands(records: list[Result]) -> dict[str, Any]:
     """``{commands: [argv...], notes: [...]}``: argv are the arguments after ``python -m harness run``."""
     jobs: dict[str, dict[str, Any]] = {}
     repeats: dict[str, int] = {}
     for r in records:
-        job = r.get("job")
-        key = str(r.get("job_hash"))
-        if not isinstance(job, dict) or not job.get("framework"):
+        job = _recorded_job(r)
+        key = str(r.job_hash)
+        if job is None:
             continue
         jobs.setdefault(key, job)
-        repeats[key] = max(repeats.get(key, 0), int(r.get("repeat") or 0) + 1)
+        repeats[key] = max(repeats.get(key, 0), int(r.repeat or 0) + 1)
     notes: list[str] = []
     groups: dict[tuple[str, ...], list[tuple[str, str | None]]] = {}
     for key, job in jobs.items():
@@ -193,14 +201,14 @@ def _data_offline(job: dict[str, Any]) -> bool:
     return bool(dataset.get("path") or dataset.get("hub_id") is None or mirror_root() is not None)
 
 
-def verify(commands: list[list[str]], records: list[dict[str, Any]]) -> dict[str, Any]:
+def verify(commands: list[list[str]], records: list[Result]) -> dict[str, Any]:
     """Plan ``commands`` and compare with the runs: ``{state: verified|differs|not_checked, text, details}``."""
     from harness.plan import plan_jobs
 
-    recorded = {str(r.get("point_hash")): r for r in records if isinstance(r.get("job"), dict)}
+    recorded = {str(r.point_hash): r.job.to_dict() for r in records if r.has("job")}
     if not commands:
         return {"state": "not_checked", "text": "no command could be rebuilt from these records", "details": []}
-    if not all(_data_offline(r["job"]) for r in recorded.values()):
+    if not all(_data_offline(job) for job in recorded.values()):
         return {"state": "not_checked", "details": [],
                 "text": "not checked here: the dataset is not available offline (set HARNESS_HUB_MIRROR); "
                         "`python -m harness plan ...` with the same arguments prints the point hashes to compare"}
@@ -222,7 +230,7 @@ def verify(commands: list[list[str]], records: list[dict[str, Any]]) -> dict[str
                         f"({', '.join(sorted(recorded))}) as these runs"}
     details = []
     for point in missing:
-        diff = _closest(recorded[point]["job"], list(planned.values()))
+        diff = _closest(recorded[point], list(planned.values()))
         details.append({"point": point, "fields": [k for k, _, _ in diff],
                         "text": f"point {point}: " + "; ".join(f"{k} {a!r} in the runs, {b!r} today" for k, a, b in diff)})
     why = ""
@@ -257,11 +265,10 @@ def _closest(job: dict[str, Any], planned: list[dict[str, Any]]) -> list[tuple[s
     return best or []
 
 
-def reproduce_section(records: list[dict[str, Any]], given: str | None = None) -> dict[str, Any]:
+def reproduce_section(records: list[Result], given: str | None = None) -> dict[str, Any]:
     """What the report's Reproduce section shows: shell lines, argv lists (for tests), notes, verification."""
     built = build_commands(records)
-    commits = sorted({str(((r.get("env") or {}).get("git") or {}).get("commit"))
-                      for r in records if ((r.get("env") or {}).get("git") or {}).get("commit")})
+    commits = sorted({str(r.env.git.commit) for r in records if r.env.git.commit})
     return {"lines": [shell_line(a) for a in built["commands"]], "argv": built["commands"], "notes": built["notes"],
             "given": given, "verify": verify(built["commands"], records), "commits": commits}
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.measure.stats import summarize
-from harness.results import METRICS, flatten, get_path
+from harness.records import Result
+from harness.results import METRICS, flatten
 
 
 @dataclass(frozen=True)
@@ -84,43 +85,47 @@ def fmt_ratio(ratio: float | None) -> str:
 
 
 # ---- grouping ----------------------------------------------------------------------------------------
-def run_label(record: dict[str, Any]) -> str:
+def run_label(record: Result) -> str:
     """``framework-version``, the same label the fairness audit uses."""
-    fw = record.get("framework") or {}
-    return f"{fw.get('name')}-{fw.get('version')}"
+    return record.label
 
 
-def group_by_point(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def by_label_and_repeat(record: Result) -> tuple[str, int]:
+    """The order runs are listed in: framework-version, then repeat."""
+    return record.label, record.repeat or 0
+
+
+def group_by_point(records: list[Result]) -> dict[str, list[Result]]:
     """Sweep points in first-seen order (a point is one model x dataset x recipe, all frameworks)."""
-    points: dict[str, list[dict[str, Any]]] = {}
+    points: dict[str, list[Result]] = {}
     for r in records:
-        points.setdefault(str(r.get("point_hash")), []).append(r)
+        points.setdefault(str(r.point_hash), []).append(r)
     return points
 
 
-def group_by_label(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for r in sorted(records, key=lambda r: (run_label(r), r.get("repeat") or 0)):
+def group_by_label(records: list[Result]) -> dict[str, list[Result]]:
+    groups: dict[str, list[Result]] = {}
+    for r in sorted(records, key=by_label_and_repeat):
         groups.setdefault(run_label(r), []).append(r)
     return groups
 
 
-def values(runs: list[dict[str, Any]], path: str) -> list[float]:
+def values(runs: list[Result], path: str) -> list[float]:
     """The metric of every successful repeat (failed repeats have no value and are left out)."""
     out = []
     for r in runs:
-        if r.get("status") != "ok":
+        if not r.ok:
             continue
-        v = get_path(r, path)
+        v = r.lookup(path)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             out.append(float(v))
     return out
 
 
-def choose_reference(labels: list[str], groups: dict[str, list[dict[str, Any]]], reference: str | None) -> str | None:
+def choose_reference(labels: list[str], groups: dict[str, list[Result]], reference: str | None) -> str | None:
     """The reference group: ``reference`` (a framework name or a full label), else the framework
     registry's reference (``registry.reference()``), else the first group with a successful run, else the first."""
-    ok = [l for l in labels if any(r.get("status") == "ok" for r in groups[l])]
+    ok = [l for l in labels if any(r.ok for r in groups[l])]
     pool = ok or labels
     if not pool:
         return None
@@ -133,9 +138,9 @@ def choose_reference(labels: list[str], groups: dict[str, list[dict[str, Any]]],
     return pool[0]
 
 
-def point_title(runs: list[dict[str, Any]]) -> str:
+def point_title(runs: list[Result]) -> str:
     row = flatten(runs[0])
-    train = (runs[0].get("job") or {}).get("train") or {}
+    train = runs[0].job.train or {}
     bits = [f"model {row.get('model')}", f"dataset {row.get('dataset')}"]
     if train.get("max_steps") is not None:
         bits.append(f"{train['max_steps']} steps")
@@ -143,13 +148,14 @@ def point_title(runs: list[dict[str, Any]]) -> str:
         bits.append(f"batch {train['batch_size']}x{train.get('grad_accum', 1)}")
     if train.get("max_length") is not None:
         bits.append(f"max length {train['max_length']}")
-    nproc = ((runs[0].get("job") or {}).get("launcher") or {}).get("nproc") or 1
+    launcher = runs[0].job.launcher
+    nproc = (launcher.nproc if launcher is not None else None) or 1
     if nproc > 1:
         bits.append(f"{nproc} GPUs (DDP)")
     return ", ".join(bits)
 
 
-def comparison_table(runs: list[dict[str, Any]], reference: str | None = None) -> dict[str, Any]:
+def comparison_table(runs: list[Result], reference: str | None = None) -> dict[str, Any]:
     """The table of one sweep point: one row per framework+version, one cell per column.
 
     Each cell: ``{n, median, min, max, text, spread, best, ratio, ratio_text}``; ``best`` marks the best
@@ -162,8 +168,8 @@ def comparison_table(runs: list[dict[str, Any]], reference: str | None = None) -
     groups = group_by_label(runs)
     ref = choose_reference(list(groups), groups, reference)
     labels = sorted(groups, key=lambda label: label != ref)  # the reference row first
-    frame = pd.DataFrame([{"label": run_label(r), "status": r.get("status"),
-                           **{c.key: get_path(r, c.path) if r.get("status") == "ok" else None for c in COLUMNS}}
+    frame = pd.DataFrame([{"label": run_label(r), "status": r.status,
+                           **{c.key: r.lookup(c.path) if r.ok else None for c in COLUMNS}}
                           for r in runs])
     rows = []
     for label in labels:
@@ -177,11 +183,11 @@ def comparison_table(runs: list[dict[str, Any]], reference: str | None = None) -
                             "best": False, "ratio": None, "ratio_text": ""}
         statuses = sub["status"].tolist()
         first = groups[label][0]
-        rows.append({"label": label, "framework": (first.get("framework") or {}).get("name"),
-                     "version": (first.get("framework") or {}).get("version"),
+        rows.append({"label": label, "framework": first.framework.name,
+                     "version": first.framework.version,
                      "n_ok": statuses.count("ok"), "n_runs": len(statuses),
                      "statuses": sorted(set(statuses)), "is_reference": label == ref, "cells": cells,
-                     "run_ids": [r.get("run_id") for r in groups[label]]})
+                     "run_ids": [r.run_id for r in groups[label]]})
     for c in COLUMNS:
         present = [row for row in rows if row["cells"][c.key]["median"] is not None]
         _mark_best(c, present, {row["label"]: values(groups[row["label"]], c.path) for row in present})
@@ -227,18 +233,18 @@ def _mark_best(column: Column, present: list[dict[str, Any]], vals: dict[str, li
 RUN_COLUMNS = ("tokens_per_s", "step_time_s", "peak_mem", "eval_loss", "t_total")
 
 
-def run_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def run_rows(runs: list[Result]) -> list[dict[str, Any]]:
     """One row per run (every repeat, every status), for the per-run table."""
     out = []
-    for r in sorted(runs, key=lambda r: (run_label(r), r.get("repeat") or 0)):
+    for r in sorted(runs, key=by_label_and_repeat):
         cells = []
         for key in RUN_COLUMNS:
             c = COLUMN_BY_KEY[key]
-            v = get_path(r, c.path) if r.get("status") == "ok" else None
+            v = r.lookup(c.path) if r.ok else None
             cells.append(fmt(v if isinstance(v, (int, float)) else None, c.kind))
-        out.append({"run_id": r.get("run_id"), "label": run_label(r), "repeat": r.get("repeat"),
-                    "status": r.get("status"), "reason": r.get("reason") or "", "run_dir": r.get("run_dir"),
-                    "wall_time": fmt(r.get("wall_time_s"), "seconds"), "cells": cells})
+        out.append({"run_id": r.run_id, "label": run_label(r), "repeat": r.repeat,
+                    "status": r.status, "reason": r.reason or "", "run_dir": r.run_dir,
+                    "wall_time": fmt(r.wall_time_s, "seconds"), "cells": cells})
     return out
 
 
@@ -247,32 +253,29 @@ def run_column_labels() -> list[str]:
 
 
 # ---- scaling efficiency (launcher=torchrun) ------------------------------------------------------------
-def world_size_of(record: dict[str, Any]) -> int:
+def world_size_of(record: Result) -> int:
     """The number of ranks the run was launched with (the launcher is part of the job)."""
-    launcher = (record.get("job") or {}).get("launcher") or {}
-    if launcher:
-        return int(launcher.get("nproc", 1)) if launcher.get("name") == "torchrun" else 1
-    return int((record.get("runtime") or {}).get("world_size") or 1)
+    return record.world_size
 
 
-def _scaling_key(record: dict[str, Any]) -> str:
+def _scaling_key(record: Result) -> str:
     """The job without its launcher (and the machine-local model path): one framework at one sweep point,
     whatever the number of GPUs. Runs at 1 and N GPUs have different point hashes (nproc is in the job)."""
     import json
 
-    job = json.loads(json.dumps(record.get("job") or {}))
+    job = json.loads(json.dumps(record.job.to_dict()))
     job.pop("launcher", None)
     (job.get("model") or {}).pop("path", None)
     return json.dumps(job, sort_keys=True)
 
 
-def scaling_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def scaling_table(records: list[Result]) -> list[dict[str, Any]]:
     """Scaling efficiency = tokens/s at N GPUs / (N x tokens/s at 1 GPU), medians over ok repeats, for
     every framework and sweep point that has runs at 1 GPU and at N > 1 GPUs (empty otherwise)."""
     from harness.measure.stats import median
 
     path = METRICS["tokens_per_s"].path
-    groups: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    groups: dict[str, dict[int, list[Result]]] = {}
     for r in records:
         groups.setdefault(_scaling_key(r), {}).setdefault(world_size_of(r), []).append(r)
     rows = []

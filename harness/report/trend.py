@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 import matplotlib.pyplot as plt
 
+from harness.records import Result
 from harness.report import figures, tables
 from harness.results import METRICS
 
@@ -37,18 +38,18 @@ def _baseline(machine: str, suite: str) -> dict[tuple[str, str], dict[str, Any]]
     return {(e.get("point_hash"), e.get("framework")): e for e in data.get("entries", [])}
 
 
-def _records_by_run(history_files: list[Path]) -> dict[str, dict[str, Any]]:
+def _records_by_run(history_files: list[Path]) -> dict[str, Result]:
     """result.json records near the histories (for what a history line does not hold: GPU count, recipe)."""
-    from harness.results import load_results
+    from harness.results import load_records
 
     roots = {f.parent.parent for f in history_files}
-    return {str(r.get("run_id")): r for r in load_results(sorted(roots), warn=lambda m: None)}
+    return {str(r.run_id): r for r in load_records(sorted(roots), warn=lambda m: None)}
 
 
-def _point_label(entry: dict[str, Any], record: dict[str, Any] | None) -> str:
+def _point_label(entry: dict[str, Any], record: Result | None) -> str:
     bits = [f"{entry.get('suite')}", f"model {entry.get('model')}", f"dataset {entry.get('dataset')}"]
-    if record:
-        train = (record.get("job") or {}).get("train") or {}
+    if record is not None:
+        train = record.job.train or {}
         if train.get("quantization") not in (None, "none"):
             bits.append(f"quantization {train['quantization']}")
         bits.append(f"batch {train.get('batch_size')}, {train.get('max_steps')} steps")

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from harness.records import Result
 from harness.audit.fairness import (INFORMATIONAL_FIELDS, STRICT_FIELDS, audit_point, audit_sweep, diff_point,
                                     values_equal, write_audit)
 
@@ -24,10 +25,10 @@ AUDIT = {
 }
 
 
-def record(name: str, audit: dict | None, *, status: str = "ok", point: str = "p1", repeat: int = 0) -> dict:
+def record(name: str, audit: dict | None, *, status: str = "ok", point: str = "p1", repeat: int = 0) -> Result:
     version = {"trl": "1.16.0", "llamafactory": "0.9.5", "unsloth": "2026.10.9"}[name]
-    return {"framework": {"name": name, "version": version}, "status": status, "point_hash": point,
-            "repeat": repeat, "audit": copy.deepcopy(audit)}
+    return Result.from_dict({"framework": {"name": name, "version": version}, "status": status, "point_hash": point,
+                             "repeat": repeat, "audit": copy.deepcopy(audit)})
 
 
 def test_identical_audits_are_valid():

@@ -4,6 +4,14 @@ from __future__ import annotations
 import pytest
 
 from harness.checks import ddp_step_mean, eval_agreement, eval_tolerance
+from harness.records.training import Eval
+
+
+def agree(evaluation: dict, **kwargs) -> dict:
+    """The check of an eval section as result.json stores it, as result.json stores the verdict."""
+    return eval_agreement(Eval.from_dict(evaluation), **kwargs).to_dict()
+
+
 
 # [summed cross-entropy, supervised tokens] of four records: per-record means 2, 1, 4, 3.
 RECORDS = [[20.0, 10], [5.0, 5], [8.0, 2], [30.0, 10]]
@@ -18,24 +26,24 @@ def test_ddp_step_mean_is_the_token_weighted_mean_of_each_step_of_world_size_rec
 def test_single_process_compares_with_the_mean_over_records():
     evaluation = {"record_mean_loss": 2.5, "record_losses": RECORDS, "framework_loss": 2.5004, "tokens": 27,
                   "logits_dtype": "bfloat16"}
-    check = eval_agreement(evaluation)
+    check = agree(evaluation)
     assert check["passed"] is True and "mean over records" in check["detail"]
-    assert eval_agreement(dict(evaluation, framework_loss=2.52))["passed"] is False
+    assert agree(dict(evaluation, framework_loss=2.52))["passed"] is False
 
 
 def test_under_ddp_either_averaging_matches_and_the_detail_names_which():
     ddp = (25 / 15 + 38 / 12) / 2
     evaluation = {"record_mean_loss": 2.5, "record_losses": RECORDS, "framework_loss": ddp + 1e-4, "tokens": 27,
                   "logits_dtype": "bfloat16"}
-    check = eval_agreement(evaluation, world_size=2)
+    check = agree(evaluation, world_size=2)
     assert check["passed"] is True and "2 ranks" in check["detail"]
-    assert eval_agreement(evaluation, world_size=1)["passed"] is False  # one process: only the record mean
-    assert eval_agreement(dict(evaluation, framework_loss=2.5), world_size=2)["passed"] is True  # trl's way
-    assert eval_agreement(dict(evaluation, framework_loss=3.0), world_size=2)["passed"] is False
+    assert agree(evaluation, world_size=1)["passed"] is False  # one process: only the record mean
+    assert agree(dict(evaluation, framework_loss=2.5), world_size=2)["passed"] is True  # trl's way
+    assert agree(dict(evaluation, framework_loss=3.0), world_size=2)["passed"] is False
 
 
 def test_no_framework_loss_does_not_apply():
-    assert eval_agreement({"record_mean_loss": 2.5, "framework_loss": None})["passed"] is None
+    assert agree({"record_mean_loss": 2.5, "framework_loss": None})["passed"] is None
 
 
 def test_tolerance_follows_the_compute_dtype_and_the_logits_scale():
@@ -88,13 +96,13 @@ def test_honest_evaluation_passes_and_another_models_loss_fails():
     other, _ = _tiny(1)
     ours = evaluate_loss(model, tok, RECS, max_length=64, batch_size=1, pad_to_multiple_of=8)
     assert ours["logits_dtype"] == "float32" and ours["logits_rms"] > 0 and ours["batch_size"] == 1
-    honest = eval_agreement(dict(ours, framework_loss=_trainer_style_eval_loss(model, tok, RECS, 8)), compute_dtype="float32")
+    honest = agree(dict(ours, framework_loss=_trainer_style_eval_loss(model, tok, RECS, 8)), compute_dtype="float32")
     assert honest["passed"] is True, honest["detail"]
     assert "same batch shapes" in honest["detail"]
-    mismatch = eval_agreement(dict(ours, framework_loss=_trainer_style_eval_loss(other, tok, RECS, 8)), compute_dtype="float32")
+    mismatch = agree(dict(ours, framework_loss=_trainer_style_eval_loss(other, tok, RECS, 8)), compute_dtype="float32")
     assert mismatch["passed"] is False, mismatch["detail"]
     # Even judged as bf16 (the loosest tolerance), another model's losses are far outside it.
-    assert eval_agreement(dict(ours, framework_loss=_trainer_style_eval_loss(other, tok, RECS, 8)),
+    assert agree(dict(ours, framework_loss=_trainer_style_eval_loss(other, tok, RECS, 8)),
                           compute_dtype="bfloat16")["passed"] is False
 
 
@@ -103,26 +111,29 @@ def test_the_h200_unsloth_difference_passes_and_older_shape_mismatches_are_expla
     # the same shapes, 3.25e-4 apart over 4,295 tokens of a bf16 model with logits rms 1.20: an honest run.
     same_shapes = {"record_mean_loss": 9.560798, "framework_loss": 9.561123, "tokens": 4295, "logits_rms": 1.2017,
                    "batch_size": 1}
-    assert eval_agreement(same_shapes, compute_dtype="bfloat16")["passed"] is True
+    assert agree(same_shapes, compute_dtype="bfloat16")["passed"] is True
     # A token more per record (LLaMA-Factory's whitespace finding of session 2) moves the mean by ~1e-2: caught.
-    assert eval_agreement(dict(same_shapes, framework_loss=9.560798 + 1.2e-2), compute_dtype="bfloat16")["passed"] is False
+    assert agree(dict(same_shapes, framework_loss=9.560798 + 1.2e-2), compute_dtype="bfloat16")["passed"] is False
     # Session 2 (no rms recorded, our batches of 16 against the Trainer's batches of 1): judged by its 1e-3 and
     # the failure explained by the shapes.
     older = {"record_mean_loss": 11.00451, "framework_loss": 11.00451 + 3.2e-3, "tokens": 4301, "batch_size": None}
-    check = eval_agreement(older, compute_dtype="bfloat16")
+    check = agree(older, compute_dtype="bfloat16")
     assert check["passed"] is False and "differ in shape" in check["detail"] and "batched records differently" in check["explanation"]
 
 
 def test_timing_settled_judges_the_fixed_window_and_keeps_old_results_verdicts():
     from harness.checks import timing_settled
+    from harness.records.training import Warmup
 
-    assert timing_settled({"settle_factor": None})["passed"] is None
-    ok = timing_settled({"settle_factor": 1.5, "timing_starts_after_step": 8, "unsettled_timed_steps": [],
-                         "settled": True})
-    assert ok["passed"] is True and "after step 8" in ok["detail"]
-    bad = timing_settled({"settle_factor": 1.5, "timing_starts_after_step": 8, "unsettled_timed_steps": [11, 14],
-                          "settled": False})
-    assert bad["passed"] is False and "[11, 14]" in bad["detail"] and "measure_warmup_steps" in bad["detail"]
+    def judged(**warmup):
+        return timing_settled(Warmup.from_dict(warmup))
+
+    assert timing_settled(None).passed is None
+    assert judged(settle_factor=None).passed is None
+    ok = judged(settle_factor=1.5, timing_starts_after_step=8, unsettled_timed_steps=[], settled=True)
+    assert ok.passed is True and "after step 8" in ok.detail
+    bad = judged(settle_factor=1.5, timing_starts_after_step=8, unsettled_timed_steps=[11, 14], settled=False)
+    assert bad.passed is False and "[11, 14]" in bad.detail and "measure_warmup_steps" in bad.detail
     # session 3's records: the window had been moved past every slow step of the first half
-    old = timing_settled({"settle_factor": 1.5, "timing_starts_after_step": 22, "extended_by": 14, "slow_steps": [22]})
-    assert old["passed"] is True and "before the window was fixed" in old["detail"]
+    old = judged(settle_factor=1.5, timing_starts_after_step=22, extended_by=14, slow_steps=[22])
+    assert old.passed is True and "before the window was fixed" in old.detail

@@ -35,12 +35,11 @@ def test_each_step_gets_the_mean_clock_of_its_own_interval():
 
 def test_clocks_record_covers_only_the_timed_steps():
     series = _series([(t / 10, 2000 if t < 10 else 1000, 40 + t, 0x4 if t >= 10 else 0) for t in range(20)])
-    train = {"warmup_steps": 1, "warmup": {"timing_starts_after_step": 1},
-             "log": [{"step": 1, "t_end": 0.95, "time_s": 0.9}, {"step": 2, "t_end": 1.95, "time_s": 0.9}]}
-    rec = clocks_record(series, train, power_limit_w=700.0)
+    log = [{"step": 1, "t_end": 0.95, "time_s": 0.9}, {"step": 2, "t_end": 1.95, "time_s": 0.9}]
+    rec = clocks_record(series, log, starts_after=1, power_limit_w=700.0)
     assert rec["timed"]["sm_mhz_mean"] == 1000.0 and rec["timed"]["power_capped_share"] == 1.0
     assert rec["per_step_sm_mhz"] == [2000.0, 1000.0] and rec["power_limit_w"] == 700.0
-    assert clocks_record(ClockSeries(), train) is None and clocks_record(series, None) is None
+    assert clocks_record(ClockSeries(), log, 1) is None and clocks_record(series, [], 1) is None
 
 
 def test_series_stays_bounded_and_keeps_true_readings():

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from harness.records import Result
 from harness.compare import (DEFAULT_CHECKS, CompareError, Check, baseline_path, build_baseline, compare,
                              load_baseline, main, parse_checks)
 from harness.results import METRICS, flatten
@@ -306,15 +307,15 @@ def test_accept_merges_frameworks_and_replaces_their_own_entries(dirs):
 
 
 def test_api_compare_without_cli():
-    records = [make_record(tokens_per_s=v, repeat=i) for i, v in enumerate((1000, 1010, 990))]
+    records = [Result.from_dict(make_record(tokens_per_s=v, repeat=i)) for i, v in enumerate((1000, 1010, 990))]
     baseline = build_baseline(records, suite=SUITE)
-    worse = [make_record(tokens_per_s=v, repeat=i) for i, v in enumerate((700, 705, 695))]
+    worse = [Result.from_dict(make_record(tokens_per_s=v, repeat=i)) for i, v in enumerate((700, 705, 695))]
     result = compare(worse, baseline, parse_checks(DEFAULT_CHECKS))
     assert result.exit_code == 1
     assert {r.metric for r in result.regressions} >= {"tokens_per_s", "supervised_tokens_per_s", "step_time_s"}
     assert flatten(worse[0])["tokens_per_s"] == 700
     with pytest.raises(CompareError):
-        build_baseline([make_record(status="failed")], suite=SUITE)
+        build_baseline([Result.from_dict(make_record(status="failed"))], suite=SUITE)
     assert isinstance(parse_checks("eval_loss:+0.02")[0], Check)
 
 

@@ -5,6 +5,7 @@ import json
 import multiprocessing
 from pathlib import Path
 
+from harness.records import Result
 from harness.history import append_history, history_path, read_all, read_history
 
 PROCESSES = 8
@@ -12,15 +13,15 @@ LINES = 50
 MACHINE = "1xnvidia-h200-driver570.00"
 
 
-def _record(writer: int, index: int) -> dict:
-    return {
+def _record(writer: int, index: int) -> Result:
+    return Result.from_dict({
         "run_id": f"w{writer}-{index}", "suite": "concurrency", "point_hash": "p", "job_hash": "j", "repeat": index,
         "status": "ok", "reason": f"{writer}:{index}:" + "x" * 9000,  # well over PIPE_BUF: a torn write would show
         "framework": {"name": "trl", "version": "1.16.0", "packages": {"torch": "2.13.0"}},
         "job": {"model": {"name": "tiny"}, "dataset": {"name": "tiny_medical"}},
         "env": {"machine_id": MACHINE, "git": {"commit": "abc", "dirty": False}},
         "train": {"tokens_per_s": 1000.0 + index}, "phases": {"result_written": 1.8e9},
-    }
+    })
 
 
 def _append_many(results_dir: str, writer: int, start) -> None:
@@ -57,7 +58,7 @@ def test_concurrent_appends_never_corrupt_the_file(tmp_path):
 def test_read_all_reads_every_machine_and_skips_torn_lines(tmp_path):
     append_history(_record(0, 0), tmp_path)
     other = _record(1, 0)
-    other["env"]["machine_id"] = "cpu-x86-64-2cores"
+    other.env.machine_id = "cpu-x86-64-2cores"
     append_history(other, tmp_path)
     with open(history_path(tmp_path, MACHINE), "a", encoding="utf-8") as handle:
         handle.write('{"run_id": "torn')

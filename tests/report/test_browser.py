@@ -180,10 +180,10 @@ def inspect_page(url: str, profile: Path) -> dict:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     from harness.report.render import render_report
-    from harness.results import load_results
+    from harness.results import load_records
 
     folder, source, _ = records_helpers.build_results(tmp_path_factory.mktemp("results"))
-    records = load_results([folder])
+    records = load_records([folder])
     out = tmp_path_factory.mktemp("reports")
     return render_report(records, out, name=f"browser-{source}"), records
 
@@ -213,14 +213,14 @@ def test_report_in_headless_chromium(report, tmp_path):
     path, records = report
     page = look(path, tmp_path, "cpu-report")
     assert page["runRows"] == len(records)
-    assert sorted(page["runIds"]) == sorted(r["run_id"] for r in records)
+    assert sorted(page["runIds"]) == sorted(r.run_id for r in records)
 
 
 def test_gpu_report_in_headless_chromium(tmp_path):
     from harness.report.render import render_report
-    from harness.results import load_results
+    from harness.results import load_records
 
-    records = load_results([REPO_ROOT / "results" / "h200" / "throughput_7b"])
+    records = load_records([REPO_ROOT / "results" / "h200" / "throughput_7b"])
     path = render_report(records, tmp_path / "reports", name="gpu-throughput_7b")
     page = look(path, tmp_path, "gpu-report")
     assert page["runRows"] == len(records) == 9

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from harness.records import Result
 from harness.report.repeat_spread import spread_section
 
 
@@ -12,9 +13,9 @@ def _run(repeat: int, fixed: float, per_token: float, mhz: float | None, warmup:
            for i, w in enumerate(widths)]
     timed = [s for s in log if s["step"] > warmup]
     tps = sum(s["tokens"] for s in timed) / sum(s["time_s"] for s in timed)
-    return {"status": "ok", "repeat": repeat, "framework": {"name": "trl", "version": "1.16.0"},
-            "train": {"tokens_per_s": tps, "warmup_steps": warmup, "log": log},
-            "gpu_clocks": {"timed": {"sm_mhz_mean": mhz, "power_capped_share": 1.0}} if mhz else None}
+    return Result.from_dict({"status": "ok", "repeat": repeat, "framework": {"name": "trl", "version": "1.16.0"},
+                             "train": {"tokens_per_s": tps, "warmup_steps": warmup, "log": log},
+                             "gpu_clocks": {"timed": {"sm_mhz_mean": mhz, "power_capped_share": 1.0}} if mhz else None})
 
 
 def test_fixed_part_moving_at_equal_clocks_is_the_host_side():
@@ -41,5 +42,6 @@ def test_repeats_timed_over_different_steps_are_named_not_explained():
 
 def test_single_runs_and_failures_give_no_row():
     assert spread_section([_run(0, 0.25, 1e-4, 1900)]) == []
-    failed = {**_run(1, 0.25, 1e-4, 1900), "status": "crashed"}
+    failed = _run(1, 0.25, 1e-4, 1900)
+    failed.status = "crashed"
     assert spread_section([_run(0, 0.25, 1e-4, 1900), failed]) == []

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.records import Result
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 XSS_REASON = "<script>alert(1)</script>"
 XSS_MODEL = "<img src=x onerror=alert(1)>"
@@ -30,7 +32,7 @@ POINT = "p0int0000001"
 # ---- hand-made records (same layout as harness/record.py) -----------------------------------------------
 def make_record(framework: str, version: str, repeat: int, *, status: str = "ok", tps: float = 1000.0,
                 mem: float | None = 4 * 2**30, loss: float = 2.5, run_dir: Path | None = None,
-                lora_alpha: int = 32, point_hash: str = POINT, t0: float = 1_790_000_000.0) -> dict:
+                lora_alpha: int = 32, point_hash: str = POINT, t0: float = 1_790_000_000.0) -> Result:
     ok = status == "ok"
     log = [{"step": s, "tokens": 2048, "supervised_tokens": 900, "samples": 8, "time_s": 2048 / tps,
             "loss": 3.0 - 0.1 * s + 0.01 * repeat, "grad_norm": 1.0, "lr": 2e-4} for s in range(1, 9)] if ok else []
@@ -43,7 +45,7 @@ def make_record(framework: str, version: str, repeat: int, *, status: str = "ok"
     dur = {"imports": 1.9, "model_load": 3.0, "data": 1.0, "train": 8 * 2048 / tps, "eval": 2.0,
            "total": 10 + 8 * 2048 / tps} if ok else {"imports": 1.9, "model_load": 3.0, "total": 5.0}
     run_dir = run_dir or Path(f"/nonexistent/{framework}/r{repeat}")
-    return {
+    return Result.from_dict({
         "schema": 1, "run_id": f"20260101T000000-{framework[:3]}{repeat}{status[:2]}", "run_dir": str(run_dir),
         "job_hash": f"{framework}{version}", "point_hash": point_hash, "suite": "unit", "repeat": repeat,
         "status": status, "reason": "" if ok else "RuntimeError: injected", "log_tail": "" if ok else "Traceback\nboom",
@@ -70,19 +72,19 @@ def make_record(framework: str, version: str, repeat: int, *, status: str = "ok"
         "checks": [{"name": "loss_fell", "passed": True, "detail": "3.0 -> 2.2"},
                    {"name": "tokens_match_framework", "passed": False, "detail": "ours 16384, framework 16400"},
                    {"name": "nvml_peak_ge_torch_reserved", "passed": None, "detail": "no GPU memory readings"}] if ok else [],
-    }
+    })
 
 
-def write_result(root: Path, record: dict) -> Path:
-    run_dir = root / record["suite"] / str(record["point_hash"]) / record["run_id"]
+def write_result(root: Path, record: Result) -> Path:
+    run_dir = root / record.suite / str(record.point_hash) / record.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    record["run_dir"] = str(run_dir)
-    (run_dir / "result.json").write_text(json.dumps(record), encoding="utf-8")
+    record.run_dir = str(run_dir)
+    (run_dir / "result.json").write_text(json.dumps(record.to_dict()), encoding="utf-8")
     return run_dir
 
 
-def write_timeline(run_dir: Path, record: dict, peak: float) -> None:
-    t0 = record["phases"]["spawned"]
+def write_timeline(run_dir: Path, record: Result, peak: float) -> None:
+    t0 = record.phases["spawned"]
     lines = ["t,device,used_bytes,util,power_w,process_bytes"]
     for i in range(60):
         used = 0.5 * 2**30 + (peak * min(1.0, i / 20) if 10 < i < 55 else 0)
@@ -90,7 +92,7 @@ def write_timeline(run_dir: Path, record: dict, peak: float) -> None:
     (run_dir / "memory_timeline.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def handmade_results(root: Path) -> list[dict]:
+def handmade_results(root: Path) -> list[Result]:
     """trl x2 repeats, unsloth x2, llamafactory failed: a full comparison with a timeline per ok run."""
     records = [make_record("trl", "1.16.0", 0, tps=1000, mem=4 * 2**30, loss=2.50),
                make_record("trl", "1.16.0", 1, tps=1040, mem=4.1 * 2**30, loss=2.501),
@@ -99,18 +101,18 @@ def handmade_results(root: Path) -> list[dict]:
                make_record("llamafactory", "0.9.5", 0, status="oom")]
     for r in records:
         run_dir = write_result(root, r)
-        if r["status"] == "ok":
-            write_timeline(run_dir, r, r["memory"]["nvml_peak_bytes"])
+        if r.ok:
+            write_timeline(run_dir, r, r.memory.nvml_peak_bytes)
     return records
 
 
-def hostile_record(template: dict) -> dict:
-    r = copy.deepcopy(template)
+def hostile_record(template: Result) -> Result:
+    r = copy.deepcopy(template.to_dict())
     r.update({"status": "failed", "reason": XSS_REASON, "log_tail": XSS_LOG, "repeat": 7,
               "run_id": "20260101T000000-xss<b>"})
     r["job"]["model"]["name"] = XSS_MODEL
     r["job"]["dataset"]["name"] = "<b>bold-dataset</b>"
-    return r
+    return Result.from_dict(r)
 
 
 def run_harness(results: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -120,25 +122,25 @@ def run_harness(results: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env)
 
 
-def build_results(root: Path) -> tuple[Path, str, list[dict]]:
+def build_results(root: Path) -> tuple[Path, str, list[Result]]:
     """A results folder with >= 1 ok run, >= 1 failed run and one hostile record; returns
     (folder, 'harness' or 'handmade', the records written)."""
-    from harness.results import load_results
+    from harness.results import load_records
 
     real = root / "real"
     ok_run = run_harness(real)
     bad_run = run_harness(real, "framework.fault=exception")
-    records = load_results([real], warn=lambda m: None)
-    if any(r["status"] == "ok" for r in records) and any(r["status"] == "failed" for r in records):
-        write_result(real, hostile_record(next(r for r in records if r["status"] == "failed")))
-        return real, "harness", load_results([real], warn=lambda m: None)
+    records = load_records([real], warn=lambda m: None)
+    if any(r.ok for r in records) and any(r.status == "failed" for r in records):
+        write_result(real, hostile_record(next(r for r in records if r.status == "failed")))
+        return real, "harness", load_records([real], warn=lambda m: None)
     tail = (ok_run.stdout + ok_run.stderr).strip().splitlines()[-3:] + (bad_run.stdout + bad_run.stderr).strip().splitlines()[-1:]
     warnings.warn("the real harness run (framework=fake) did not produce an ok and a failed record; "
                   "using hand-made records. Its output ended with: " + " | ".join(tail))
     made = root / "handmade"
     records = handmade_results(made)
     write_result(made, hostile_record(records[-1]))
-    return made, "handmade", load_results([made], warn=lambda m: None)
+    return made, "handmade", load_records([made], warn=lambda m: None)
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +188,7 @@ def test_one_table_row_per_run(rendered):
     ids = re.findall(r'<tr data-run="([^"]*)"', rendered["html"])
     assert len(ids) == len(rendered["records"])
     import html as htmllib
-    assert sorted(htmllib.unescape(i) for i in ids) == sorted(r["run_id"] for r in rendered["records"])
+    assert sorted(htmllib.unescape(i) for i in ids) == sorted(r.run_id for r in rendered["records"])
 
 
 def test_user_strings_are_escaped(rendered):
@@ -270,12 +272,12 @@ def test_headline_ratios():
     assert h["fair"] is None  # no audit given
     passing = _ok_point()
     for r in passing:
-        r["checks"] = [c for c in r["checks"] if c["name"] != "tokens_match_framework"]
+        r.checks = [c for c in r.checks if c.name != "tokens_match_framework"]
     h = headline(passing, {"valid": True})
     assert h["kind"] == "compared" and h["fair"] is True and "Cross-check" not in h["text"]
     explained = _ok_point()
     for r in explained:
-        r["checks"][1]["explanation"] = "counts padding of the last batch"
+        r.checks[1].explanation = "counts padding of the last batch"
     h = headline(explained, {"valid": True})
     assert h["fair"] is True and "explained: counts padding of the last batch" in h["text"]
     assert any(d.startswith("Single run for trl, unsloth") for d in h["disclosures"])

@@ -21,7 +21,7 @@ import pytest
 
 from harness.job import point_hash
 from harness.report.render import render_report
-from harness.results import load_results
+from harness.results import load_records
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MIRROR = Path(os.environ.get("HARNESS_TEST_HUB_MIRROR", "/work/shared/hub"))
@@ -50,15 +50,15 @@ def test_cpu_report_command_plans_the_same_runs(tmp_path):
     ran = harness("run", "framework=fake", "train.max_steps=3", "train.lr=0.001", "train.lora.r=4", "repeats=2",
                   f"results_dir={results}", "report=false")
     assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
-    records = load_results([results])
+    records = load_records([results])
     assert len(records) == 2
     html = render_report(records, tmp_path / "reports", name="cpu").read_text(encoding="utf-8")
     commands = report_commands(html)
     assert commands == [["framework=fake", "train.lora.r=4", "train.lr=0.001", "train.max_steps=3", "repeats=2"]]
     planned = plan(commands[0], env={"HARNESS_RESULTS_DIR": str(results)})
-    assert [p["point_hash"] for p in planned] == [records[0]["point_hash"]]
-    assert [p["job_hash"] for p in planned] == [records[0]["job_hash"]]
-    assert sorted(planned[0]["run_dirs"]) == sorted(str(Path(r["run_dir"]).resolve()) for r in records)
+    assert [p["point_hash"] for p in planned] == [records[0].point_hash]
+    assert [p["job_hash"] for p in planned] == [records[0].job_hash]
+    assert sorted(planned[0]["run_dirs"]) == sorted(str(Path(r.run_dir).resolve()) for r in records)
     assert "the command plans the same 1 sweep point hash" in html
 
 
@@ -87,7 +87,7 @@ def test_plan_refuses_what_run_refuses(args, culprit):
 def test_committed_h200_report_command_plans_the_recorded_jobs(folder, tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_HUB_MIRROR", str(MIRROR))
     suite = folder.split("/")[-1]
-    records = load_results([REPO_ROOT / "results" / folder])
+    records = load_records([REPO_ROOT / "results" / folder])
     html = render_report(records, tmp_path, name=suite).read_text(encoding="utf-8")
     commands = report_commands(html)
     if suite == "qlora_7b":
@@ -98,17 +98,17 @@ def test_committed_h200_report_command_plans_the_recorded_jobs(folder, tmp_path,
         assert all("launcher=torchrun" in c for c in commands)
     planned = [p for argv in commands for p in plan(argv, env={"HARNESS_HUB_MIRROR": str(MIRROR)})]
     by_job = {p["job_hash"]: p for p in planned}
-    recorded_points = {r["point_hash"] for r in records}
+    recorded_points = {r.point_hash for r in records}
     for r in records:
         # the recorded dataset digest put back: every setting of the command is then the recorded one
         matches = []
         for p in planned:
             job = json.loads(json.dumps(p["job"]))
-            job["dataset"]["digest"] = r["job"]["dataset"]["digest"]
-            if point_hash(job) == r["point_hash"] and p["framework"] == r["framework"]["name"]:
+            job["dataset"]["digest"] = r.job.dataset.digest
+            if point_hash(job) == r.point_hash and p["framework"] == r.framework.name:
                 matches.append(p)
-        assert len(matches) == 1, f"{suite}: no planned job recreates {r['run_dir']}"
-        recorded_job = {k: v for k, v in r["job"].items()}
+        assert len(matches) == 1, f"{suite}: no planned job recreates {r.run_dir}"
+        recorded_job = r.job.to_dict()
         planned_job = json.loads(json.dumps(matches[0]["job"]))
         for job in (recorded_job, planned_job):
             job["model"] = {k: v for k, v in job["model"].items() if k != "path"}
@@ -120,7 +120,7 @@ def test_committed_h200_report_command_plans_the_recorded_jobs(folder, tmp_path,
                 assert {k: planned_job[section].get(k) for k in values} == values, (folder, section)
             else:
                 assert planned_job[section] == values, (folder, section)
-        assert matches[0]["repeats"] == 1 + max(x["repeat"] for x in records if x["job_hash"] == r["job_hash"])
+        assert matches[0]["repeats"] == 1 + max(x.repeat for x in records if x.job_hash == r.job_hash)
     planned_points = {p["point_hash"] for p in by_job.values()}
     if folder.startswith("h200-session2") or suite == "scaling_7b":
         # made before data preparation stripped whitespace: today's digest differs, and the report says so
@@ -135,7 +135,7 @@ def test_fields_added_since_keep_the_hashes_of_committed_results():
     # results/cpu is the Quick start sweep of session 1: today's default plans its very point and job hashes
     # (new fields at their defaults, train.settle_factor=null and the dataset format fields, stay out of the
     # hash), so resume and baselines still find those results.
-    records = load_results([REPO_ROOT / "results" / "cpu"])
+    records = load_records([REPO_ROOT / "results" / "cpu"])
     planned = plan(["framework=trl,llamafactory,unsloth", "-m"], env={})
-    assert {r["point_hash"] for r in records} == {p["point_hash"] for p in planned}
-    assert {r["job_hash"] for r in records} == {p["job_hash"] for p in planned}
+    assert {r.point_hash for r in records} == {p["point_hash"] for p in planned}
+    assert {r.job_hash for r in records} == {p["job_hash"] for p in planned}
