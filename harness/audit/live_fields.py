@@ -23,7 +23,8 @@ Where each field comes from (``live.`` omitted):
 - optimizer_*: ``optimizer`` (unwrapped from accelerate's ``AcceleratedOptimizer``), ``param_groups``.
 - lr_scheduler / warmup_steps / total_steps: ``lr_scheduler`` (unwrapped), its ``lr_lambdas``,
   ``args.lr_scheduler_type``, ``args.get_warmup_steps``, ``state.max_steps``.
-- batch sizes, seed, max length, packing, padding-free, precision: ``args``.
+- batch sizes, seed, max length, packing, padding-free, precision: ``args`` (max length, where the
+  Trainer's arguments lack it, from the template object the train collator holds).
 - gradient checkpointing: the base model's modules (``gradient_checkpointing`` flags) and the
   checkpoint function installed on them (``_gradient_checkpointing_func``), not ``args``: LLaMA-Factory
   enables it on the model itself.
@@ -533,11 +534,15 @@ def _max_length(live: Any, out: dict[str, Any], notes: list[str]) -> None:
         # into Seq2SeqTrainingArguments.generation_max_length when that is unset (our adapter leaves it unset).
         value, source = _get(args, "generation_max_length"), "args.generation_max_length (a cutoff_len copied there)"
     if value is None:
+        # A framework whose truncation lives in a chat template object its collator holds (ms-swift's
+        # Template.max_length, reached through the train dataloader's collator).
+        value, source = _get(_train_collator(live), "template", "max_length"), "collator.template.max_length"
+    if value is None:
         value, source = _get(live.model, "max_seq_length"), "model.max_seq_length"
     if value is None:
         source = None
         notes.append("max_length not found on the live objects (args.max_length, args.generation_max_length, "
-                     "model.max_seq_length)")
+                     "collator.template.max_length, model.max_seq_length)")
     out["max_length"] = value if isinstance(value, int) else None
     out["max_length_source"] = source
 
@@ -579,11 +584,24 @@ def _batches(meter: Any, live: Any, out: dict[str, Any], notes: list[str]) -> No
         out["batch_padding_free"] = out["batch_packed"] = None
 
 
+def _train_collator(live: Any) -> Any:
+    """The collator the train dataloader really uses, under the Trainer's wrappers and functools.partial."""
+    collator = getattr(live.train_dataloader, "collate_fn", None)
+    for _ in range(8):
+        if collator is None or hasattr(collator, "pad_to_multiple_of"):
+            break
+        inner = getattr(collator, "data_collator", None)
+        if inner is None and isinstance(collator, functools.partial):
+            inner = collator.func
+        if inner is None:
+            break
+        collator = inner
+    return collator
+
+
 def _collator(live: Any, out: dict[str, Any]) -> None:
     """``pad_to_multiple_of`` of the collator the train dataloader really uses (the Trainer may wrap it)."""
-    collator = getattr(live.train_dataloader, "collate_fn", None)
-    while collator is not None and not hasattr(collator, "pad_to_multiple_of") and hasattr(collator, "data_collator"):
-        collator = collator.data_collator
+    collator = _train_collator(live)
     out["collator"] = type(collator).__name__ if collator is not None else None
     out["pad_to_multiple_of"] = getattr(collator, "pad_to_multiple_of", None)
 
