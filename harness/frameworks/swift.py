@@ -21,17 +21,30 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 from harness.frameworks.adapter import Adapter
-from harness.frameworks.base import (PAD_TO_MULTIPLE_OF, Job, TrainCallTimer, Trained, precision, torch_dtype_name,
-                                     training_arguments)
+from harness.frameworks.base import (PAD_TO_MULTIPLE_OF, FrameworkUnavailable, Job, TrainCallTimer, Trained, precision,
+                                     torch_dtype_name, training_arguments, uses_cuda)
 from harness.frameworks.quantization import bnb_config_args
 
 PACKAGES = ("ms-swift", "transformers", "peft", "trl", "accelerate", "datasets", "torch", "bitsandbytes")
 INSTALL_HINT = "python -m harness env build framework=swift"
 CALLBACK_PREFIX = "harness_callback_"
+# ms-swift packs (and batches padding-free) only over flash attention (swift/arguments/sft_args.py
+# _check_padding_free raises otherwise).
+FLASH_ATTENTION = ("flash_attn", "flash_attention_2", "flash_attention_3", "flash_attention_4")
+
+
+def import_framework(job: Job) -> None:
+    """Refuse, as unavailable, what ms-swift refuses: packing without a flash attention implementation."""
+    attention = job["model"]["attn_implementation"]
+    if job["train"]["packing"] and attention not in FLASH_ATTENTION:
+        raise FrameworkUnavailable(f"ms-swift packs only with flash attention (model.attn_implementation={attention}; "
+                                   "swift/arguments/sft_args.py _check_padding_free)")
+    import swift.pipelines.train.sft  # noqa: F401  (an ImportError is reported with install_hint)
 
 
 def _conversations(job: Job) -> bool:
@@ -42,6 +55,12 @@ def data_files(job: Job) -> dict[str, str]:
     """Where the ms-swift copies of the prepared splits go (beside the framework's output)."""
     folder = Path(job["runtime"]["run_dir"]) / "swift_data"
     return {"train": str(folder / "train.jsonl"), "eval": str(folder / "eval.jsonl")}
+
+
+def device_map(job: Job) -> str:
+    """This process's own device. ms-swift's default (None, swift/model/utils.py get_default_device_map) is
+    'auto' when a process sees two or more GPUs: the model split layer-wise over all of them."""
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if uses_cuda(job) else "cpu"
 
 
 def native_args(job: Job) -> dict[str, Any]:
@@ -58,6 +77,7 @@ def native_args(job: Job) -> dict[str, Any]:
         "model_type": "qwen2",
         "torch_dtype": torch_dtype_name(job),  # default None: config.json's dtype
         "attn_impl": job["model"]["attn_implementation"],  # default None: transformers' choice
+        "device_map": device_map(job),
         "use_hf": True,  # default False: ModelScope's hub (the model is a local folder either way)
         "check_model": False,  # default True: asks the ModelScope hub whether the local model is the latest
         # ---- template and data (swift/arguments/base_args/template_args.py, data_args.py) --------------------
@@ -208,6 +228,9 @@ class SwiftAdapter(Adapter):
 
     def native_args(self, job: Job) -> dict[str, Any]:
         return native_args(job)
+
+    def import_framework(self, job: Job) -> None:
+        import_framework(job)
 
     def train(self, job: Job, callbacks: list[Any]) -> Trained:
         return train(job, callbacks)
