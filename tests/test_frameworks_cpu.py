@@ -1,13 +1,14 @@
 """Real training in the real frameworks on CPU: the README's quick-start comparison, end to end.
 
-trl and LLaMA-Factory train the embedded tiny model under their own environments; unsloth, which
-needs CUDA, is recorded as unavailable. The two must build identical jobs (the strict audit passes),
+trl, LLaMA-Factory and ms-swift train the embedded tiny model under their own environments; unsloth,
+which needs CUDA, is recorded as unavailable. They must build identical jobs (the strict audit passes),
 learn (loss falls, LoRA weights change) and agree with our evaluator.
 """
 from __future__ import annotations
 
 import pytest
 
+from harness.frameworks import registry
 from tests.cli import harness, results
 
 
@@ -21,7 +22,7 @@ def default_sweep(tmp_path_factory):
 def test_quickstart_sweep_succeeds_with_a_report(default_sweep):
     run, records, out = default_sweep
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert set(records) == {"trl", "unsloth", "llamafactory"}
+    assert set(records) == {"trl", "unsloth", "llamafactory", "swift"}
     assert list((out / "reports").glob("default-*.html")), run.stdout
     assert "0 sweep point(s) failing the strict fairness audit" in run.stdout
 
@@ -32,7 +33,7 @@ def test_unsloth_is_unavailable_without_cuda(default_sweep):
     assert "CUDA" in records["unsloth"]["reason"]
 
 
-@pytest.mark.parametrize("framework", ["trl", "llamafactory"])
+@pytest.mark.parametrize("framework", ["trl", "llamafactory", "swift"])
 def test_framework_really_trains_on_cpu(default_sweep, framework):
     _, records, _ = default_sweep
     record = records[framework]
@@ -43,16 +44,17 @@ def test_framework_really_trains_on_cpu(default_sweep, framework):
         assert checks[name]["passed"] is True, checks[name]
     log = record["train"]["log"]
     assert len(log) == record["job"]["train"]["max_steps"] == 60
-    assert record["framework"]["packages"][framework if framework != "llamafactory" else "llamafactory"]
+    assert record["framework"]["packages"][registry.adapter(framework).distribution]
     assert record["eval"]["loss"] < log[0]["loss"]
 
 
-def test_trl_and_llamafactory_built_the_same_job(default_sweep):
+@pytest.mark.parametrize("other", ["llamafactory", "swift"])
+def test_trl_and_other_built_the_same_job(default_sweep, other):
     _, records, _ = default_sweep
-    trl, lf = records["trl"]["audit"], records["llamafactory"]["audit"]
+    trl, theirs = records["trl"]["audit"], records[other]["audit"]
     for field in ("first_batch_hash", "trainable_params", "lora_alpha", "lora_modules", "effective_batch",
                   "loss_mask_share", "lr_scheduler", "optimizer"):
-        assert trl[field] == lf[field] and trl[field] is not None, field
+        assert trl[field] == theirs[field] and trl[field] is not None, field
     # Same tokens, same order, same math: the loss curves agree to float tolerance.
-    for a, b in zip(records["trl"]["train"]["log"], records["llamafactory"]["train"]["log"]):
+    for a, b in zip(records["trl"]["train"]["log"], records[other]["train"]["log"]):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-3)
