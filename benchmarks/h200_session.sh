@@ -43,7 +43,7 @@ stage_setup() {
   for f in ${FW//,/ }; do python3 -m harness env build framework=$f wheelhouse=.whl/$f; done
 }
 # Random-weight models built before any sweep, so no measured run pays for (or holds the memory of) it.
-stage_cache() { python3 -m harness.model_cache Qwen/Qwen2.5-7B-Instruct; }
+stage_cache() { python3 -m harness.worker.model_cache Qwen/Qwen2.5-7B-Instruct; }
 # Setup and the model cache once per machine: a warm machine keeps /tmp between calls, a fresh one does not.
 stage_ensure() {
   if [ -f /tmp/harness-ready ]; then echo "machine already set up"; return; fi

@@ -15,14 +15,14 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("harness.__main__:cmd_run", "[OVERRIDES...] [-m]   train and measure (Hydra; -m sweeps, e.g. "
                                 "framework=NAME,NAME)"),
-    "plan": ("harness.plan:main", "[OVERRIDES...] [-m]   print the jobs (point hash, run folders) a run command "
+    "plan": ("harness.cli.plan:main", "[OVERRIDES...] [-m]   print the jobs (point hash, run folders) a run command "
                                   "would start; runs nothing (--json)"),
-    "report": ("harness.report.cli:main", "[RESULTS...]          render the HTML comparison report (--trend: history)"),
-    "compare": ("harness.compare:main", "[--accept] ...        check results against the machine's baseline "
+    "report": ("harness.cli.report:main", "[RESULTS...]          render the HTML comparison report (--trend: history)"),
+    "compare": ("harness.regression.compare:main", "[--accept] ...        check results against the machine's baseline "
                                    "(exit 1 on a regression)"),
-    "audit": ("harness.audit.cli:main", "[RESULTS...]          fairness audit of finished runs (exit 3 if a strict "
+    "audit": ("harness.cli.audit:main", "[RESULTS...]          fairness audit of finished runs (exit 3 if a strict "
                                    "comparison is refused)"),
-    "env": ("harness.envs_cli:main", "build|list ...        build or list the per-framework environments"),
+    "env": ("harness.cli.env:main", "build|list ...        build or list the per-framework environments"),
 }
 USAGE = ("usage: python -m harness COMMAND [ARGS]   (python -m harness COMMAND --help for a command's help)\n"
          "commands:\n" + "".join(f"  {name:8s} {synopsis}\n" for name, (_, synopsis) in COMMANDS.items()))
@@ -42,10 +42,10 @@ def _single_line(message: str) -> str:
 def cmd_run(argv: list[str]) -> int:
     import hydra
 
-    from harness.config import ConfigError, register_configs
-    from harness.measure.nvml_sampler import cuda_available
-    from harness.preflight import CONF_DIR, check_flags, preflight
-    from harness.sweep import SweepOutcome, run_sweep, task
+    from harness.config.schema import ConfigError, register_configs
+    from harness.sampling.sampler import cuda_available
+    from harness.config.preflight import CONF_DIR, check_flags, preflight
+    from harness.launch.sweep import SweepOutcome, run_sweep, task
 
     multirun = "-m" in argv or "--multirun" in argv
     overrides = [a for a in argv if not a.startswith("-")]

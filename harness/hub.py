@@ -49,7 +49,7 @@ def resolve_dataset_file(hub_id: str, filename: str) -> Path:
     try:
         return Path(hf_hub_download(repo_id=hub_id, filename=filename, repo_type="dataset"))
     except Exception as err:  # unknown repo or file, no network, bad id: one line naming both
-        from harness.config import ConfigError
+        from harness.config.schema import ConfigError
 
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ConfigError(f"dataset.hub_id: cannot fetch {filename!r} of dataset {hub_id!r} from the Hub "

@@ -218,7 +218,7 @@ def test_unexpected_preflight_exception_is_one_line(tmp_path, monkeypatch):
     import sys
 
     import harness.__main__ as cli
-    import harness.preflight as preflight_mod
+    import harness.config.preflight as preflight_mod
 
     def boom(*_a, **_k):
         raise RuntimeError("something broke\nsecond line")
@@ -238,7 +238,7 @@ def test_raw_input_exception_in_preflight_exits_2(tmp_path, monkeypatch):
     import sys
 
     import harness.__main__ as cli
-    import harness.preflight as preflight_mod
+    import harness.config.preflight as preflight_mod
 
     def raw(*_a, **_k):
         raise PermissionError(13, "Permission denied", "/data/train.jsonl")
@@ -252,12 +252,12 @@ def test_raw_input_exception_in_preflight_exits_2(tmp_path, monkeypatch):
 
 
 def test_model_cache_cli_names_a_model_without_config(tmp_path):
-    """``python -m harness.model_cache`` (builds random-weight models before a sweep): a Hub id with no
+    """``python -m harness.worker.model_cache`` (builds random-weight models before a sweep): a Hub id with no
     config.json in the mirror is refused in one line naming the id, and nothing is built."""
     import subprocess
     import sys
 
-    run = subprocess.run([sys.executable, "-m", "harness.model_cache", "Qwen/No-Such-Model"], cwd=REPO_ROOT,
+    run = subprocess.run([sys.executable, "-m", "harness.worker.model_cache", "Qwen/No-Such-Model"], cwd=REPO_ROOT,
                          capture_output=True, text=True, timeout=60,
                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT),
                               "HARNESS_HUB_MIRROR": str(tmp_path / "mirror"), "HARNESS_CACHE": str(tmp_path / "cache")})
@@ -355,7 +355,7 @@ def test_lora_targets_read_from_safetensors_weights(tmp_path):
     """A model whose model_type the harness does not know: the module names come from its weight files."""
     import struct
 
-    from harness.input_checks import check_lora_targets
+    from harness.config.input_checks import check_lora_targets
     from omegaconf import OmegaConf
 
     folder = tmp_path / "model"
@@ -493,7 +493,7 @@ def test_audit_bad_argument_is_one_line(tmp_path, good_results):
 def test_unexpected_error_in_a_command_is_one_line(monkeypatch, capsys):
     """A bug (or input no check foresaw) in report/audit/compare/env ends with one line and exit 1."""
     import harness.__main__ as cli
-    import harness.report.cli as report_cli
+    import harness.cli.report as report_cli
 
     def boom(_argv):
         raise KeyError("something\nsecond line")

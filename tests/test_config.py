@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import ConfigError, validate
-from harness.preflight import CONF_DIR, compose_job, expand_sweep
+from harness.config.schema import ConfigError, validate
+from harness.config.preflight import CONF_DIR, compose_job, expand_sweep
 
 GROUPS = {group: sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
           for group in ("framework", "model", "dataset", "train", "experiment")}
@@ -87,7 +87,7 @@ def test_accepted_optimizers_and_schedules_are_transformers_names():
     from transformers.trainer_utils import SchedulerType
     from transformers.training_args import OptimizerNames
 
-    from harness.config import LR_SCHEDULERS, OPTIMIZERS
+    from harness.config.schema import LR_SCHEDULERS, OPTIMIZERS
 
     assert set(OPTIMIZERS) <= {o.value for o in OptimizerNames}
     assert set(LR_SCHEDULERS) <= {s.value for s in SchedulerType}

@@ -190,7 +190,7 @@ def test_submitit_local_sweep(tmp_path):
 
 # ---- units ---------------------------------------------------------------------------------------------
 def test_worker_command_is_an_argument_list(tmp_path):
-    from harness.runner import worker_command
+    from harness.launch.child import worker_command
 
     assert worker_command("py", tmp_path) == ["py", "-m", "harness.worker", str(tmp_path)]
     assert worker_command("py", tmp_path, {"name": "torchrun", "nproc": 2}) == [
@@ -201,8 +201,8 @@ def test_worker_command_is_an_argument_list(tmp_path):
 def test_launcher_validation_and_hash():
     from omegaconf import OmegaConf
 
-    from harness.config import ConfigError, validate_launcher
-    from harness.job import job_hash, point_hash
+    from harness.config.schema import ConfigError, validate_launcher
+    from harness.config.job import job_hash, point_hash
 
     validate_launcher(OmegaConf.create({"launcher": {"name": "torchrun", "nproc": 4}}))
     for bad, words in ((("local", 2), "needs launcher=torchrun"), (("torchrun", 0), ">= 1"),
@@ -240,7 +240,7 @@ def test_scaling_efficiency_table():
 def test_progress_printer_every_tenth(capsys):
     from types import SimpleNamespace
 
-    from harness.measure.progress import ProgressPrinter
+    from harness.worker.progress import ProgressPrinter
 
     meter = SimpleNamespace(records=[])
     printer = ProgressPrinter(meter, max_steps=60, world_size=2)
@@ -275,7 +275,7 @@ class _FakeNvml:
 
 
 def test_long_run_timeline_csv_stays_bounded(monkeypatch, tmp_path):
-    from harness.measure import nvml_sampler
+    from harness.sampling import sampler as nvml_sampler
 
     monkeypatch.setattr(nvml_sampler, "_import_nvml", lambda: _FakeNvml())
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)

@@ -1,8 +1,8 @@
 """The result record (``result.json``, one per run) and the worker's part of it (``worker_result.json``).
 
-Layout, section by section: :data:`harness.results.RESULT_LAYOUT`. The parent assembles a :class:`Result`
-from the worker's :class:`WorkerResult` and its own readings (``harness.record.build_record``); reports,
-compare, history and the audit read results only as :class:`Result` (``harness.results.load_records``).
+Layout, section by section: :data:`harness.results.load.RESULT_LAYOUT`. The parent assembles a :class:`Result`
+from the worker's :class:`WorkerResult` and its own readings (``harness.results.assemble.build_record``); reports,
+compare, history and the audit read results only as :class:`Result` (``harness.results.load.load_records``).
 """
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ class Result(Record):
 
     def lookup(self, dotted: str) -> Any:
         """A recorded value by dotted path (``train.step_time_s.median``), None where not recorded: the
-        metric paths of ``harness.results.METRICS`` are data; this is their only reader."""
+        metric paths of ``harness.results.load.METRICS`` are data; this is their only reader."""
         node: Any = self
         for part in dotted.split("."):
             if isinstance(node, Record):

@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from harness import run_files  # noqa: E402
+from harness.records import run_files  # noqa: E402
 from harness.records import Result  # noqa: E402
 from harness.records.training import Train  # noqa: E402
 from harness.report.tables import (COLUMN_BY_KEY, by_label_and_repeat, fmt, group_by_label,  # noqa: E402
@@ -77,7 +77,7 @@ def _unit(kind: str) -> tuple[float, str]:
 def bar_charts(runs: list[Result], keys: tuple[str, ...] = BAR_METRICS) -> str:
     """One small chart per metric: the median of the repeats, whiskers from min to max; bars from zero,
     except losses, drawn as points on an axis zoomed to their range so their differences show."""
-    from harness.measure.stats import median
+    from harness.stats import median
 
     groups = group_by_label(runs)
     labels = list(groups)
@@ -218,7 +218,7 @@ def step_throughput(runs: list[Result]) -> str:
 def memory_vs_speed(runs: list[Result]) -> str:
     """Each framework's median tokens/s against its median training-phase memory peak (whiskers: min-max
     over repeats): the trade-off at a glance, better is down and to the right."""
-    from harness.measure.stats import median
+    from harness.stats import median
 
     groups = group_by_label(runs)
     speed, memory = COLUMN_BY_KEY["tokens_per_s"], COLUMN_BY_KEY["peak_mem"]

@@ -24,7 +24,7 @@ from harness.records import Result
 from harness.records.machine import Env, Git
 from harness.report.repeat_spread import spread_section
 from harness.report.reproduce import reproduce_section
-from harness.results import flatten
+from harness.results.load import flatten
 
 TEMPLATES = Path(__file__).parent / "templates"
 INDEX = "index.html"

@@ -16,19 +16,19 @@ import matplotlib.pyplot as plt
 
 from harness.records import Result
 from harness.report import figures, tables
-from harness.results import METRICS
+from harness.results.load import METRICS
 
 TREND_METRICS = ("tokens_per_s", "peak_mem", "eval_loss")
 
 
 def _checks() -> dict[str, Any]:
-    from harness.compare import DEFAULT_CHECKS, parse_checks
+    from harness.regression.compare import DEFAULT_CHECKS, parse_checks
 
     return {c.metric: c for c in parse_checks(DEFAULT_CHECKS)}
 
 
 def _baseline(machine: str, suite: str) -> dict[tuple[str, str], dict[str, Any]]:
-    from harness.compare import CompareError, baseline_path, load_baseline
+    from harness.regression.compare import CompareError, baseline_path, load_baseline
 
     path = baseline_path(machine, suite)
     try:
@@ -40,7 +40,7 @@ def _baseline(machine: str, suite: str) -> dict[tuple[str, str], dict[str, Any]]
 
 def _records_by_run(history_files: list[Path]) -> dict[str, Result]:
     """result.json records near the histories (for what a history line does not hold: GPU count, recipe)."""
-    from harness.results import load_records
+    from harness.results.load import load_records
 
     roots = {f.parent.parent for f in history_files}
     return {str(r.run_id): r for r in load_records(sorted(roots), warn=lambda m: None)}
@@ -59,8 +59,8 @@ def _point_label(entry: dict[str, Any], record: Result | None) -> str:
 
 def _chart(series: dict[str, list[dict[str, Any]]], baseline: dict[tuple[str, str], dict[str, Any]],
            checks: dict[str, Any], point: str) -> str:
-    from harness.compare import verdict
-    from harness.measure.stats import median
+    from harness.regression.compare import verdict
+    from harness.stats import median
 
     colors = figures.color_map(list(series))
     fig, axes = plt.subplots(1, len(TREND_METRICS), figsize=(12, 3.4), squeeze=False)
@@ -116,8 +116,8 @@ def _chart(series: dict[str, list[dict[str, Any]]], baseline: dict[tuple[str, st
 
 
 def trend_context(history_files: Iterable[Path], *, warn=print) -> dict[str, Any]:
-    from harness.compare import verdict
-    from harness.history import read_history
+    from harness.regression.compare import verdict
+    from harness.results.history import read_history
 
     files = [Path(f) for f in history_files]
     entries: dict[str, dict[str, Any]] = {}

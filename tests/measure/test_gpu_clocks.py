@@ -1,11 +1,13 @@
-"""GPU clock readings (harness/measure/gpu_clocks.py): known answers on hand-made readings, and the
+"""GPU clock readings (harness/sampling/gpu_clocks.py): known answers on hand-made readings, and the
 sampler reading them through a fake NVML that reports known clocks."""
 from __future__ import annotations
 
 import pytest
 
-from harness.measure import gpu_clocks, nvml_sampler
-from harness.measure.gpu_clocks import ClockPoint, ClockSeries, clocks_record, step_clocks, window_summary
+from harness.sampling import gpu_clocks
+
+from harness.sampling import sampler as nvml_sampler
+from harness.sampling.gpu_clocks import ClockPoint, ClockSeries, clocks_record, step_clocks, window_summary
 
 
 def _series(points: list[tuple[float, int, int, int]]) -> ClockSeries:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from harness.measure.nvml_sampler import NvmlSampler, cuda_available
+from harness.sampling.sampler import NvmlSampler, cuda_available
 
 GIB = 1 << 30
 

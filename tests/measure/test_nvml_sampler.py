@@ -1,7 +1,7 @@
 import csv
 
-from harness.measure import nvml_sampler
-from harness.measure.nvml_sampler import NvmlSampler, _BoundedTimeline, downsample_max_pairs
+from harness.sampling import sampler as nvml_sampler
+from harness.sampling.sampler import NvmlSampler, _BoundedTimeline, downsample_max_pairs
 
 
 def test_downsampling_keeps_the_peak():

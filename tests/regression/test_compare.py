@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from harness.records import Result
-from harness.compare import (DEFAULT_CHECKS, CompareError, Check, baseline_path, build_baseline, compare,
+from harness.regression.compare import (DEFAULT_CHECKS, CompareError, Check, baseline_path, build_baseline, compare,
                              load_baseline, main, parse_checks)
-from harness.results import METRICS, flatten
+from harness.results.load import METRICS, flatten
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MACHINE = "1xnvidia-h200-driver570.00"
@@ -26,7 +26,7 @@ def make_record(*, tokens_per_s: float = 1000.0, peak_mem: int | None = 8 * 2**3
                 machine_id: str = MACHINE, repeat: int = 0, framework: str = "trl", version: str = "1.16.0",
                 suite: str = SUITE, point_hash: str = POINT, status: str = "ok", finished: float = 1.8e9,
                 commit: str = "0123456789abcdef0123456789abcdef01234567") -> dict[str, Any]:
-    """A schema-complete result record (as harness.record.build_record writes it) with chosen figures."""
+    """A schema-complete result record (as harness.results.assemble.build_record writes it) with chosen figures."""
     job_hash = f"{framework[:3]}{version.replace('.', '')}"[:12].ljust(12, "0")
     run_dir = f"/results/{suite}/tiny-tiny_medical-{point_hash}/{framework}-{version}-{job_hash}/r{repeat}"
     tokens = 40_000
