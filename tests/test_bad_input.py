@@ -217,7 +217,7 @@ def test_unexpected_preflight_exception_is_one_line(tmp_path, monkeypatch):
     import io
     import sys
 
-    import harness.__main__ as cli
+    import harness.cli.run as cli
     import harness.config.preflight as preflight_mod
 
     def boom(*_a, **_k):
@@ -226,7 +226,7 @@ def test_unexpected_preflight_exception_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(preflight_mod, "preflight", boom)
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
-    code = cli.cmd_run([*FAST, f"results_dir={tmp_path / 'results'}"])
+    code = cli.main([*FAST, f"results_dir={tmp_path / 'results'}"])
     (line,) = err.getvalue().splitlines()
     assert code == 1 and line.startswith("error: preflight failed unexpectedly (RuntimeError: something broke")
     assert "HARNESS_DEBUG" in line
@@ -237,7 +237,7 @@ def test_raw_input_exception_in_preflight_exits_2(tmp_path, monkeypatch):
     import io
     import sys
 
-    import harness.__main__ as cli
+    import harness.cli.run as cli
     import harness.config.preflight as preflight_mod
 
     def raw(*_a, **_k):
@@ -246,7 +246,7 @@ def test_raw_input_exception_in_preflight_exits_2(tmp_path, monkeypatch):
     monkeypatch.setattr(preflight_mod, "preflight", raw)
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
-    code = cli.cmd_run([*FAST, f"results_dir={tmp_path / 'results'}"])
+    code = cli.main([*FAST, f"results_dir={tmp_path / 'results'}"])
     (line,) = err.getvalue().splitlines()
     assert code == 2 and line.startswith("error:") and "/data/train.jsonl" in line
 

@@ -19,3 +19,14 @@ def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
         return parser.parse_args(argv)
     except SystemExit as exit_:
         return int(exit_.code or 0)
+
+
+def fail(message: str, code: int = 2) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def single_line(message: str) -> str:
+    """Preflight errors are one line: later lines of a library's message are folded in."""
+    parts = [p.strip() for p in str(message).strip().splitlines() if p.strip()]
+    return " | ".join(parts) if parts else "invalid input"

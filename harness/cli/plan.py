@@ -61,7 +61,7 @@ them (framework, version, suite, point hash, job hash, repeats, run folders) wit
 
 
 def main(argv: list[str]) -> int:
-    from harness.__main__ import _fail, _single_line
+    from harness.cli.args import fail as _fail, single_line as _single_line
 
     if "-h" in argv or "--help" in argv:
         print(PLAN_HELP)

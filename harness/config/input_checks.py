@@ -46,7 +46,6 @@ def check_framework(cfg: Any) -> None:
 
     A version that is neither is a typo, refused here; ``unavailable`` stays for what only the run can
     find out (unsloth without CUDA, an env whose build fails)."""
-    from harness.launch import venvs
     from harness.frameworks import registry
 
     fw = cfg.framework
