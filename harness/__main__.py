@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("harness.cli.plan:main", "[OVERRIDES...] [-m]   print the jobs (point hash, run folders) a run command "
                                   "would start; runs nothing (--json)"),
     "report": ("harness.cli.report:main", "[RESULTS...]          render the HTML comparison report (--trend: history)"),
-    "compare": ("harness.regression.compare:main", "[--accept] ...        check results against the machine's baseline "
+    "compare": ("harness.cli.compare:main", "[--accept] ...        check results against the machine's baseline "
                                    "(exit 1 on a regression)"),
     "audit": ("harness.cli.audit:main", "[RESULTS...]          fairness audit of finished runs (exit 3 if a strict "
                                    "comparison is refused)"),

@@ -66,7 +66,9 @@ def test_every_folder_renders_and_audits(folder, tmp_path):
 def test_committed_results_compare_with_the_committed_baseline_as_before():
     """The verdicts of the committed seed_0.5b baseline against the results it was accepted from (no
     regression) and against the regression sample (trl's throughput 16% down), as before the typed records."""
-    from harness.regression.compare import DEFAULT_CHECKS, baseline_path, compare, load_baseline, parse_checks
+    from harness.regression.thresholds import DEFAULT_CHECKS, parse_checks
+    from harness.regression.baselines import baseline_path, load_baseline
+    from harness.regression.verdicts import compare
 
     baselines = REPO_ROOT / "benchmarks" / "baselines"
     (path,) = list(baselines.glob("*/seed_0.5b.json"))

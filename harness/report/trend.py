@@ -22,13 +22,14 @@ TREND_METRICS = ("tokens_per_s", "peak_mem", "eval_loss")
 
 
 def _checks() -> dict[str, Any]:
-    from harness.regression.compare import DEFAULT_CHECKS, parse_checks
+    from harness.regression.thresholds import DEFAULT_CHECKS, parse_checks
 
     return {c.metric: c for c in parse_checks(DEFAULT_CHECKS)}
 
 
 def _baseline(machine: str, suite: str) -> dict[tuple[str, str], dict[str, Any]]:
-    from harness.regression.compare import CompareError, baseline_path, load_baseline
+    from harness.regression.thresholds import CompareError
+    from harness.regression.baselines import baseline_path, load_baseline
 
     path = baseline_path(machine, suite)
     try:
@@ -59,7 +60,7 @@ def _point_label(entry: dict[str, Any], record: Result | None) -> str:
 
 def _chart(series: dict[str, list[dict[str, Any]]], baseline: dict[tuple[str, str], dict[str, Any]],
            checks: dict[str, Any], point: str) -> str:
-    from harness.regression.compare import verdict
+    from harness.regression.verdicts import verdict
     from harness.stats import median
 
     colors = figures.color_map(list(series))
@@ -116,7 +117,7 @@ def _chart(series: dict[str, list[dict[str, Any]]], baseline: dict[tuple[str, st
 
 
 def trend_context(history_files: Iterable[Path], *, warn=print) -> dict[str, Any]:
-    from harness.regression.compare import verdict
+    from harness.regression.verdicts import verdict
     from harness.results.history import read_history
 
     files = [Path(f) for f in history_files]

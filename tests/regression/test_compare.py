@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from harness.records import Result
-from harness.regression.compare import (DEFAULT_CHECKS, CompareError, Check, baseline_path, build_baseline, compare,
-                             load_baseline, main, parse_checks)
+from harness.regression.thresholds import DEFAULT_CHECKS, CompareError, Check, parse_checks
+from harness.regression.baselines import baseline_path, build_baseline, load_baseline
+from harness.regression.verdicts import compare
+from harness.cli.compare import main
 from harness.results.load import METRICS, flatten
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
