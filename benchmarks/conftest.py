@@ -20,10 +20,10 @@ if str(REPO_ROOT) not in sys.path:
 
 
 def gpu_info() -> dict[str, Any]:
-    """gpu_name, gpu_count, driver from NVML (harness.sampling.sampler); ``gpu_count`` 0 and a reason
+    """gpu_name, gpu_count, driver from NVML (harness.sampling.devices); ``gpu_count`` 0 and a reason
     when NVML, the sampler module or its function are missing. Never raises."""
     try:
-        from harness.sampling.sampler import gpu_environment
+        from harness.sampling.devices import gpu_environment
 
         info = gpu_environment()
     except Exception as err:  # noqa: BLE001 - machine info must never break the session

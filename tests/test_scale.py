@@ -275,9 +275,9 @@ class _FakeNvml:
 
 
 def test_long_run_timeline_csv_stays_bounded(monkeypatch, tmp_path):
-    from harness.sampling import sampler as nvml_sampler
+    from harness.sampling import devices, sampler as nvml_sampler
 
-    monkeypatch.setattr(nvml_sampler, "_import_nvml", lambda: _FakeNvml())
+    monkeypatch.setattr(devices, "import_nvml", lambda: _FakeNvml())
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     sampler = nvml_sampler.NvmlSampler(max_points=400, baseline_samples=1)
     assert sampler.available

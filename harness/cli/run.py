@@ -15,7 +15,7 @@ def main(argv: list[str]) -> int:
     import hydra
 
     from harness.config.schema import ConfigError, register_configs
-    from harness.sampling.sampler import cuda_available
+    from harness.sampling.devices import cuda_available
     from harness.config.preflight import CONF_DIR, check_flags, preflight
     from harness.launch.sweep import SweepOutcome, run_sweep, task
 

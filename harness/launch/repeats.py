@@ -19,7 +19,8 @@ from harness.atomic import atomic_write_json
 from harness.config.schema import validate
 from harness.data.dataset import PreparedData, prepare, write_jsonl
 from harness.config.job import Job, job_from_config, job_hash, point_hash, run_dir_for, write_job
-from harness.sampling.sampler import NvmlSampler, cuda_available
+from harness.sampling.devices import cuda_available
+from harness.sampling.sampler import NvmlSampler
 from harness.results.assemble import build_record
 from harness.records import JobFile, JobSpec, Result, Runtime
 from harness.launch.child import existing_ok_result, log_tail, spawn_worker

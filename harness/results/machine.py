@@ -49,7 +49,7 @@ def machine_id(gpu: dict[str, Any]) -> str:
 
 @lru_cache(maxsize=1)
 def environment() -> dict[str, Any]:
-    from harness.sampling.sampler import gpu_environment
+    from harness.sampling.devices import gpu_environment
 
     gpu = gpu_environment()
     return {

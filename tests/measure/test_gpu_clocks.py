@@ -6,7 +6,7 @@ import pytest
 
 from harness.sampling import gpu_clocks
 
-from harness.sampling import sampler as nvml_sampler
+from harness.sampling import devices, sampler as nvml_sampler
 from harness.sampling.gpu_clocks import ClockPoint, ClockSeries, clocks_record, step_clocks, window_summary
 
 
@@ -83,7 +83,7 @@ class _ClockNvml:
 
 
 def test_sampler_reads_clocks_every_stride_ticks(monkeypatch):
-    monkeypatch.setattr(nvml_sampler, "_import_nvml", lambda: _ClockNvml())
+    monkeypatch.setattr(devices, "import_nvml", lambda: _ClockNvml())
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     sampler = nvml_sampler.NvmlSampler(interval_s=0.01, baseline_samples=1)
     sampler.take_baseline()
