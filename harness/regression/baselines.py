@@ -16,14 +16,8 @@ from harness.regression.grouping import group_current, machine_of, metric_values
 
 
 BASELINES_DIR = Path("benchmarks") / "baselines"  # relative to the working directory, like results/
-
-
 BASELINES_ENV = "HARNESS_BASELINES_DIR"  # overrides BASELINES_DIR (tests, CI checkouts elsewhere)
-
-
 BASELINE_SCHEMA = 1
-
-
 BASELINE_LAYOUT = """
 benchmarks/baselines/<machine_id>/<suite>.json
   schema, machine_id, suite, accepted_at (ISO UTC), accepted_by (the command)

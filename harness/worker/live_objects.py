@@ -46,7 +46,7 @@ class LiveObjects(TrainerCallback):
         mark("train_start")
         self._take(args, state, kwargs)
         if self.model is not None:
-            from harness.worker.live_fields import checkpointing_snapshot
+            from harness.worker.live_fields.checkpointing import checkpointing_snapshot
 
             self.train_begin_checkpointing = checkpointing_snapshot(self.model, args)
 

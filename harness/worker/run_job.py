@@ -103,7 +103,7 @@ def _build_model(job: dict[str, Any]) -> None:
 
 
 def _train_and_measure(job: dict[str, Any], adapter: Adapter, result: WorkerResult) -> None:
-    from harness.worker.live_fields import read_live_fields
+    from harness.worker.live_fields.read import read_live_fields
     from harness.data.dataset import read_split
     from harness.worker.live_objects import LiveObjects
     from harness.worker.evaluator import evaluate_loss

@@ -50,7 +50,7 @@ from typing import Any, Callable
 import torch
 from transformers import TrainerCallback
 
-from harness.worker.live_fields import batch_record
+from harness.worker.live_fields.batches import batch_record
 from harness.stats import median, percentile, steady_line  # noqa: F401  (steady_line: re-exported)
 
 IGNORE_INDEX = -100

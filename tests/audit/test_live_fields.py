@@ -10,7 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from harness.worker.live_fields import batch_record, read_live_fields  # noqa: E402
+from harness.worker.live_fields.batches import batch_record
+from harness.worker.live_fields.read import read_live_fields  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parents[2] / "harness" / "assets" / "tiny"
 R, ALPHA, TARGETS = 4, 12, ["q_proj", "v_proj", "down_proj"]
