@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.launch import venvs
+from harness.launch import venv_build, venvs
 from harness.cli.args import OneLineParser, parse
 from harness.frameworks import registry
 
@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
         for framework in frameworks:
             versions = options.get("version") or default_version(framework)
             for version in versions.split(","):
-                env = venvs.build_env(framework, version,
+                env = venv_build.build_env(framework, version,
                                      wheelhouse=Path(options["wheelhouse"]) if options.get("wheelhouse") else None,
                                      base_python=options.get("python", sys.executable),
                                      force=options.get("force", "false").lower() == "true")

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig
 
-from harness.launch import interrupts, venvs
+from harness.launch import interrupts, venv_build, venvs
 from harness.records import run_files
 from harness.atomic import atomic_write_json
 from harness.config.schema import validate
@@ -42,7 +42,7 @@ def interpreter(cfg: DictConfig) -> str:
             raise
     wheelhouse = Path(cfg.env_wheelhouse) if cfg.env_wheelhouse else None
     print(f"building environment for {fw.name} {fw.version} ...", flush=True)
-    return str(venvs.build_env(fw.name, fw.version, wheelhouse=wheelhouse) / "bin" / "python")
+    return str(venv_build.build_env(fw.name, fw.version, wheelhouse=wheelhouse) / "bin" / "python")
 
 
 def world_size(job: Job) -> int:

@@ -36,8 +36,9 @@ if hasattr(lf_adapter, "_stub_missing_torchaudio"):
 
 
 def _env_python(name: str, version: str) -> str:
-    """The framework's own interpreter, built on first use (harness/launch/venvs.py) like a real run does."""
-    from harness.launch.venvs import EnvError, build_env, env_python
+    """The framework's own interpreter, built on first use (harness/launch/venv_build.py) like a real run does."""
+    from harness.launch.venv_build import build_env
+    from harness.launch.venvs import EnvError, env_python
 
     try:
         return str(env_python(build_env(name, version)))
