@@ -51,35 +51,15 @@ import torch
 from transformers import TrainerCallback
 
 from harness.worker.live_fields.batches import batch_record
-from harness.stats import median, percentile, steady_line  # noqa: F401  (steady_line: re-exported)
+from harness.worker.torch_memory import sync_cuda, torch_memory  # noqa: F401  (torch_memory: the worker's)
+from harness.worker.train_summary import settle_evidence, train_summary
 
 IGNORE_INDEX = -100
-
-
-def _sync() -> None:
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
-
-
-def torch_memory() -> dict[str, int | None]:
-    """torch's allocator peaks on the current CUDA device (None on CPU): what tensors needed
-    (allocated) and what the caching allocator held (reserved). For diagnosis beside NVML's figure."""
-    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
-        return {"torch_max_allocated_bytes": None, "torch_max_reserved_bytes": None}
-    return {"torch_max_allocated_bytes": int(torch.cuda.max_memory_allocated()),
-            "torch_max_reserved_bytes": int(torch.cuda.max_memory_reserved())}
 
 
 # For the fairness audit: the token ids of the first micro-batches as the model saw them. Copying them
 # to the host is a sync, so only these few (inside the warm-up steps) are kept.
 FIRST_BATCHES_KEPT = 8
-
-
-def _step_time_stats(times: list[float]) -> dict[str, float | None]:
-    if not times:
-        return {k: None for k in ("median", "mean", "min", "max", "p10", "p90")}
-    return {"median": median(times), "mean": sum(times) / len(times), "min": min(times), "max": max(times),
-            "p10": percentile(times, 10), "p90": percentile(times, 90)}
 
 
 class StepMeter(TrainerCallback):
@@ -195,18 +175,18 @@ class StepMeter(TrainerCallback):
             self.pad_token_id = getattr(processing_class, "pad_token_id", None)
         if model is not None:
             self.attach(model)
-        _sync()
+        sync_cuda()
         self._t_anchor = self._clock()
         self._t_begin = None
 
     def on_step_begin(self, args, state, control, **kwargs):
-        _sync()
+        sync_cuda()
         self._t_begin = self._clock()
         if self._t_anchor is None:
             self._t_anchor = self._t_begin
 
     def on_step_end(self, args, state, control, **kwargs):
-        _sync()
+        sync_cuda()
         t_end = self._clock()
         wall_end = time.time()
         tokens, supervised, samples = self._read_counts()
@@ -225,7 +205,7 @@ class StepMeter(TrainerCallback):
 
     def reanchor(self) -> None:
         """Evaluation / checkpoint saving inside the loop is not training work: restart the clock."""
-        _sync()
+        sync_cuda()
         self._t_anchor = self._clock()
 
     def on_evaluate(self, args, state, control, **kwargs):
@@ -308,57 +288,10 @@ class StepMeter(TrainerCallback):
     def settled(self) -> dict[str, Any]:
         """The warm-up (fixed: ``warmup_steps``) and, with ``settle_factor``, the evidence that step times
         had settled when timing started (see the module docstring)."""
-        recs = self.records
-        fixed = {"min_warmup_steps": self.warmup_steps, "timing_starts_after_step": self.warmup_steps}
-        if not self.settle_factor:
-            return {**fixed, "settle_factor": None, "steady_fixed_s": None, "steady_s_per_token": None,
-                    "slow_steps": [], "unsettled_timed_steps": [], "settled": None}
-        work = [float(r.get("padded_tokens") or r["tokens"]) for r in recs]
-        times = [float(r["time_s"]) for r in recs]
-        half = len(recs) // 2
-        line = steady_line(work[half:], times[half:])
-        slow = [r["step"] for r, w, t in zip(recs, work, times)
-                if line is not None and t > self.settle_factor * max(line[0] + line[1] * w, 1e-9)]
-        last_of_first_half = recs[half - 1]["step"] if half >= 1 else 0
-        unsettled = [step for step in slow if self.warmup_steps < step <= last_of_first_half]
-        return {**fixed, "settle_factor": self.settle_factor,
-                "steady_fixed_s": line[0] if line else None, "steady_s_per_token": line[1] if line else None,
-                "slow_steps": slow, "unsettled_timed_steps": unsettled,
-                "settled": None if line is None else not unsettled}
+        return settle_evidence(self.records, self.warmup_steps, self.settle_factor)
 
     def summary(self) -> dict[str, Any]:
-        """The ``train`` section of result.json (harness/results/load.py)."""
-        recs = self.records
-        settle = self.settled()
-        timed = [r for r in recs if r["step"] > settle["timing_starts_after_step"]]
-        note = None
-        if recs and not timed:
-            timed = list(recs)
-            note = (f"run has {len(recs)} steps <= warm-up ({settle['timing_starts_after_step']} steps): "
-                    "throughput is over all steps, warm-up included")
-        if not self._supervised_known:
-            note = ((note + "; ") if note else "") + "some batches had no labels: supervised tokens undercounted"
-        t_time = sum(r["time_s"] for r in timed)
-
-        def rate(key: str) -> float | None:
-            return sum(r[key] for r in timed) / t_time if timed and t_time > 0 else None
-
-        return {
-            "steps": len(recs), "warmup_steps": settle["timing_starts_after_step"], "timed_steps": len(timed),
-            "warmup": settle,
-            "tokens": sum(r["tokens"] for r in recs),
-            "supervised_tokens": sum(r["supervised_tokens"] for r in recs),
-            "samples": sum(r["samples"] for r in recs),
-            "timed_tokens": sum(r["tokens"] for r in timed),
-            "timed_supervised_tokens": sum(r["supervised_tokens"] for r in timed),
-            "timed_samples": sum(r["samples"] for r in timed),
-            "timed_time_s": t_time,
-            "tokens_per_s": rate("tokens"), "supervised_tokens_per_s": rate("supervised_tokens"),
-            "samples_per_s": rate("samples"),
-            "step_time_s": _step_time_stats([r["time_s"] for r in timed]),
-            "framework_tokens_seen": self.framework_tokens_seen,
-            "world_size": self.world_size,
-            "first_batch_shape": self.first_batch_shape,
-            "note": note,
-            "log": [dict(r) for r in recs],
-        }
+        """The ``train`` section of result.json (harness/worker/train_summary.py)."""
+        return train_summary(self.records, self.settled(), supervised_known=self._supervised_known,
+                             framework_tokens_seen=self.framework_tokens_seen, world_size=self.world_size,
+                             first_batch_shape=self.first_batch_shape)
