@@ -19,6 +19,7 @@ from harness.records import Result
 from harness.report.repeat_spread import spread_section
 from harness.report.reproduce import reproduce_section
 from harness.report.jinja import jinja_env
+from harness.report.memory_figure import memory_timelines
 from harness.report.sections import (audit_section, checks_section, definitions, distinct, downloads,
                                      environment_section, failed_section, run_folder)
 from harness.report.index_page import render_index
@@ -70,7 +71,7 @@ def build_context(records: list[Result], *, audits: list[dict[str, Any]] | None,
             "runs": run_rows, "run_columns": tables.run_column_labels(),
             "bars": figures.bar_charts(runs), "losses": figures.loss_curves(runs),
             "steps": figures.step_throughput(runs), "tradeoff": figures.memory_vs_speed(runs),
-            "memory": figures.memory_timelines(runs), "spread": spread_section(runs),
+            "memory": memory_timelines(runs), "spread": spread_section(runs),
             "audit": audit_section(audit), "checks": checks_section(runs), "failed": failed_section(runs),
         })
     statuses: dict[str, int] = {}

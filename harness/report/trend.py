@@ -94,7 +94,7 @@ def _chart(series: dict[str, list[dict[str, Any]]], baseline: dict[tuple[str, st
                 ax.scatter([p[0] for p in bad], [p[1] for p in bad], s=120, facecolors="none",
                            edgecolors="#d00", linewidths=2, zorder=4)
         if not drawn:
-            figures._empty(ax, "not measured")
+            figures.empty_figure(ax, "not measured")
             continue
         ax.set_xticks(range(1, n_max + 1))
         ax.set_xlim(0.5, n_max + 0.5)
@@ -103,7 +103,7 @@ def _chart(series: dict[str, list[dict[str, Any]]], baseline: dict[tuple[str, st
             ax.set_ylabel("GiB")
         ax.margins(y=0.25)
         ax.ticklabel_format(axis="y", useOffset=False, style="plain")
-        figures._style(ax)
+        figures.style_axes(ax)
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=c, marker="o", label=fw) for fw, c in colors.items()]

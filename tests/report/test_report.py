@@ -343,15 +343,15 @@ def test_unfair_audit_rows_red_and_grey(tmp_path):
 
 
 def test_memory_timeline_figure_without_samples(tmp_path):
-    from harness.report import figures
+    from harness.report import memory_figure
 
     (tmp_path / "memory_timeline.csv").write_text("t,device,used_bytes,util,power_w,process_bytes\n")
     rec = make_record("trl", "1", 0, run_dir=tmp_path)
-    assert figures.read_timeline(tmp_path / "memory_timeline.csv") == []
-    uri = figures.memory_timelines([rec])
+    assert memory_figure.read_timeline(tmp_path / "memory_timeline.csv") == []
+    uri = memory_figure.memory_timelines([rec])
     assert uri.startswith("data:image/svg+xml;base64,")
     write_timeline(tmp_path, rec, 2**30)
-    assert len(figures.read_timeline(tmp_path / "memory_timeline.csv")) == 60
+    assert len(memory_figure.read_timeline(tmp_path / "memory_timeline.csv")) == 60
 
 
 def test_trend_page_and_index(tmp_path, capsys, monkeypatch):
