@@ -14,7 +14,7 @@ from harness.config.schema import ConfigError
 from harness.data.dataset import load_records, prepare, read_dataset
 from harness.data.formats import format_of
 from harness.hub import PACKAGE_ROOT
-from harness.worker.evaluator import IGNORE_INDEX, messages_for, supervised_turns, tokenize_record
+from harness.data.tokenize import IGNORE_INDEX, messages_for, supervised_turns, tokenize_record
 from tests.test_bad_input import FAST, refused
 
 SHAREGPT = PACKAGE_ROOT / "assets" / "conversations" / "medical_sharegpt.json"

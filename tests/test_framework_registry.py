@@ -199,7 +199,7 @@ from harness.data.dataset import read_split
 from harness.frameworks.adapter import Adapter, Job, Trained
 from harness.frameworks.base import PAD_TO_MULTIPLE_OF, training_arguments
 from harness.frameworks.sft_common import lora_config_args
-from harness.worker.evaluator import tokenize_record
+from harness.data.tokenize import tokenize_record
 
 
 class ToyAdapter(Adapter):

@@ -6,7 +6,7 @@
   ``"system"`` too, as LLaMA-Factory reads it) and OpenAI messages ``{"messages": [{"role":
   "user"|"assistant"|"system", "content"}]}`` become one conversation form,
   ``{"messages": [{"role": "system"|"user"|"assistant", "content"}], "loss_on": ...}``, which every adapter
-  and the evaluator read (``harness.worker.evaluator.messages_for``).
+  and the evaluator read (``harness.data.tokenize.messages_for``).
 
 A conversation is what every framework can train identically: an optional system turn first, then user and
 assistant turns alternating, ending with an assistant turn, no empty turn. LLaMA-Factory silently drops a

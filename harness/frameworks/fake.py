@@ -16,7 +16,7 @@ from harness.frameworks.adapter import Adapter
 from harness.frameworks.base import (PAD_TO_MULTIPLE_OF, FrameworkUnavailable, Job, Trained, torch_dtype_name,
                                      training_arguments)
 from harness.frameworks.sft_common import lora_config_args
-from harness.worker.evaluator import tokenize_record
+from harness.data.tokenize import tokenize_record
 from harness.phases import mark
 
 PACKAGES = ("transformers", "peft", "torch")

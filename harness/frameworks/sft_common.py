@@ -21,7 +21,7 @@ from typing import Any
 from harness.data.dataset import read_split
 from harness.frameworks.base import PAD_TO_MULTIPLE_OF, Job, training_arguments
 from harness.hub import PACKAGE_ROOT
-from harness.worker.evaluator import messages_for
+from harness.data.tokenize import messages_for
 
 QWEN25_ASSISTANT_MASK_TEMPLATE = PACKAGE_ROOT / "assets" / "chat_templates" / "qwen2_5_assistant_mask.jinja"
 

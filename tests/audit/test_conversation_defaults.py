@@ -31,7 +31,7 @@ def test_trl_own_qwen25_training_template_supervises_one_token_more_per_turn():
         from trl.chat_template_utils import get_training_chat_template
         from harness.data.dataset import load_records
         from harness.frameworks.sft_common import sft_config_args
-        from harness.worker.evaluator import messages_for, tokenize_record
+        from harness.data.tokenize import messages_for, tokenize_record
         args = sft_config_args(job)
         tokenizer = AutoTokenizer.from_pretrained(job["model"]["path"])
         records = [r for f in job["samples"] for r in load_records(Path(f))]
@@ -71,7 +71,7 @@ def test_llamafactory_sharegpt_tokens_and_labels_are_the_evaluators(loss_on):
         from llamafactory.data.processor.supervised import SupervisedDatasetProcessor
         from harness.data.dataset import load_records
         from harness.frameworks.llamafactory import dataset_info, native_args
-        from harness.worker.evaluator import tokenize_record
+        from harness.data.tokenize import tokenize_record
         _, data_args, *_ = get_train_args(native_args(job))
         tokenizer = AutoTokenizer.from_pretrained(job["model"]["path"])
         template = get_template_and_fix_tokenizer(tokenizer, data_args)

@@ -52,7 +52,7 @@ def trained(tmp_path_factory):
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, Trainer, TrainingArguments
 
     from harness.worker.live_objects import LiveObjects
-    from harness.worker.evaluator import tokenize_record
+    from harness.data.tokenize import tokenize_record
 
     tmp = tmp_path_factory.mktemp("live")
     data_dir = tmp / "data"
@@ -164,7 +164,7 @@ def test_batches_hashes_and_loss_mask(trained):
 def test_data_hashes_and_truncation(trained):
     import hashlib
 
-    from harness.worker.evaluator import tokenize_record
+    from harness.data.tokenize import tokenize_record
 
     a = trained["audit"]
     assert a["eval_set_hash"] == hashlib.sha256((trained["data_dir"] / "eval.jsonl").read_bytes()).hexdigest()

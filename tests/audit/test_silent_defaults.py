@@ -190,7 +190,7 @@ def test_llamafactory_template_renders_like_the_chat_template(lf_job, tmp_path):
     from llamafactory.hparams import get_train_args
     from llamafactory.data import get_template_and_fix_tokenizer
     from harness.frameworks.llamafactory import native_args
-    from harness.worker.evaluator import messages_for, tokenize_record
+    from harness.data.tokenize import messages_for, tokenize_record
     model_args, data_args, *_ = get_train_args(native_args(job))
     tokenizer = AutoTokenizer.from_pretrained(job["model"]["path"])
     template = get_template_and_fix_tokenizer(tokenizer, data_args)
@@ -339,7 +339,7 @@ def test_llamafactory_answer_led_by_whitespace_tokenizes_like_trl(lf_job):
         from llamafactory.data import get_template_and_fix_tokenizer
         from harness.data.dataset import load_records
         from harness.frameworks.llamafactory import native_args
-        from harness.worker.evaluator import messages_for, tokenize_record
+        from harness.data.tokenize import messages_for, tokenize_record
         _, data_args, *_ = get_train_args(native_args(job))
         tokenizer = AutoTokenizer.from_pretrained(job["model"]["path"])
         template = get_template_and_fix_tokenizer(tokenizer, data_args)

@@ -72,7 +72,7 @@ def _trainer_style_eval_loss(model, tok, records, pad_to: int) -> float:
     (labels -> ForCausalLMLoss), averaged over records."""
     import torch
 
-    from harness.worker.evaluator import tokenize_record
+    from harness.data.tokenize import tokenize_record
 
     losses = []
     for r in records:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from harness.worker.evaluator import tokenize_record
+from harness.data.tokenize import tokenize_record
 from harness.worker.step_meter import StepMeter
 
 TINY = Path(__file__).resolve().parents[2] / "harness" / "assets" / "tiny"

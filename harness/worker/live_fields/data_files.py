@@ -27,7 +27,7 @@ def read_data_files(job: dict[str, Any], live: Any, out: dict[str, Any], notes: 
         notes.append("records_truncated not computed (needs the live tokenizer, max_length and train.jsonl)")
         return
     try:
-        from harness.worker.evaluator import tokenize_record  # the evaluator's own chat tokenisation
+        from harness.data.tokenize import tokenize_record  # the evaluator's own chat tokenisation
     except Exception:  # noqa: BLE001
         tokenize_record = None
     records = [json.loads(line) for line in (data_dir / "train.jsonl").read_text(encoding="utf-8").splitlines()
@@ -39,7 +39,7 @@ def read_data_files(job: dict[str, Any], live: Any, out: dict[str, Any], notes: 
     out["records_total"] = len(records)
     out["records_truncated"] = sum(1 for n in known if n > max_length)
     out["records_max_tokens"] = max(known) if known else None
-    out["records_tokenised_with"] = ("harness.worker.evaluator.tokenize_record" if tokenize_record
+    out["records_tokenised_with"] = ("harness.data.tokenize.tokenize_record" if tokenize_record
                                      else "tokenizer.apply_chat_template")
 
 
