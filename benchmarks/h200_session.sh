@@ -19,6 +19,12 @@
 # frameworks, interleaved (harness trl r0, bare trl, harness unsloth r0, bare unsloth, ...):
 #   R=/tmp/h200-s4 FW=trl,unsloth ROUNDS=0 bash benchmarks/h200_session.sh ensure host gputests overhead pack
 #   R=/tmp/h200-s4 FW=trl,unsloth ROUNDS=1 bash benchmarks/h200_session.sh ensure host overhead pack   (then ROUNDS=2)
+#   R=/tmp/h200-s4q FW=llamafactory bash benchmarks/h200_session.sh ensure host qlora_repeats   (packs itself)
+# Session 5 (planned; the bare scripts now time the harness's window, so the overhead verdict compares
+# steady-state speed): trl and LLaMA-Factory, 3 rounds, one round per call (~7 minutes each):
+#   R=/tmp/h200-s5 FW=trl,llamafactory ROUNDS=0 bash benchmarks/h200_session.sh ensure host overhead pack
+#   R=/tmp/h200-s5 FW=trl,llamafactory ROUNDS=1 bash benchmarks/h200_session.sh ensure host overhead pack   (then ROUNDS=2)
+# Session 6: FW=unsloth ROUNDS="0 1 2" (one call), then the next issue's GPU work.
 # FW picks the frameworks of a stage (default: every compared framework, from the registry). Results go to results/h200*, reports to
 # reports/; the stages append to $LOG.
 set -uo pipefail

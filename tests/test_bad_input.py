@@ -503,3 +503,29 @@ def test_unexpected_error_in_a_command_is_one_line(monkeypatch, capsys):
     assert cli.main(["report"]) == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("error: report failed unexpectedly (KeyError") and "HARNESS_DEBUG" in line
+
+
+# ---- no Hub here: refused at once, in one line (not a worker failing after a minute of retries) ------------
+def _refused_offline(tmp_path: Path, *args: str) -> tuple[str, float]:
+    import time
+
+    started = time.monotonic()
+    env = {"HF_ENDPOINT": "https://hub.invalid", "HF_HOME": str(tmp_path / "hf-home")}  # .invalid never resolves
+    env_clear = {k: "" for k in ("HARNESS_HUB_MIRROR", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    run = harness("run", *args, f"results_dir={tmp_path / 'results'}", "report=false", timeout=120,
+                  env={**env_clear, **env})
+    lines = run.stderr.splitlines()
+    assert run.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), run.stdout + run.stderr
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+    return lines[0], time.monotonic() - started
+
+
+def test_a_hub_model_the_machine_cannot_get_is_refused_before_any_run(tmp_path):
+    line, _ = _refused_offline(tmp_path, "model=qwen2.5-7b")
+    assert "model.hub_id" in line and "Qwen/Qwen2.5-7B-Instruct" in line and "hub.invalid unreachable" in line
+    assert "HARNESS_HUB_MIRROR" in line
+
+
+def test_a_hub_dataset_file_the_machine_cannot_get_is_refused_in_one_line(tmp_path):
+    line, _ = _refused_offline(tmp_path, "dataset.hub_id=nobody/nothing")
+    assert "dataset.hub_id" in line and "nobody/nothing" in line and "hub.invalid unreachable" in line

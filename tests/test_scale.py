@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli import harness, results
+from tests.helpers.fake_nvml import FakeNvml
 
 FAST = ("run", "framework=fake", "train.max_steps=3", "train.measure_warmup_steps=1", "train.batch_size=4",
         "train.grad_accum=2")
@@ -252,32 +253,10 @@ def test_progress_printer_every_tenth(capsys):
     assert lines[-1].startswith("step 60/60 ")
 
 
-class _FakeNvml:
-    """Just enough NVML for the sampler: 2 devices with readings."""
-
-    def __getattr__(self, name):
-        values = {"nvmlDeviceGetCount": 2, "nvmlDeviceGetName": "GPU", "nvmlSystemGetCudaDriverVersion": 13000,
-                  "nvmlSystemGetDriverVersion": "580", "nvmlDeviceGetTotalEnergyConsumption": 1000,
-                  "nvmlDeviceGetPowerUsage": 100_000, "nvmlDeviceGetComputeRunningProcesses": []}
-        if name in values:
-            return lambda *a: values[name]
-        if name == "nvmlDeviceGetHandleByIndex":
-            return lambda i: i
-        if name == "nvmlDeviceGetUUID":
-            return lambda h: f"GPU-{h}"
-        if name == "nvmlDeviceGetMemoryInfo":
-            return lambda h: type("M", (), {"used": 10, "total": 100})()
-        if name == "nvmlDeviceGetUtilizationRates":
-            return lambda h: type("U", (), {"gpu": 50})()
-        if name in ("nvmlInit", "nvmlShutdown"):
-            return lambda: None
-        raise AttributeError(name)
-
-
 def test_long_run_timeline_csv_stays_bounded(monkeypatch, tmp_path):
     from harness.sampling import devices, sampler as nvml_sampler
 
-    monkeypatch.setattr(devices, "import_nvml", lambda: _FakeNvml())
+    monkeypatch.setattr(devices, "import_nvml", lambda: FakeNvml())
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     sampler = nvml_sampler.NvmlSampler(max_points=400, baseline_samples=1)
     assert sampler.available

@@ -31,16 +31,29 @@ FRAMEWORK_RUN_KEYS = ("python", "adapter")
 Job = dict[str, Any]
 
 
-def _group_dataset_names() -> set[str]:
-    return {str(OmegaConf.load(p).get("name")) for p in (REPO_ROOT / "conf" / "dataset").glob("*.yaml")}
+def _group_datasets() -> dict[str, dict]:
+    """Each dataset group's own ``name`` -> its ``hub_id`` and ``train_file`` as its yaml sets them."""
+    out = {}
+    for path in (REPO_ROOT / "conf" / "dataset").glob("*.yaml"):
+        conf = OmegaConf.load(path)
+        out[str(conf.get("name"))] = {"hub_id": conf.get("hub_id"), "train_file": conf.get("train_file")}
+    return out
 
 
 def dataset_label(dataset: DictConfig) -> str:
     """The dataset's name in run dirs, reports and baselines. ``dataset.path=FILE`` replaces the files of
-    the dataset group, so the group's name (tiny_medical) would mislabel the run: it is named after the
-    file instead, unless ``dataset.name`` was set to a name of the user's own."""
-    if dataset.path and dataset.name in _group_dataset_names():
+    the dataset group, and ``dataset.hub_id=ORG/NAME`` (or another ``train_file``) its source, so the
+    group's name (tiny_medical) would mislabel the run: it is named after the file or the Hub dataset
+    instead, unless ``dataset.name`` was set to a name of the user's own."""
+    group = _group_datasets().get(str(dataset.name))
+    if group is None:  # a name of the user's own
+        return str(dataset.name)
+    if dataset.path:
         return Path(dataset.path).stem
+    if dataset.hub_id and dataset.hub_id != group["hub_id"]:
+        return str(dataset.hub_id).rstrip("/").split("/")[-1]
+    if dataset.train_file and dataset.train_file != group["train_file"]:
+        return Path(str(dataset.train_file)).stem
     return str(dataset.name)
 
 

@@ -119,7 +119,7 @@ def _looks_like_path(hub_id: str) -> bool:
 
 def check_model(cfg: Any) -> None:
     """The model folder holds a readable config.json whose positions fit train.max_length and whose
-    modules include every LoRA target (a Hub id fetched at run time is left to from_pretrained)."""
+    modules include every LoRA target (a Hub id: its config.json, from the cache or fetched now)."""
     from harness.hub import mirror_root, resolve_model
 
     hub_id = cfg.model.hub_id
@@ -130,8 +130,29 @@ def check_model(cfg: Any) -> None:
             raise ConfigError(f"model.hub_id: model folder {hub_id} does not exist")
         if mirror is not None:
             raise ConfigError(f"model.hub_id: {hub_id} is not in the offline mirror {mirror}")
-        return  # a Hub id fetched at run time; from_pretrained reports it
-    config_file = Path(path) / "config.json"
+        config_file = _hub_config(hub_id)  # a Hub id: its config.json now (small), the weights at run time
+    else:
+        config_file = Path(path) / "config.json"
+    _check_model_config(cfg, config_file, path)
+
+
+def _hub_config(hub_id: str) -> Path:
+    """``config.json`` of a Hub model, from the local Hugging Face cache or fetched (a few kB), so a model
+    the machine cannot get is refused before any run starts, not after a worker has imported torch."""
+    from harness.hub import MIRROR_ENV, go_offline_unless_reachable, hub_host
+
+    offline = go_offline_unless_reachable()
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id=hub_id, filename="config.json"))
+    except Exception as err:  # unknown repo, gated, no network and not cached: one line naming it
+        reason = f"{hub_host()} unreachable and not in the local cache" if offline else _one_line(err)
+        raise ConfigError(f"model.hub_id: cannot get {hub_id}'s config.json from the Hub ({reason}; set {MIRROR_ENV} "
+                          "to an offline mirror or model.hub_id to a local folder)") from None
+
+
+def _check_model_config(cfg: Any, config_file: Path, path: str) -> None:
     if not config_file.is_file():
         raise ConfigError(f"model.hub_id: {path} has no config.json")
     try:
@@ -142,7 +163,7 @@ def check_model(cfg: Any) -> None:
     if positions and cfg.train.max_length > positions:
         raise ConfigError(f"train.max_length={cfg.train.max_length} exceeds the model's max_position_embeddings={positions} ({config_file})")
     if isinstance(model_config, dict):
-        check_lora_targets(cfg, Path(path), model_config)
+        check_lora_targets(cfg, config_file.parent, model_config)
 
 
 def check_distinct_jobs(jobs: list[list[str]], configs: list[Any], overrides: list[str]) -> None:

@@ -116,6 +116,10 @@ def hub_rows(hub_id: str, config: str | None, split: str) -> tuple[list[Any], st
         if not folder.is_dir():
             raise ConfigError(f"dataset.hub_id: {hub_id} is not in the offline mirror {mirror}")
         source = str(folder)
+    else:
+        from harness.hub import go_offline_unless_reachable
+
+        go_offline_unless_reachable()  # before datasets imports huggingface_hub and reads its offline flag
     try:
         import datasets  # parent-side, only for Hub datasets; it does not import torch
     except ImportError:
