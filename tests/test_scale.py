@@ -182,7 +182,7 @@ def test_submitit_local_sweep(tmp_path):
     found = results(tmp_path)
     assert sorted(r["job"]["train"]["seed"] for r in found) == [1, 2]
     assert all(r["status"] == "ok" for r in found)
-    assert "sweep: 2 runs, 0 did not succeed" in run.stdout
+    assert "sweep: 2 runs: 2 ok, 0 did not succeed" in run.stdout
     assert list((tmp_path / "reports").glob("default-*.html"))
     # the jobs ran in submitit's subprocesses; their progress went to submitit's logs
     logs = "".join(p.read_text() for p in tmp_path.rglob("*_log.out"))

@@ -55,7 +55,7 @@ def test_signal_ends_the_worker_group_records_it_and_stops_the_sweep(tmp_path, s
     assert "Traceback" not in err and f"{sig.name}: sweep stopped" in err
     # What finished is reported (the interrupted run included); the report is a whole file.
     log = (results_dir / "sweep.log").read_text()
-    assert "sweep: 2 runs, 1 did not succeed" in log
+    assert "sweep: 2 runs: 1 ok, 1 did not succeed" in log
     (report,) = reports_dir.glob("default-*.html")
     assert report.read_text().rstrip().endswith("</html>")
 
@@ -102,7 +102,7 @@ def test_closed_stdout_never_ends_a_sweep(tmp_path):
     assert "BrokenPipeError" not in err and "Traceback" not in err, err
     log = (results_dir / "sweep.log").read_text()
     assert "[stdout closed" in log  # the pipe really broke under the sweep
-    assert "[fake r0] failed" in log and "sweep: 2 runs, 1 did not succeed" in log  # written after it broke
+    assert "[fake r0] failed" in log and "sweep: 2 runs: 1 ok, 1 did not succeed" in log  # written after it broke
     (report,) = reports_dir.glob("default-*.html")
     assert f"report: {report}" in log
 

@@ -101,7 +101,10 @@ def _conclude(root: Path, config: DictConfig) -> None:
     for audit in audits:
         for m in audit.get("mismatches", []):
             print(f"fairness: {m['field']} differs: {json.dumps(m['values'], default=str)}")
-    print(f"sweep: {len(records)} runs, {SweepOutcome.not_ok} did not succeed, "
+    unavailable = [r for r in records if r.status == "unavailable"]
+    here = (f", {len(unavailable)} unavailable here ({', '.join(sorted({r.label for r in unavailable}))})"
+            if unavailable else "")
+    print(f"sweep: {len(records)} runs: {sum(r.ok for r in records)} ok{here}, {SweepOutcome.not_ok} did not succeed, "
           f"{SweepOutcome.unfair_points} sweep point(s) failing the {config.fairness} fairness audit")
     if config.report and records:
         from harness.report.render import render_report

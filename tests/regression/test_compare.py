@@ -352,3 +352,13 @@ def test_baseline_framework_without_current_result_fails_naming_it(dirs, capsys)
     assert line.startswith("error:") and "unsloth" in line and "trl" not in line
     assert main([str(cur), "--baselines-dir", str(baselines), "--allow-missing"]) == 0
     assert "note: baseline unsloth" in capsys.readouterr().out
+
+
+def test_results_of_several_machines_name_a_folder_per_machine(tmp_path, capsys):
+    write_results(tmp_path / "all" / "gpu", tps(1000))
+    write_results(tmp_path / "all" / "laptop", tps(900), machine_id=OTHER_MACHINE)
+    capsys.readouterr()
+    code = main([str(tmp_path / "all"), "--baselines-dir", str(tmp_path / "baselines")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "gpu (" + MACHINE + ")" in err and "laptop (" + OTHER_MACHINE + ")" in err
