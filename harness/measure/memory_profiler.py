@@ -31,7 +31,7 @@ MARK_BYTES = 512  # the allocator's smallest block: a marker costs nothing measu
 def _touch() -> None:
     import torch
 
-    del torch.empty(MARK_BYTES, dtype=torch.uint8, device="cuda")
+    torch.empty(MARK_BYTES, dtype=torch.uint8, device="cuda")  # allocated and freed at once: the event is the mark
 
 
 # One function per marker kind: the allocation's stack names the kind (memory_attribution.MARK_PREFIX).
@@ -53,6 +53,8 @@ def cuda_ready() -> bool:
 
 
 class MemoryProfiler(TrainerCallback):
+    kind = "memory"
+
     def __init__(self, profile: dict[str, Any], run_dir: Path) -> None:
         self.max_entries = int(profile.get("max_entries") or 200000)
         self.limit_bytes = int(float(profile.get("trace_max_mb") or 50) * 2**20)

@@ -39,10 +39,17 @@ def profiler_for(job: dict[str, Any]) -> Any | None:
 
 
 def finish(profiler: Any, *, step_log: list[dict[str, Any]], memory: dict[str, Any]) -> Profile:
-    """The run's profile record from its profiler (after training, whatever its outcome)."""
-    from harness.measure.memory_profiler import MemoryProfiler
+    """The run's profile record from its profiler (after training, whatever its outcome). Never raises:
+    a profile that fails is recorded as failed, and the run's own status and figures stand."""
+    from harness.records.profile import MemoryProfile, TimeProfile
 
-    if isinstance(profiler, MemoryProfiler):
-        return Profile(kind="memory", memory=profiler.finish(memory.get("torch_max_allocated_bytes"),
+    kind = profiler.kind
+    try:
+        if kind == "memory":
+            return Profile(kind=kind, memory=profiler.finish(memory.get("torch_max_allocated_bytes"),
                                                              memory.get("torch_max_reserved_bytes")))
-    return Profile(kind="time", time=profiler.finish(step_log))
+        return Profile(kind=kind, time=profiler.finish(step_log))
+    except Exception as err:  # noqa: BLE001
+        failed = {"status": "failed", "reason": f"{type(err).__name__}: {str(err)[:300]}"}
+        return Profile(kind=kind, memory=MemoryProfile.from_dict(failed)) if kind == "memory" else \
+            Profile(kind=kind, time=TimeProfile.from_dict(failed))

@@ -24,6 +24,8 @@ from harness.records.profile import TimeProfile
 
 
 class TimeProfiler(TrainerCallback):
+    kind = "time"
+
     def __init__(self, profile: dict[str, Any], run_dir: Path, *, warmup_steps: int, max_steps: int) -> None:
         self.run_dir = Path(run_dir)
         self.limit_bytes = int(float(profile.get("trace_max_mb") or 50) * 2**20)
