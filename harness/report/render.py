@@ -24,6 +24,7 @@ from harness.records import Result
 from harness.records.machine import Env, Git
 from harness.report.repeat_spread import spread_section
 from harness.report.reproduce import reproduce_section
+from harness.report.why import why_sections
 from harness.results import flatten
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -236,8 +237,10 @@ def build_context(records: list[Result], *, audits: list[dict[str, Any]] | None,
     if audits is None:
         audits, audit_note = _default_audits(records)
     audit_by_point = {str(a.get("point_hash")): a for a in audits}
+    # Profiled runs (profile=memory|time) explain a point; they never enter its tables, headline or charts.
+    why = why_sections([r for r in records if r.profiled], run_folder)
     points = []
-    for point_hash, runs in tables.group_by_point(records).items():
+    for point_hash, runs in tables.group_by_point([r for r in records if not r.profiled]).items():
         audit = audit_by_point.get(point_hash)
         head = headline(runs, audit, reference)
         run_rows = tables.run_rows(runs)
@@ -251,6 +254,7 @@ def build_context(records: list[Result], *, audits: list[dict[str, Any]] | None,
             "steps": figures.step_throughput(runs), "tradeoff": figures.memory_vs_speed(runs),
             "memory": figures.memory_timelines(runs), "spread": spread_section(runs),
             "audit": audit_section(audit), "checks": checks_section(runs), "failed": failed_section(runs),
+            "why": why.pop(point_hash, None),
         })
     statuses: dict[str, int] = {}
     for r in records:
@@ -272,7 +276,8 @@ def build_context(records: list[Result], *, audits: list[dict[str, Any]] | None,
             "reproduce": reproduce_section(records, command), "definitions": definitions(records),
             "downloads": downloads(records),
             "audit_note": audit_note, "meta": meta, "statuses": statuses, "n_runs": len(records),
-            "scaling": tables.scaling_table(records)}
+            "scaling": tables.scaling_table([r for r in records if not r.profiled]),
+            "why_only": list(why.values())}  # profiled points whose unprofiled runs are not in this report
 
 
 def definitions(records: list[Result]) -> dict[str, Any]:
@@ -304,6 +309,7 @@ def downloads(records: list[Result]) -> dict[str, str]:
         row["world_size"] = tables.world_size_of(r)
         row["git_commit"] = r.env.git.commit
         row["git_dirty"] = r.env.git.dirty
+        row["profile"] = r.profiled  # memory | time: not comparable for speed with unprofiled rows
         rows.append(row)
     csv_text = pd.DataFrame(rows).to_csv(index=False)
     json_text = json.dumps(rows, indent=1, default=str)
