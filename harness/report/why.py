@@ -38,9 +38,15 @@ def _first(runs: list[Result], kind: str) -> dict[str, tuple[Result, Any]]:
     out: dict[str, tuple[Result, Any]] = {}
     for r in sorted(runs, key=by_label_and_repeat):
         prof = getattr(r.profile, kind, None) if r.ok and r.profile is not None else None
-        if prof is not None and prof.status == "ok" and r.label not in out:
-            out[r.label] = (r, prof)
+        if prof is not None and prof.status == "ok" and row_label(r) not in out:
+            out[row_label(r)] = (r, prof)
     return out
+
+
+def row_label(r: Result) -> str:
+    """framework-version, and the controlled rerun's one change where it has one (profile.alloc_conf)."""
+    conf = r.job.profile.alloc_conf if r.job.profile is not None else None
+    return f"{r.label} ({conf})" if conf else r.label
 
 
 def _stacked(rows: list[tuple[str, dict[str, float]]], keys: tuple[str, ...], labels: dict[str, str],

@@ -102,6 +102,19 @@ def test_report_shows_why_only_with_profiled_runs_and_keeps_them_out_of_the_tabl
     assert "Why they differ" not in plain_only
 
 
+def test_a_controlled_rerun_gets_its_own_row_named_by_its_one_change(records):
+    from harness.report.why import why_sections
+
+    lf = next(r for r in records if r.profiled == "memory" and r.framework.name == "llamafactory")
+    data = copy.deepcopy(lf.to_dict())
+    data["job"]["profile"]["alloc_conf"] = "expandable_segments:True"
+    data["job_hash"], data["run_id"] = job_hash(data["job"]), data["run_id"] + "-x"
+    data["profile"]["memory"]["categories"]["fragmentation"] = int(0.5 * GiB)
+    (section,) = why_sections(records + [parse_result(data)]).values()
+    labels = [row["label"] for row in section["memory"]["rows"]]
+    assert "llamafactory-0.9.5 (expandable_segments:True)" in labels and "llamafactory-0.9.5" in labels
+
+
 def test_a_report_of_profiled_runs_alone_has_only_its_why_section(records, tmp_path):
     from harness.report.render import build_context
 
