@@ -81,3 +81,28 @@ def test_a_trace_without_two_step_ends_is_refused_and_a_cut_keeps_the_first_step
     trace = {"traceEvents": [_mark("step_end", 0.0)] + _step(0.0) + _step(1000.0), "deviceProperties": []}
     cut = first_step_only(trace)
     assert attribute_steps(cut)["steps"] == 1 and cut["deviceProperties"] == []
+
+
+def test_a_trace_over_the_size_limit_is_cut_to_its_first_step_or_dropped_and_the_result_says_so(tmp_path):
+    import gzip
+    import json
+
+    from harness.measure.time_profiler import TimeProfiler
+
+    filler = [_op("aten::mm", 1500.0 + i, 0.5, name_pad="x" * 200) for i in range(400)]  # step 2 is heavy
+    trace = {"traceEvents": [_mark("step_end", 0.0)] + _step(0.0) + _step(1000.0) + filler}
+    whole = len(gzip.compress(json.dumps(trace).encode()))
+    cut = len(gzip.compress(json.dumps(first_step_only(trace)).encode()))
+    for limit, kept in ((whole + 1, "whole"), ((whole + cut) // 2, "cut"), (cut // 2, None)):
+        prof = TimeProfiler({"trace_max_mb": limit / 2**20}, tmp_path, warmup_steps=0, max_steps=2)
+        prof.trace = trace
+        record = prof.finish([])
+        assert record.status == "ok" and record.window_s == pytest.approx(2000e-6)
+        path = tmp_path / "profile_trace.json.gz"
+        if kept is None:
+            assert record.trace_file is None and "not kept" in record.trace_note
+        else:
+            steps = attribute_steps(json.loads(gzip.decompress(path.read_bytes())))["steps"]
+            assert steps == (2 if kept == "whole" else 1) and record.trace_bytes == path.stat().st_size
+            assert (record.trace_note is None) == (kept == "whole")
+        path.unlink(missing_ok=True)

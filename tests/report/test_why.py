@@ -135,4 +135,8 @@ def test_compare_and_history_trends_leave_profiled_runs_out(records):
 def test_an_unprofiled_result_round_trips_without_a_profile_key(records):
     raw = next(r for r in records if not r.profiled).to_dict()
     assert "profile" not in raw and "profile" not in raw["job"]
-    assert re.fullmatch(r"[0-9a-f]{12}", next(r for r in records if r.profiled).point_hash)
+    profiled = next(r for r in records if r.profiled)
+    assert re.fullmatch(r"[0-9a-f]{12}", profiled.point_hash)
+    # a profiled result round-trips exactly through the typed records (profile sections are typed fields)
+    assert parse_result(profiled.to_dict()).to_dict() == profiled.to_dict()
+    assert profiled.profile.memory is not None or profiled.profile.time is not None
