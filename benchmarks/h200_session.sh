@@ -122,6 +122,34 @@ stage_scaling() {
     launcher=torchrun launcher.nproc=2 suite=scaling_7b results_dir=$R -m
 }
 
+# Explain the differences (issue 15): throughput_7b under profile=memory, then profile=time, one repeat each,
+# for each framework of FW; the memory attribution's known-answer GPU test first (< 1 minute). A run is
+# ~2.5 minutes unprofiled (48 steps of ~1 s, load, eval); the allocator history and its snapshots at new
+# peaks add ~1 minute, the time profile's 3 steps and its trace export (7B, CUDA kernels: ~100 MB of JSON
+# before gzip) ~1 minute: ~8 minutes per framework, so one framework per call (the 10-minute limit):
+#   R=/tmp/h200-s6 FW=trl bash benchmarks/h200_session.sh ensure explain pack          (then unsloth, llamafactory)
+# CONTROL=expandable: the controlled rerun instead, which changes exactly one thing: LLaMA-Factory with
+# PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (profile.alloc_conf: part of the profiled job, so its own
+# run folder, and the report's Why section names it), under profile=memory (~4 minutes):
+#   R=/tmp/h200-s6 CONTROL=expandable bash benchmarks/h200_session.sh ensure explain pack
+# The same-loss rerun the issue names (every framework with one loss implementation) needs an adapter
+# option that does not exist yet; it is not scripted here.
+stage_explain() {
+  if [ "${CONTROL:-}" = expandable ]; then
+    python3 -m harness run experiment=throughput_7b framework=llamafactory profile=memory \
+      profile.alloc_conf=expandable_segments:True repeats=1 $OFFLINE results_dir=$R report=false
+  else
+    python3 -m pytest -m gpu tests/measure/test_memory_profile_gpu.py -p no:cacheprovider -q
+    for f in ${FW//,/ }; do
+      for p in memory time; do
+        python3 -m harness run experiment=throughput_7b framework=$f profile=$p repeats=1 $OFFLINE \
+          results_dir=$R report=false
+      done
+    done
+  fi
+  python3 -m harness report $R/throughput_7b
+}
+
 # Bring results back through the device tool: files of at most 16 MB, so the tarball goes in 15 MB parts
 # (framework outputs and data copies are left behind; keep_outputs=false already removes them).
 stage_pack() {

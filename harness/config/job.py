@@ -70,6 +70,10 @@ def job_from_config(cfg: DictConfig, *, data_digest: str, data_format: str | Non
     job["dataset"]["digest"] = data_digest
     if data_format is not None:
         job["dataset"]["format"] = data_format
+    if not (job.get("profile") or {}).get("kind"):
+        # Off (the default): no trace of the profile group in the job, so an unprofiled run's job.json,
+        # hashes, run dir and result are exactly those of a run from before profiling existed.
+        job.pop("profile", None)
     return job
 
 
@@ -101,6 +105,8 @@ def _hashable(job: Job) -> Job:
     for key, default in DATASET_FIELD_DEFAULTS.items():
         if key in dataset and (dataset[key] == default or (alpaca and key in ("format", "loss_on"))):
             dataset.pop(key)
+    if "profile" in hashed and not (hashed["profile"] or {}).get("kind"):
+        hashed.pop("profile")  # a profile that is off is no profile (job_from_config drops it already)
     train = hashed.get("train") or {}
     for key, default in TRAIN_FIELD_DEFAULTS.items():
         if key in train and train[key] == default:
@@ -137,3 +143,9 @@ def write_job(run_dir: Path, job: "JobFile") -> Path:
     atomic_write_json(path, job.to_dict())
     return path
 
+
+
+def unprofiled_point_hash(job: Job) -> str:
+    """The sweep point a profiled job explains: its point hash without the profile (a profiled run is its
+    own sweep point, so it is never compared for speed with unprofiled runs; the report joins them here)."""
+    return point_hash({k: v for k, v in job.items() if k != "profile"})

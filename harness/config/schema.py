@@ -125,6 +125,28 @@ class TrainConfig:
     settle_factor: Optional[float] = None
 
 
+# ---- profile (Explain): where a run's memory and step time go; off by default, out of the job when off ----
+PROFILE_KINDS = ("memory", "time")
+
+
+@dataclass
+class ProfileConfig:
+    # null (profile=none): no profiling, and the profile group is left out of the job and its hash, so an
+    # unprofiled run is the same job as before profiling existed. memory: the CUDA allocator's history,
+    # its peak attributed to categories (harness/results/memory_attribution.py). time: ``steps`` steady
+    # steps after the warm-up under torch.profiler (harness/results/time_attribution.py).
+    kind: Optional[str] = None
+    steps: int = 3
+    # The allocator history's ring buffer (events; each costs ~1 KB of host memory): the peak's whole step
+    # must fit, or the result says the attribution is partial.
+    max_entries: int = 200000
+    # The trace kept beside the result (gzip): cut to the first profiled step when larger, dropped when
+    # even that is (the result says which).
+    trace_max_mb: float = 50.0
+    # A controlled rerun's one change: PYTORCH_CUDA_ALLOC_CONF for the worker (expandable_segments:True).
+    alloc_conf: Optional[str] = None
+
+
 # ---- launcher (Scale): how the worker is started; nproc is part of the job (it changes the effective batch) ----
 LAUNCHERS = ("local", "torchrun")
 
@@ -166,6 +188,8 @@ class Config:
     mfu_peak_flops: Optional[float] = None
     # ---- launcher (Scale) ----
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    # ---- profile (Explain) ----
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
 
 
 def validate_launcher(cfg: Any) -> None:
@@ -258,7 +282,22 @@ def validate(cfg: Any, *, cuda_available: bool) -> None:
     _positive("dataset.num_train", cfg.dataset.num_train)
     _positive("sample_interval_ms", cfg.sample_interval_ms)
     validate_launcher(cfg)
+    validate_profile(cfg)
     validate_dataset(cfg)
+
+
+def validate_profile(cfg: Any) -> None:
+    """profile=none|memory|time, and its knobs only where a profile is on (they would be silently unused)."""
+    profile = cfg.get("profile") if hasattr(cfg, "get") else getattr(cfg, "profile", None)
+    if profile is None:
+        return
+    if profile.kind is not None and profile.kind not in PROFILE_KINDS:
+        raise ConfigError(f"profile.kind must be one of {PROFILE_KINDS} or null, got {profile.kind!r}")
+    _positive("profile.steps", profile.steps)
+    _positive("profile.max_entries", profile.max_entries)
+    _positive("profile.trace_max_mb", profile.trace_max_mb)
+    if profile.alloc_conf is not None and profile.kind is None:
+        raise ConfigError("profile.alloc_conf needs profile=memory|time (an unprofiled run's job never changes)")
 
 
 def validate_framework(fw: Any) -> None:

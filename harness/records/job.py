@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.records import run_files
 from harness.records.base import OMIT_NONE, Record
+from harness.records.profile import ProfileSpec
 
 
 @dataclass
@@ -83,6 +84,7 @@ class JobSpec(Record):
     fairness: str | None = None
     mfu_peak_flops: float | None = None
     launcher: LauncherSpec | None = None  # absent in results from before the launcher group
+    profile: ProfileSpec | None = field(default=None, metadata=OMIT_NONE)  # only in profiled jobs
 
     @property
     def world_size(self) -> int:

@@ -11,6 +11,8 @@ WORKER_RESULT = "worker_result.json"  # the worker's measurements (worker writes
 RESULT = "result.json"  # the run's record (parent writes; every reader): harness.records.Result
 WORKER_LOG = "worker.log"  # the worker's stdout and stderr
 MEMORY_TIMELINE = "memory_timeline.csv"  # the parent's NVML samples over the run
+PROFILE_TRACE = "profile_trace.json.gz"  # profile=time: torch.profiler's Chrome trace (Perfetto, TensorBoard)
+MEMORY_SNAPSHOT = "memory_snapshot.pickle"  # profile=memory: the allocator snapshot at the peak (memory_viz)
 DATA = "data"  # the prepared train/eval splits the worker reads (removed after the run)
 FRAMEWORK_OUTPUT = "framework_output"  # the framework's output_dir: adapters, checkpoints (removed)
 BARE_OUTPUT = "bare_output"  # benchmarks/bare_*.py's output_dir (removed)

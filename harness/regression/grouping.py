@@ -10,8 +10,9 @@ from harness.regression.thresholds import CompareError
 
 
 def ok_records(records: Iterable[Result], suite: str | None = None) -> list[Result]:
-    """Only successful runs are compared or accepted (a failure is a result, but has no figures)."""
-    return [r for r in records if r.ok and (suite is None or r.suite == suite)]
+    """Only successful, unprofiled runs are compared or accepted (a failure is a result, but has no figures;
+    a profiled run's figures include the profiler's cost: it explains, it never sets or fails a baseline)."""
+    return [r for r in records if r.ok and not r.profiled and (suite is None or r.suite == suite)]
 
 
 def machine_of(records: Sequence[Result]) -> str:

@@ -18,6 +18,7 @@ from harness.report.headline import headline
 from harness.records import Result
 from harness.report.repeat_spread import spread_section
 from harness.report.reproduce import reproduce_section
+from harness.report.why import why_sections
 from harness.report.jinja import jinja_env
 from harness.report.memory_figure import memory_timelines
 from harness.report.sections import (audit_section, checks_section, definitions, distinct, downloads,
@@ -58,8 +59,10 @@ def build_context(records: list[Result], *, audits: list[dict[str, Any]] | None,
     if audits is None:
         audits, audit_note = _default_audits(records)
     audit_by_point = {str(a.get("point_hash")): a for a in audits}
+    # Profiled runs (profile=memory|time) explain a point; they never enter its tables, headline or charts.
+    why = why_sections([r for r in records if r.profiled], run_folder)
     points = []
-    for point_hash, runs in tables.group_by_point(records).items():
+    for point_hash, runs in tables.group_by_point([r for r in records if not r.profiled]).items():
         audit = audit_by_point.get(point_hash)
         head = headline(runs, audit, reference)
         run_rows = tables.run_rows(runs)
@@ -73,6 +76,7 @@ def build_context(records: list[Result], *, audits: list[dict[str, Any]] | None,
             "steps": figures.step_throughput(runs), "tradeoff": figures.memory_vs_speed(runs),
             "memory": memory_timelines(runs), "spread": spread_section(runs),
             "audit": audit_section(audit), "checks": checks_section(runs), "failed": failed_section(runs),
+            "why": why.pop(point_hash, None),
         })
     statuses: dict[str, int] = {}
     for r in records:
@@ -94,7 +98,8 @@ def build_context(records: list[Result], *, audits: list[dict[str, Any]] | None,
             "reproduce": reproduce_section(records, command), "definitions": definitions(records),
             "downloads": downloads(records),
             "audit_note": audit_note, "meta": meta, "statuses": statuses, "n_runs": len(records),
-            "scaling": tables.scaling_table(records)}
+            "scaling": tables.scaling_table([r for r in records if not r.profiled]),
+            "why_only": list(why.values())}  # profiled points whose unprofiled runs are not in this report
 
 
 def render_report(records: list[Result], reports_dir: Path, *, audits: list[dict[str, Any]] | None = None,

@@ -123,6 +123,8 @@ def job_overrides(job: dict[str, Any]) -> tuple[list[str], list[str]]:
     for key in sorted(set(today) - set(recorded) - set(DERIVED)):
         if key == "launcher.name" or key == "launcher.nproc":
             continue  # records from before the launcher group: the default local launcher hashes the same
+        if key.startswith("profile."):
+            continue  # an unprofiled run's job has no profile (harness/job.py): profile=none, the default
         if key in schema_defaults and today[key] != schema_defaults[key]:
             # Added to the config after these runs, and a preset now sets it: its default is how the runs
             # behaved (train.settle_factor=null: the fixed warm-up of every earlier run).

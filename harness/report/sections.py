@@ -216,6 +216,7 @@ def downloads(records: list[Result]) -> dict[str, str]:
         row["world_size"] = tables.world_size_of(r)
         row["git_commit"] = r.env.git.commit
         row["git_dirty"] = r.env.git.dirty
+        row["profile"] = r.profiled  # memory | time: not comparable for speed with unprofiled rows
         rows.append(row)
     csv_text = pd.DataFrame(rows).to_csv(index=False)
     json_text = json.dumps(rows, indent=1, default=str)

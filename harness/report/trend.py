@@ -130,6 +130,8 @@ def trend_context(history_files: Iterable[Path], *, warn=print) -> dict[str, Any
     checks = _checks()
     groups: dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]] = {}
     for e in sorted(entries.values(), key=lambda e: e.get("finished_at") or 0):
+        if e.get("profile"):
+            continue  # a profiled run's speed includes the profiler: never a point of a speed trend
         key = (str(e.get("machine_id") or "unknown"), str(e.get("suite")), str(e.get("point_hash")))
         groups.setdefault(key, {}).setdefault(str(e.get("framework")), []).append(e)
     machines: dict[str, list[dict[str, Any]]] = {}

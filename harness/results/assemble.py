@@ -16,6 +16,7 @@ from harness.phases import durations
 from harness.records import JobFile, Result, WorkerResult, runtime_of
 from harness.records.machine import Env, FrameworkInfo, Host
 from harness.records.memory import Energy, GpuActivity, GpuClocks, Memory, Mfu
+from harness.records.profile import MemoryProfile, Profile
 
 
 def _mfu(record: Result, model_path: str | None, job: JobFile) -> Mfu | None:
@@ -75,6 +76,18 @@ def _memory(worker: WorkerResult | None, sampler: Any, nvml: dict[str, Any], pha
     return memory
 
 
+def _profile(worker: WorkerResult | None, memory: Memory) -> Profile | None:
+    """The worker's profile; a memory profile completed with the parent's NVML (non-PyTorch memory)."""
+    profile = worker.profile if worker is not None else None
+    if profile is not None and profile.memory is not None and profile.memory.status == "ok":
+        from harness.results.memory_attribution import with_nvml
+
+        done = with_nvml(profile.memory.to_dict(), nvml_peak=memory.nvml_peak_bytes if memory.nvml_peak_scope == "train"
+                         else None, reserved=profile.memory.reserved_bytes)
+        profile.memory = MemoryProfile.from_dict(done, "profile.memory")
+    return profile
+
+
 def build_record(*, job: JobFile, view: dict[str, Any], sampler: Any, run_dir: Path, repeat: int,
                  job_hash: str, point_hash: str) -> Result:
     """``view``: the parent's view of the worker (harness.launch.child.spawn_worker), its WorkerResult under "worker"."""
@@ -117,6 +130,7 @@ def build_record(*, job: JobFile, view: dict[str, Any], sampler: Any, run_dir: P
         if "train_start" in phases and "train_end" in phases else None
     record.energy = Energy(train_joules=joules, method=nvml.get("energy_source"),
                            joules_per_1k_tokens=joules / (tokens / 1000) if joules and tokens else None)
+    record.profile = _profile(worker, record.memory)
     record.mfu = _mfu(record, worker.model_path if worker is not None else None, job) if record.ok else None
     record.checks = run_checks(record) if record.ok else []
     return record

@@ -32,6 +32,8 @@ def history_entry(record: Result) -> dict[str, Any]:
         "git_dirty": env.git.dirty,
         "packages": record.framework.packages if record.framework.has("packages") else None,
         "gpu_name": env.gpu_name, "gpu_count": env.gpu_count, "driver": env.driver,
+        # profiled runs only (memory | time): labelled, so trends and regressions can leave them out
+        **({"profile": record.profiled} if record.profiled else {}),
     }
 
 

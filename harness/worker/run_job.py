@@ -119,12 +119,19 @@ def _train_and_measure(job: dict[str, Any], adapter: Adapter, result: WorkerResu
     callbacks: list[Any] = [live, meter, ProgressPrinter(meter, t["max_steps"], job["runtime"].get("world_size", 1))]
     if t["eval_steps"]:
         callbacks.append(PeriodicEval(job, eval_records, meter, adapter.evaluation_env))
+    from harness.worker import profiling
+
+    profiler = profiling.profiler_for(job)  # None unless profile=memory|time: right after the StepMeter
+    if profiler is not None:
+        callbacks.insert(callbacks.index(meter) + 1, profiler)
     try:
         trained = adapter.train(job, callbacks)
     finally:
         # Whatever happened, keep what was measured so far (an OOM keeps its peak and its steps).
         result.train = Train.from_dict(meter.summary(), "train")
         result.memory = Memory.from_dict(meter.train_memory or torch_memory(), "memory")
+        if profiler is not None:
+            result.profile = profiling.finish(profiler, step_log=meter.records, memory=result.memory.to_dict())
     if meter.dist_backend:
         job["runtime"]["dist_backend"] = meter.dist_backend
     headline = _memory_headline(meter.train_memory_per_rank, result.memory.to_dict())
@@ -178,6 +185,9 @@ def run(run_dir: Path) -> WorkerResult:
     job = JobFile.from_dict(read_json(run_dir / run_files.JOB), run_files.JOB).to_dict()  # the adapters' view
     adapter = load_adapter(job["framework"]["name"])
     result = WorkerResult(status="failed", reason="", framework_packages=package_versions(adapter.packages))
+    from harness.worker.profiling import apply_alloc_conf
+
+    apply_alloc_conf(job)  # profile.alloc_conf, before anything touches CUDA
     try:
         try:
             if job["runtime"].get("world_size", 1) > 1 and adapter.multi_gpu_unsupported:
