@@ -10,7 +10,7 @@ from typing import Any
 def load_job(job_path: str) -> dict[str, Any]:
     import torch
 
-    from harness.model_cache import random_weights_model
+    from harness.worker.model_cache import random_weights_model
 
     job = json.loads(Path(job_path).read_text())
     job["runtime"]["device"] = "cuda" if torch.cuda.is_available() else "cpu"

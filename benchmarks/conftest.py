@@ -20,10 +20,10 @@ if str(REPO_ROOT) not in sys.path:
 
 
 def gpu_info() -> dict[str, Any]:
-    """gpu_name, gpu_count, driver from NVML (harness.measure.nvml_sampler); ``gpu_count`` 0 and a reason
+    """gpu_name, gpu_count, driver from NVML (harness.sampling.devices); ``gpu_count`` 0 and a reason
     when NVML, the sampler module or its function are missing. Never raises."""
     try:
-        from harness.measure.nvml_sampler import gpu_environment
+        from harness.sampling.devices import gpu_environment
 
         info = gpu_environment()
     except Exception as err:  # noqa: BLE001 - machine info must never break the session
@@ -33,7 +33,7 @@ def gpu_info() -> dict[str, Any]:
 
 def harness_machine_id(gpu: dict[str, Any]) -> str | None:
     try:
-        from harness.environment import machine_id
+        from harness.results.machine import machine_id
 
         return machine_id(gpu)
     except Exception:  # noqa: BLE001
@@ -42,7 +42,7 @@ def harness_machine_id(gpu: dict[str, Any]) -> str | None:
 
 def git_info() -> dict[str, Any]:
     try:
-        from harness.environment import git_commit
+        from harness.results.machine import git_commit
 
         return git_commit()
     except Exception as err:  # noqa: BLE001

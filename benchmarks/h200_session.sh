@@ -19,6 +19,12 @@
 # frameworks, interleaved (harness trl r0, bare trl, harness unsloth r0, bare unsloth, ...):
 #   R=/tmp/h200-s4 FW=trl,unsloth ROUNDS=0 bash benchmarks/h200_session.sh ensure host gputests overhead pack
 #   R=/tmp/h200-s4 FW=trl,unsloth ROUNDS=1 bash benchmarks/h200_session.sh ensure host overhead pack   (then ROUNDS=2)
+#   R=/tmp/h200-s4q FW=llamafactory bash benchmarks/h200_session.sh ensure host qlora_repeats   (packs itself)
+# Session 5 (planned; the bare scripts now time the harness's window, so the overhead verdict compares
+# steady-state speed): trl and LLaMA-Factory, 3 rounds, one round per call (~7 minutes each):
+#   R=/tmp/h200-s5 FW=trl,llamafactory ROUNDS=0 bash benchmarks/h200_session.sh ensure host overhead pack
+#   R=/tmp/h200-s5 FW=trl,llamafactory ROUNDS=1 bash benchmarks/h200_session.sh ensure host overhead pack   (then ROUNDS=2)
+# Session 6: FW=unsloth ROUNDS="0 1 2" (one call), then the next issue's GPU work.
 # FW picks the frameworks of a stage (default: every compared framework, from the registry). Results go to results/h200*, reports to
 # reports/; the stages append to $LOG.
 set -uo pipefail
@@ -43,7 +49,7 @@ stage_setup() {
   for f in ${FW//,/ }; do python3 -m harness env build framework=$f wheelhouse=.whl/$f; done
 }
 # Random-weight models built before any sweep, so no measured run pays for (or holds the memory of) it.
-stage_cache() { python3 -m harness.model_cache Qwen/Qwen2.5-7B-Instruct; }
+stage_cache() { python3 -m harness.worker.model_cache Qwen/Qwen2.5-7B-Instruct; }
 # Setup and the model cache once per machine: a warm machine keeps /tmp between calls, a fresh one does not.
 stage_ensure() {
   if [ -f /tmp/harness-ready ]; then echo "machine already set up"; return; fi
@@ -114,6 +120,34 @@ stage_scaling() {
     launcher=torchrun 'launcher.nproc=1,2' suite=scaling_7b results_dir=$R -m
   python3 -m harness run experiment=throughput_7b $OFFLINE framework=unsloth \
     launcher=torchrun launcher.nproc=2 suite=scaling_7b results_dir=$R -m
+}
+
+# Explain the differences (issue 15): throughput_7b under profile=memory, then profile=time, one repeat each,
+# for each framework of FW; the memory attribution's known-answer GPU test first (< 1 minute). A run is
+# ~2.5 minutes unprofiled (48 steps of ~1 s, load, eval); the allocator history and its snapshots at new
+# peaks add ~1 minute, the time profile's 3 steps and its trace export (7B, CUDA kernels: ~100 MB of JSON
+# before gzip) ~1 minute: ~8 minutes per framework, so one framework per call (the 10-minute limit):
+#   R=/tmp/h200-s6 FW=trl bash benchmarks/h200_session.sh ensure explain pack          (then unsloth, llamafactory)
+# CONTROL=expandable: the controlled rerun instead, which changes exactly one thing: LLaMA-Factory with
+# PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (profile.alloc_conf: part of the profiled job, so its own
+# run folder, and the report's Why section names it), under profile=memory (~4 minutes):
+#   R=/tmp/h200-s6 CONTROL=expandable bash benchmarks/h200_session.sh ensure explain pack
+# The same-loss rerun the issue names (every framework with one loss implementation) needs an adapter
+# option that does not exist yet; it is not scripted here.
+stage_explain() {
+  if [ "${CONTROL:-}" = expandable ]; then
+    python3 -m harness run experiment=throughput_7b framework=llamafactory profile=memory \
+      profile.alloc_conf=expandable_segments:True repeats=1 $OFFLINE results_dir=$R report=false
+  else
+    python3 -m pytest -m gpu tests/measure/test_memory_profile_gpu.py -p no:cacheprovider -q
+    for f in ${FW//,/ }; do
+      for p in memory time; do
+        python3 -m harness run experiment=throughput_7b framework=$f profile=$p repeats=1 $OFFLINE \
+          results_dir=$R report=false
+      done
+    done
+  fi
+  python3 -m harness report $R/throughput_7b
 }
 
 # Bring results back through the device tool: files of at most 16 MB, so the tarball goes in 15 MB parts

@@ -32,11 +32,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from harness.atomic import atomic_write_json  # noqa: E402
-from harness.envs import python_for  # noqa: E402
-from harness.environment import environment  # noqa: E402
+from harness.launch.venvs import python_for  # noqa: E402
+from harness.results.machine import environment  # noqa: E402
 from harness.frameworks import registry  # noqa: E402
-from harness import run_files  # noqa: E402
-from harness.results import load_records  # noqa: E402
+from harness.records import run_files  # noqa: E402
+from harness.results.load import load_records  # noqa: E402
 
 TOLERANCE = 0.01
 

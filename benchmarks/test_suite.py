@@ -7,14 +7,14 @@
 Each test runs ``python -m harness run experiment=SUITE framework=FW results_dir=RESULTS report=false force=true``
 in a subprocess (the wall time is pytest-benchmark's one round), stores the headline figures in
 ``benchmark.extra_info`` and fails on a regression against ``benchmarks/baselines/<machine_id>/<suite>.json``
-(harness.compare's checks and noise rule), or when a run did not succeed (``unavailable``, e.g. unsloth
+(harness/regression's checks and noise rule), or when a run did not succeed (``unavailable``, e.g. unsloth
 without CUDA, is a skip). Without a baseline for this machine it passes with a warning naming the accept
 command.
 
 Environment: HARNESS_BENCH_SUITE (experiment name; ``none`` runs the default config), HARNESS_BENCH_FRAMEWORKS
 (comma list, default: the frameworks a plain -m compares), HARNESS_BENCH_ALLOW_CPU=1 (do not mark ``gpu``),
 HARNESS_BENCH_RESULTS (default results/bench), HARNESS_BENCH_OVERRIDES (extra Hydra overrides, shell-quoted),
-HARNESS_BENCH_CHECKS (default harness.compare.DEFAULT_CHECKS), HARNESS_BENCH_ACCEPT=1 (write the results as
+HARNESS_BENCH_CHECKS (default harness.regression.thresholds.DEFAULT_CHECKS), HARNESS_BENCH_ACCEPT=1 (write the results as
 the baseline instead of checking), HARNESS_BENCH_TIMEOUT (seconds per framework, default 7200),
 HARNESS_BASELINES_DIR (default benchmarks/baselines).
 """
@@ -31,13 +31,15 @@ from typing import Any
 
 import pytest
 
-from harness.compare import (BASELINES_DIR, BASELINES_ENV, DEFAULT_CHECKS, accept, baseline_path, compare,
-                             load_baseline, machine_of, metric_values, ok_records, parse_checks,
-                             require_same_machine)
+from harness.regression.baselines import (BASELINES_DIR, BASELINES_ENV, accept, baseline_path, load_baseline,
+                                         require_same_machine)
+from harness.regression.thresholds import DEFAULT_CHECKS, parse_checks
+from harness.regression.verdicts import compare
+from harness.regression.grouping import machine_of, metric_values, ok_records
 from harness.frameworks import registry
-from harness.measure.stats import summarize
+from harness.stats import summarize
 from harness.records import Result
-from harness.results import find_result_files, load_records
+from harness.results.load import find_result_files, load_records
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ALLOW_CPU = os.environ.get("HARNESS_BENCH_ALLOW_CPU") == "1"

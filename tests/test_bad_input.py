@@ -217,8 +217,8 @@ def test_unexpected_preflight_exception_is_one_line(tmp_path, monkeypatch):
     import io
     import sys
 
-    import harness.__main__ as cli
-    import harness.preflight as preflight_mod
+    import harness.cli.run as cli
+    import harness.config.preflight as preflight_mod
 
     def boom(*_a, **_k):
         raise RuntimeError("something broke\nsecond line")
@@ -226,7 +226,7 @@ def test_unexpected_preflight_exception_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(preflight_mod, "preflight", boom)
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
-    code = cli.cmd_run([*FAST, f"results_dir={tmp_path / 'results'}"])
+    code = cli.main([*FAST, f"results_dir={tmp_path / 'results'}"])
     (line,) = err.getvalue().splitlines()
     assert code == 1 and line.startswith("error: preflight failed unexpectedly (RuntimeError: something broke")
     assert "HARNESS_DEBUG" in line
@@ -237,8 +237,8 @@ def test_raw_input_exception_in_preflight_exits_2(tmp_path, monkeypatch):
     import io
     import sys
 
-    import harness.__main__ as cli
-    import harness.preflight as preflight_mod
+    import harness.cli.run as cli
+    import harness.config.preflight as preflight_mod
 
     def raw(*_a, **_k):
         raise PermissionError(13, "Permission denied", "/data/train.jsonl")
@@ -246,18 +246,18 @@ def test_raw_input_exception_in_preflight_exits_2(tmp_path, monkeypatch):
     monkeypatch.setattr(preflight_mod, "preflight", raw)
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
-    code = cli.cmd_run([*FAST, f"results_dir={tmp_path / 'results'}"])
+    code = cli.main([*FAST, f"results_dir={tmp_path / 'results'}"])
     (line,) = err.getvalue().splitlines()
     assert code == 2 and line.startswith("error:") and "/data/train.jsonl" in line
 
 
 def test_model_cache_cli_names_a_model_without_config(tmp_path):
-    """``python -m harness.model_cache`` (builds random-weight models before a sweep): a Hub id with no
+    """``python -m harness.worker.model_cache`` (builds random-weight models before a sweep): a Hub id with no
     config.json in the mirror is refused in one line naming the id, and nothing is built."""
     import subprocess
     import sys
 
-    run = subprocess.run([sys.executable, "-m", "harness.model_cache", "Qwen/No-Such-Model"], cwd=REPO_ROOT,
+    run = subprocess.run([sys.executable, "-m", "harness.worker.model_cache", "Qwen/No-Such-Model"], cwd=REPO_ROOT,
                          capture_output=True, text=True, timeout=60,
                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT),
                               "HARNESS_HUB_MIRROR": str(tmp_path / "mirror"), "HARNESS_CACHE": str(tmp_path / "cache")})
@@ -355,7 +355,7 @@ def test_lora_targets_read_from_safetensors_weights(tmp_path):
     """A model whose model_type the harness does not know: the module names come from its weight files."""
     import struct
 
-    from harness.input_checks import check_lora_targets
+    from harness.config.input_checks import check_lora_targets
     from omegaconf import OmegaConf
 
     folder = tmp_path / "model"
@@ -493,7 +493,7 @@ def test_audit_bad_argument_is_one_line(tmp_path, good_results):
 def test_unexpected_error_in_a_command_is_one_line(monkeypatch, capsys):
     """A bug (or input no check foresaw) in report/audit/compare/env ends with one line and exit 1."""
     import harness.__main__ as cli
-    import harness.report.cli as report_cli
+    import harness.cli.report as report_cli
 
     def boom(_argv):
         raise KeyError("something\nsecond line")
@@ -503,3 +503,29 @@ def test_unexpected_error_in_a_command_is_one_line(monkeypatch, capsys):
     assert cli.main(["report"]) == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("error: report failed unexpectedly (KeyError") and "HARNESS_DEBUG" in line
+
+
+# ---- no Hub here: refused at once, in one line (not a worker failing after a minute of retries) ------------
+def _refused_offline(tmp_path: Path, *args: str) -> tuple[str, float]:
+    import time
+
+    started = time.monotonic()
+    env = {"HF_ENDPOINT": "https://hub.invalid", "HF_HOME": str(tmp_path / "hf-home")}  # .invalid never resolves
+    env_clear = {k: "" for k in ("HARNESS_HUB_MIRROR", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    run = harness("run", *args, f"results_dir={tmp_path / 'results'}", "report=false", timeout=120,
+                  env={**env_clear, **env})
+    lines = run.stderr.splitlines()
+    assert run.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), run.stdout + run.stderr
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+    return lines[0], time.monotonic() - started
+
+
+def test_a_hub_model_the_machine_cannot_get_is_refused_before_any_run(tmp_path):
+    line, _ = _refused_offline(tmp_path, "model=qwen2.5-7b")
+    assert "model.hub_id" in line and "Qwen/Qwen2.5-7B-Instruct" in line and "hub.invalid unreachable" in line
+    assert "HARNESS_HUB_MIRROR" in line
+
+
+def test_a_hub_dataset_file_the_machine_cannot_get_is_refused_in_one_line(tmp_path):
+    line, _ = _refused_offline(tmp_path, "dataset.hub_id=nobody/nothing")
+    assert "dataset.hub_id" in line and "nobody/nothing" in line and "hub.invalid unreachable" in line

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.atomic import read_json
-from harness.results import find_result_files, load_records, parse_result
+from harness.results.load import find_result_files, load_records, parse_result
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "results"
@@ -32,7 +32,7 @@ def test_a_committed_result_round_trips_exactly(path):
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=[p.name for p in FOLDERS])
 def test_every_result_of_a_folder_loads_and_is_judged_by_todays_checks(folder):
-    from harness.checks import run_checks
+    from harness.results.cross_checks import run_checks
 
     warnings: list[str] = []
     records = load_records([folder], warn=warnings.append)
@@ -66,7 +66,9 @@ def test_every_folder_renders_and_audits(folder, tmp_path):
 def test_committed_results_compare_with_the_committed_baseline_as_before():
     """The verdicts of the committed seed_0.5b baseline against the results it was accepted from (no
     regression) and against the regression sample (trl's throughput 16% down), as before the typed records."""
-    from harness.compare import DEFAULT_CHECKS, baseline_path, compare, load_baseline, parse_checks
+    from harness.regression.thresholds import DEFAULT_CHECKS, parse_checks
+    from harness.regression.baselines import baseline_path, load_baseline
+    from harness.regression.verdicts import compare
 
     baselines = REPO_ROOT / "benchmarks" / "baselines"
     (path,) = list(baselines.glob("*/seed_0.5b.json"))

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import ConfigError, validate
-from harness.preflight import CONF_DIR, compose_job, expand_sweep
+from harness.config.schema import ConfigError, validate
+from harness.config.preflight import CONF_DIR, compose_job, expand_sweep
 
 GROUPS = {group: sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
           for group in ("framework", "model", "dataset", "train", "experiment")}
@@ -87,7 +87,7 @@ def test_accepted_optimizers_and_schedules_are_transformers_names():
     from transformers.trainer_utils import SchedulerType
     from transformers.training_args import OptimizerNames
 
-    from harness.config import LR_SCHEDULERS, OPTIMIZERS
+    from harness.config.schema import LR_SCHEDULERS, OPTIMIZERS
 
     assert set(OPTIMIZERS) <= {o.value for o in OptimizerNames}
     assert set(LR_SCHEDULERS) <= {s.value for s in SchedulerType}
@@ -110,3 +110,24 @@ def test_runs_from_a_dataset_file_are_labelled_with_its_name(tmp_path):
     run = harness("run", *common, "dataset.name=clinic_v2", f"results_dir={tmp_path / 'b'}", timeout=120)
     assert run.returncode == 0, run.stderr
     assert results(tmp_path / "b")[0]["job"]["dataset"]["name"] == "clinic_v2"
+
+
+def test_runs_are_labelled_by_the_data_they_train_on():
+    """A dataset group's name labels a run only while the group's own files are used: another file, another
+    Hub dataset or another train_file names the run after itself (a user's own dataset.name wins)."""
+    from omegaconf import OmegaConf
+
+    from harness.config.job import dataset_label
+
+    def label(**fields):
+        base = {"name": "tiny_medical", "path": None, "hub_id": None,
+                "train_file": "harness/assets/tiny/medical_train.jsonl"}
+        return dataset_label(OmegaConf.create({**base, **fields}))
+
+    assert label() == "tiny_medical"
+    assert label(path="/data/my_clinic.jsonl") == "my_clinic"
+    assert label(hub_id="someorg/cardiology-qa", train_file=None) == "cardiology-qa"
+    assert label(train_file="data/other.json") == "other"
+    assert label(name="mine", hub_id="someorg/cardiology-qa") == "mine"
+    assert dataset_label(OmegaConf.create({"name": "medical", "path": None, "hub_id": "shibing624/medical",
+                                           "train_file": "finetune/train_zh_0.json"})) == "medical"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from harness.data import load_records
+from harness.data.dataset import load_records
 
 
 def test_fields_are_stripped_so_every_framework_tokenizes_them_alike(tmp_path):

@@ -1,6 +1,6 @@
 """Dataset formats: detection, conversion to the one conversation form, and every bad-record message.
 
-Unit tests call ``harness.data`` directly; the CLI tests at the end check that the same messages reach a
+Unit tests call ``harness.data.dataset`` directly; the CLI tests at the end check that the same messages reach a
 user as one ``error:`` line with exit code 2 before anything is written.
 """
 from __future__ import annotations
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import ConfigError
-from harness.data import load_records, prepare, read_dataset
-from harness.data_formats import format_of
+from harness.config.schema import ConfigError
+from harness.data.dataset import load_records, prepare, read_dataset
+from harness.data.formats import format_of
 from harness.hub import PACKAGE_ROOT
-from harness.measure.evaluator import IGNORE_INDEX, messages_for, supervised_turns, tokenize_record
+from harness.data.tokenize import IGNORE_INDEX, messages_for, supervised_turns, tokenize_record
 from tests.test_bad_input import FAST, refused
 
 SHAREGPT = PACKAGE_ROOT / "assets" / "conversations" / "medical_sharegpt.json"
@@ -119,7 +119,7 @@ def test_shipped_samples_are_multi_turn_with_system_turns():
 
 
 def _records(rows: list, fmt: str, loss_on: str = "all_assistant") -> list:
-    from harness.data import records_from_rows
+    from harness.data.dataset import records_from_rows
 
     return records_from_rows(rows, [], "test", fmt, loss_on)[0]
 
@@ -344,11 +344,11 @@ def test_cli_refuses_a_bad_hub_dataset(tmp_path, override, culprit):
 
 def test_new_dataset_fields_leave_alpaca_job_hashes_unchanged():
     """Results and baselines recorded before the formats existed keep matching the same jobs."""
-    from harness.job import job_hash, point_hash
+    from harness.config.job import job_hash, point_hash
     from tests.helpers.jobs import make_job
 
     job = make_job()
-    job["dataset"]["format"] = "alpaca"  # as harness.run resolves dataset.format=auto
+    job["dataset"]["format"] = "alpaca"  # as harness.launch.repeats resolves dataset.format=auto
     earlier = json.loads(json.dumps(job))
     for key in ("config", "split", "eval_split", "format", "loss_on"):
         earlier["dataset"].pop(key)

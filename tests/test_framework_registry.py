@@ -195,11 +195,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.data import read_split
+from harness.data.dataset import read_split
 from harness.frameworks.adapter import Adapter, Job, Trained
 from harness.frameworks.base import PAD_TO_MULTIPLE_OF, training_arguments
 from harness.frameworks.sft_common import lora_config_args
-from harness.measure.evaluator import tokenize_record
+from harness.data.tokenize import tokenize_record
 
 
 class ToyAdapter(Adapter):

@@ -1,7 +1,7 @@
 """The result record's memory headline covers the training phase, not loading or evaluation."""
 from __future__ import annotations
 
-from harness.record import _nvml_peak_between
+from harness.results.assemble import _nvml_peak_between
 
 
 class TimelineSampler:
@@ -41,7 +41,7 @@ class SummarySampler(TimelineSampler):
 
 
 def _record(sampler, phases):
-    from harness.record import build_record
+    from harness.results.assemble import build_record
     from harness.records import JobFile, WorkerResult
 
     job = JobFile.from_dict({"framework": {"name": "fake", "version": "0"}, "suite": "s",

@@ -11,7 +11,7 @@ import pytest
 from harness.records import JobFile, RecordError, Result, Runtime, WorkerResult, runtime_of
 from harness.records.memory import Energy
 from harness.records.schema import SCHEMA_VERSION, upgrade
-from harness.results import parse_result
+from harness.results.load import parse_result
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MINIMAL = {"schema": 1, "status": "ok", "framework": {"name": "trl", "version": "1.16.0"}}
@@ -76,7 +76,7 @@ def test_runtime_has_one_rule_the_workers_copy_else_the_parents():
 
 
 def test_job_file_keeps_the_runtime_apart_from_the_hashed_job():
-    from harness.job import job_hash
+    from harness.config.job import job_hash
 
     data = {"framework": {"name": "fake", "version": "0"}, "model": {"name": "tiny", "hub_id": "h", "path": "/p"},
             "dataset": {"name": "d"}, "train": {"lr": 1e-3}, "suite": "s",
@@ -87,17 +87,17 @@ def test_job_file_keeps_the_runtime_apart_from_the_hashed_job():
 
 
 def test_run_file_names_are_spelt_only_in_run_files():
-    # Each file of a run directory is named once (harness/run_files.py); the adapters' framework_output and
+    # Each file of a run directory is named once (harness/records/run_files.py); the adapters' framework_output and
     # the bare scripts' bare_output are outside the records' reach (their own modules, edited elsewhere).
     names = ('"result.json"', '"worker_result.json"', '"job.json"', '"worker.log"', '"memory_timeline.csv"')
     found = subprocess.run(["git", "grep", "-n", "-F", *sum((["-e", n] for n in names), []), "--", "harness"],
                            cwd=REPO_ROOT, capture_output=True, text=True, check=False).stdout.splitlines()
-    assert [line for line in found if not line.startswith("harness/run_files.py:")] == [], found
+    assert [line for line in found if not line.startswith("harness/records/run_files.py:")] == [], found
 
 
 def test_the_worker_module_imports_no_parent_only_dependency():
     # harness.records is imported by the worker, in the framework's own interpreter: standard library only.
-    code = ("import sys, harness.records, harness.run_files; "
+    code = ("import sys, harness.records, harness.records.run_files; "
             "print(sorted(m for m in ('omegaconf', 'hydra', 'pandas', 'jinja2') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

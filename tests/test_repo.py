@@ -24,7 +24,7 @@ def test_quick_start_output_is_not_committed():
 def test_outputs_the_harness_writes_do_not_make_the_checkout_dirty(tmp_path, monkeypatch):
     """Every sweep rebuilds the tracked reports/index.html: a fresh clone must not record its next runs as
     made from uncommitted code for that; a changed source file still does."""
-    from harness import environment
+    from harness.results import machine
 
     def git(*args: str) -> None:
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
@@ -36,10 +36,10 @@ def test_outputs_the_harness_writes_do_not_make_the_checkout_dirty(tmp_path, mon
     git("init", "-q")
     git("add", ".")
     git("commit", "-qm", "x")
-    monkeypatch.setattr(environment, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(machine, "REPO_ROOT", tmp_path)
     monkeypatch.delenv("HARNESS_SOURCE_COMMIT", raising=False)
     for name in ("reports/index.html", "results/h/result.json", "benchmarks/baselines/m/s.json"):
         (tmp_path / name).write_text("b\n")
-    assert environment.git_commit()["dirty"] is False
+    assert machine.git_commit()["dirty"] is False
     (tmp_path / "harness/x.py").write_text("b\n")
-    assert environment.git_commit()["dirty"] is True
+    assert machine.git_commit()["dirty"] is True

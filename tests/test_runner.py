@@ -25,7 +25,7 @@ def test_every_fault_is_a_result_and_the_sweep_goes_on(tmp_path):
     assert found["oom"]["train"] is not None  # what was measured before the OOM is kept
     # failed, oom, 2 x crashed did not succeed; unavailable is reported but is not a failure
     assert run.returncode == 10 + 4, run.stdout + run.stderr
-    assert "4 did not succeed" in run.stdout
+    assert "sweep: 7 runs: 1 ok, 2 unavailable here (fake-0), 4 did not succeed" in run.stdout
 
 
 def test_timeout_kills_the_process_group(tmp_path):

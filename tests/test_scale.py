@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli import harness, results
+from tests.helpers.fake_nvml import FakeNvml
 
 FAST = ("run", "framework=fake", "train.max_steps=3", "train.measure_warmup_steps=1", "train.batch_size=4",
         "train.grad_accum=2")
@@ -181,7 +182,7 @@ def test_submitit_local_sweep(tmp_path):
     found = results(tmp_path)
     assert sorted(r["job"]["train"]["seed"] for r in found) == [1, 2]
     assert all(r["status"] == "ok" for r in found)
-    assert "sweep: 2 runs, 0 did not succeed" in run.stdout
+    assert "sweep: 2 runs: 2 ok, 0 did not succeed" in run.stdout
     assert list((tmp_path / "reports").glob("default-*.html"))
     # the jobs ran in submitit's subprocesses; their progress went to submitit's logs
     logs = "".join(p.read_text() for p in tmp_path.rglob("*_log.out"))
@@ -190,7 +191,7 @@ def test_submitit_local_sweep(tmp_path):
 
 # ---- units ---------------------------------------------------------------------------------------------
 def test_worker_command_is_an_argument_list(tmp_path):
-    from harness.runner import worker_command
+    from harness.launch.child import worker_command
 
     assert worker_command("py", tmp_path) == ["py", "-m", "harness.worker", str(tmp_path)]
     assert worker_command("py", tmp_path, {"name": "torchrun", "nproc": 2}) == [
@@ -201,8 +202,8 @@ def test_worker_command_is_an_argument_list(tmp_path):
 def test_launcher_validation_and_hash():
     from omegaconf import OmegaConf
 
-    from harness.config import ConfigError, validate_launcher
-    from harness.job import job_hash, point_hash
+    from harness.config.schema import ConfigError, validate_launcher
+    from harness.config.job import job_hash, point_hash
 
     validate_launcher(OmegaConf.create({"launcher": {"name": "torchrun", "nproc": 4}}))
     for bad, words in ((("local", 2), "needs launcher=torchrun"), (("torchrun", 0), ">= 1"),
@@ -240,7 +241,7 @@ def test_scaling_efficiency_table():
 def test_progress_printer_every_tenth(capsys):
     from types import SimpleNamespace
 
-    from harness.measure.progress import ProgressPrinter
+    from harness.worker.progress import ProgressPrinter
 
     meter = SimpleNamespace(records=[])
     printer = ProgressPrinter(meter, max_steps=60, world_size=2)
@@ -252,32 +253,10 @@ def test_progress_printer_every_tenth(capsys):
     assert lines[-1].startswith("step 60/60 ")
 
 
-class _FakeNvml:
-    """Just enough NVML for the sampler: 2 devices with readings."""
-
-    def __getattr__(self, name):
-        values = {"nvmlDeviceGetCount": 2, "nvmlDeviceGetName": "GPU", "nvmlSystemGetCudaDriverVersion": 13000,
-                  "nvmlSystemGetDriverVersion": "580", "nvmlDeviceGetTotalEnergyConsumption": 1000,
-                  "nvmlDeviceGetPowerUsage": 100_000, "nvmlDeviceGetComputeRunningProcesses": []}
-        if name in values:
-            return lambda *a: values[name]
-        if name == "nvmlDeviceGetHandleByIndex":
-            return lambda i: i
-        if name == "nvmlDeviceGetUUID":
-            return lambda h: f"GPU-{h}"
-        if name == "nvmlDeviceGetMemoryInfo":
-            return lambda h: type("M", (), {"used": 10, "total": 100})()
-        if name == "nvmlDeviceGetUtilizationRates":
-            return lambda h: type("U", (), {"gpu": 50})()
-        if name in ("nvmlInit", "nvmlShutdown"):
-            return lambda: None
-        raise AttributeError(name)
-
-
 def test_long_run_timeline_csv_stays_bounded(monkeypatch, tmp_path):
-    from harness.measure import nvml_sampler
+    from harness.sampling import devices, sampler as nvml_sampler
 
-    monkeypatch.setattr(nvml_sampler, "_import_nvml", lambda: _FakeNvml())
+    monkeypatch.setattr(devices, "import_nvml", lambda: FakeNvml())
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     sampler = nvml_sampler.NvmlSampler(max_points=400, baseline_samples=1)
     assert sampler.available

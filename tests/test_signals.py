@@ -9,6 +9,7 @@ started, the results dir's lock released, and a report of what finished.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 
@@ -54,7 +55,7 @@ def test_signal_ends_the_worker_group_records_it_and_stops_the_sweep(tmp_path, s
     assert "Traceback" not in err and f"{sig.name}: sweep stopped" in err
     # What finished is reported (the interrupted run included); the report is a whole file.
     log = (results_dir / "sweep.log").read_text()
-    assert "sweep: 2 runs, 1 did not succeed" in log
+    assert "sweep: 2 runs: 1 ok, 1 did not succeed" in log
     (report,) = reports_dir.glob("default-*.html")
     assert report.read_text().rstrip().endswith("</html>")
 
@@ -101,6 +102,39 @@ def test_closed_stdout_never_ends_a_sweep(tmp_path):
     assert "BrokenPipeError" not in err and "Traceback" not in err, err
     log = (results_dir / "sweep.log").read_text()
     assert "[stdout closed" in log  # the pipe really broke under the sweep
-    assert "[fake r0] failed" in log and "sweep: 2 runs, 1 did not succeed" in log  # written after it broke
+    assert "[fake r0] failed" in log and "sweep: 2 runs: 1 ok, 1 did not succeed" in log  # written after it broke
     (report,) = reports_dir.glob("default-*.html")
     assert f"report: {report}" in log
+
+
+def test_a_timed_out_test_run_leaves_no_worker_behind(tmp_path):
+    """tests/cli.py's harness() past its timeout stops the harness with SIGTERM (then kills it), so the
+    harness ends its worker's process group: no torchrun agent or rank of the run outlives the call (with
+    subprocess.run's own timeout, a SIGKILL of the harness alone, both ranks were left running)."""
+    from tests.cli import harness
+
+    results_dir = tmp_path / "results"
+    with pytest.raises(subprocess.TimeoutExpired):
+        harness(*FAST, "framework.fault=hang", "launcher=torchrun", "launcher.nproc=2", "report=false",
+                f"results_dir={results_dir}", timeout=45)
+    ranks = hanging_workers(results_dir, count=1)  # empty if a loaded machine had not reached the hang yet
+    for pid, pgid in ranks:
+        assert eventually(lambda: pid_gone(pid) and group_gone(pgid)), f"rank {pid} outlived the timed-out run"
+    assert eventually(lambda: not _running_with(str(results_dir))), _running_with(str(results_dir))
+
+
+def _running_with(marker: str) -> list[int]:
+    """Live (not zombie) processes whose command line names ``marker``."""
+    from pathlib import Path  # noqa: PLC0415
+
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmd and not pid_gone(int(name)):
+            found.append(int(name))
+    return found

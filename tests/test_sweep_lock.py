@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from harness.sweep_lock import LOCK_NAME, LockBusy, SweepLock
+from harness.launch.sweep_lock import LOCK_NAME, LockBusy, SweepLock
 from tests.cli import by_fault, harness
 from tests.sweeps import FAST, Sweep, hanging_workers, wait_until
 

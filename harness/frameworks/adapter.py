@@ -32,7 +32,7 @@ class Trained:
 
     ``model``, ``tokenizer`` and ``framework_eval_loss`` may be None when the framework's entry point
     returns nothing (a ``run_exp``-style call that builds and trains its own Trainer): the worker then
-    takes them from what that Trainer handed to our callbacks (``harness.live.LiveObjects``)."""
+    takes them from what that Trainer handed to our callbacks (``harness.worker.live_objects.LiveObjects``)."""
     model: Any = None
     tokenizer: Any = None
     framework_eval_loss: float | None = None

@@ -90,7 +90,7 @@ def output_dir(job: Job) -> str:
 # pads the same way so that the same batches have the same shapes (audited as ``padded_lengths``).
 PAD_TO_MULTIPLE_OF = 8
 # The frameworks' eval batch: their eval loss is then the mean of per-record token means, and our final
-# evaluation runs at the same shapes (harness/worker.py) so the two losses are computed alike.
+# evaluation runs at the same shapes (harness/worker/run_job.py) so the two losses are computed alike.
 FRAMEWORK_EVAL_BATCH = 1
 
 

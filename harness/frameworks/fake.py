@@ -11,12 +11,12 @@ import signal
 import time
 from typing import Any
 
-from harness.data import read_split
+from harness.data.dataset import read_split
 from harness.frameworks.adapter import Adapter
 from harness.frameworks.base import (PAD_TO_MULTIPLE_OF, FrameworkUnavailable, Job, Trained, torch_dtype_name,
                                      training_arguments)
 from harness.frameworks.sft_common import lora_config_args
-from harness.measure.evaluator import tokenize_record
+from harness.data.tokenize import tokenize_record
 from harness.phases import mark
 
 PACKAGES = ("transformers", "peft", "torch")

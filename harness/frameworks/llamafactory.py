@@ -5,7 +5,7 @@ tokenizer's chat template does.
 
 LLaMA-Factory builds its own model, data and trainer and returns none of them: ``train`` returns a
 ``Trained`` without model, tokenizer or eval loss, and the worker takes them from the callbacks
-LLaMA-Factory passes to ``transformers.Trainer`` (see ``harness.live``).
+LLaMA-Factory passes to ``transformers.Trainer`` (see ``harness.worker.live_objects``).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ DATASET_INFO = {
             "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
     for split in ("harness_train", "harness_eval")
 }
-# The prepared conversation form (harness.data_formats) in LLaMA-Factory's sharegpt terms.
+# The prepared conversation form (harness.data.formats) in LLaMA-Factory's sharegpt terms.
 CONVERSATION_DATASET_INFO = {
     split: {"file_name": f"{split.split('_')[1]}.jsonl", "formatting": "sharegpt",
             "columns": {"messages": "messages"},

@@ -93,7 +93,7 @@ def order(name: str) -> tuple[int, str]:
 
 def pinned_versions(name: str) -> list[str]:
     """The versions pinned for ``name`` (``envs/NAME-VERSION.txt``), sorted."""
-    from harness.envs import REQUIREMENTS_DIR
+    from harness.launch.venvs import REQUIREMENTS_DIR
 
     return sorted(p.stem[len(name) + 1:] for p in REQUIREMENTS_DIR.glob(f"{name}-*.txt"))
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.data import read_split
+from harness.data.dataset import read_split
 from harness.frameworks.base import PAD_TO_MULTIPLE_OF, Job, training_arguments
 from harness.hub import PACKAGE_ROOT
-from harness.measure.evaluator import messages_for
+from harness.data.tokenize import messages_for
 
 QWEN25_ASSISTANT_MASK_TEMPLATE = PACKAGE_ROOT / "assets" / "chat_templates" / "qwen2_5_assistant_mask.jinja"
 

@@ -1,7 +1,7 @@
 """ms-swift (ModelScope SWIFT, PyPI ``ms-swift``): its own SFT pipeline, ``swift.pipelines.SwiftSft``,
 which ``sft_main`` runs, built from ``SftArguments`` and trained by its ``Seq2SeqTrainer``.
 
-Data goes in as ms-swift's standard ``messages`` jsonl (``harness.measure.evaluator.messages_for`` of each
+Data goes in as ms-swift's standard ``messages`` jsonl (``harness.data.tokenize.messages_for`` of each
 prepared record, as every adapter does), rendered by its ``qwen2_5`` template, whose default system prompt
 is the Qwen2.5 chat template's. Only assistant tokens are supervised (``loss_scale``).
 
@@ -161,8 +161,8 @@ def native_args(job: Job) -> dict[str, Any]:
 
 def write_data(job: Job) -> None:
     """The prepared splits as ms-swift ``messages`` records (the chat every adapter trains on)."""
-    from harness.data import read_split
-    from harness.measure.evaluator import messages_for
+    from harness.data.dataset import read_split
+    from harness.data.tokenize import messages_for
 
     for split, path in data_files(job).items():
         lines = [json.dumps({"messages": messages_for(r)}, ensure_ascii=False)

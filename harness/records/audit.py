@@ -1,4 +1,4 @@
-"""The live-object audit of one run (harness/audit/live_fields.py): ~100 fields read from the trainer.
+"""The live-object audit of one run (harness/worker/live_fields/): ~100 fields read from the trainer.
 
 Every field is compared across frameworks by the fairness audit, so the record keeps them all (as
 ``extra``: :meth:`Audit.fields` lists them); the few that other code reads are declared.

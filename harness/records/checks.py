@@ -1,4 +1,4 @@
-"""One cross-check's verdict as recorded in a result (the rules are in ``harness/checks.py``)."""
+"""One cross-check's verdict as recorded in a result (the rules are in ``harness/results/cross_checks.py``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,6 +1,6 @@
 """The job record: what one run trains and measures (``job.json``), and the runtime facts beside it.
 
-The job is composed by the parent from the Hydra config (``harness.job.job_from_config``) and hashed
+The job is composed by the parent from the Hydra config (``harness.config.job.job_from_config``) and hashed
 there; this module only gives it a type. ``train`` stays a mapping: it is the recipe's hyperparameters
 exactly as configured (conf/train), which the adapters translate, and the hash covers it as it is.
 
@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import run_files
+from harness.records import run_files
 from harness.records.base import OMIT_NONE, Record
+from harness.records.profile import ProfileSpec
 
 
 @dataclass
@@ -83,6 +84,7 @@ class JobSpec(Record):
     fairness: str | None = None
     mfu_peak_flops: float | None = None
     launcher: LauncherSpec | None = None  # absent in results from before the launcher group
+    profile: ProfileSpec | None = field(default=None, metadata=OMIT_NONE)  # only in profiled jobs
 
     @property
     def world_size(self) -> int:

@@ -42,7 +42,7 @@ class Env(Record):
 
 @dataclass
 class Host(Record):
-    """Other work on the host while the run trained (harness.measure.host_activity)."""
+    """Other work on the host while the run trained (harness.sampling.host_activity)."""
     cpu_count: int | None = None
     cpu_shared: bool | None = None
     reason: str | None = None

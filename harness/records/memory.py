@@ -25,7 +25,7 @@ class Memory(Record):
     nvml_process_peak_bytes: int | None = None
     nvml_samples: int | None = None
     nvml_interval_s: float | None = None
-    timeline: str | None = None  # the CSV beside result.json (harness.run_files.MEMORY_TIMELINE)
+    timeline: str | None = None  # the CSV beside result.json (harness.records.run_files.MEMORY_TIMELINE)
     nvml_per_device: list[dict[str, Any]] | None = None
     nvml_phase_peaks: dict[str, Any] | None = None
 
@@ -38,7 +38,7 @@ class GpuActivity(Record):
 
 @dataclass
 class ClockWindow(Record):
-    """NVML clock readings over one window (harness/measure/gpu_clocks.py window_summary)."""
+    """NVML clock readings over one window (harness/sampling/gpu_clocks.py window_summary)."""
     samples: int | None = None
     sm_mhz_mean: float | None = None
     sm_mhz_min: int | None = None

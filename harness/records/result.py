@@ -1,8 +1,8 @@
 """The result record (``result.json``, one per run) and the worker's part of it (``worker_result.json``).
 
-Layout, section by section: :data:`harness.results.RESULT_LAYOUT`. The parent assembles a :class:`Result`
-from the worker's :class:`WorkerResult` and its own readings (``harness.record.build_record``); reports,
-compare, history and the audit read results only as :class:`Result` (``harness.results.load_records``).
+Layout, section by section: :data:`harness.results.load.RESULT_LAYOUT`. The parent assembles a :class:`Result`
+from the worker's :class:`WorkerResult` and its own readings (``harness.results.assemble.build_record``); reports,
+compare, history and the audit read results only as :class:`Result` (``harness.results.load.load_records``).
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from harness.records.checks import Check
 from harness.records.job import JobSpec, Runtime
 from harness.records.machine import Env, FrameworkInfo, Host
 from harness.records.memory import Energy, GpuActivity, GpuClocks, Memory, Mfu
+from harness.records.profile import Profile
 from harness.records.schema import SCHEMA_VERSION
 from harness.records.training import Eval, Train
 
@@ -33,6 +34,7 @@ class WorkerResult(Record):
     runtime: Runtime | None = field(default=None, metadata=OMIT_NONE)
     model_path: str | None = field(default=None, metadata=OMIT_NONE)
     phases: dict[str, float] | None = field(default=None, metadata=OMIT_NONE)
+    profile: Profile | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass
@@ -65,6 +67,7 @@ class Result(Record):
     energy: Energy = field(default_factory=Energy, metadata=NULL_AS_EMPTY)
     mfu: Mfu | None = None
     checks: list[Check] = field(default_factory=list, metadata=NULL_AS_EMPTY)
+    profile: Profile | None = field(default=None, metadata=OMIT_NONE)  # profiled runs only
     # set on load only: the verdicts written at run time, where today's rules judge differently
     checks_at_run: list[Check] | None = field(default=None, metadata=OMIT_NONE)
     # where the record was read from (run folders move: files beside result.json are found from here)
@@ -73,6 +76,12 @@ class Result(Record):
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def profiled(self) -> str | None:
+        """The profile this run ran under (memory | time), None for an ordinary run: a profiled run's
+        speed and memory include the profiler's cost and are never compared with ordinary runs'."""
+        return self.job.profile.kind if self.job.profile is not None else None
 
     @property
     def label(self) -> str:
@@ -88,7 +97,7 @@ class Result(Record):
 
     def lookup(self, dotted: str) -> Any:
         """A recorded value by dotted path (``train.step_time_s.median``), None where not recorded: the
-        metric paths of ``harness.results.METRICS`` are data; this is their only reader."""
+        metric paths of ``harness.results.load.METRICS`` are data; this is their only reader."""
         node: Any = self
         for part in dotted.split("."):
             if isinstance(node, Record):

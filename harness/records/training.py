@@ -13,7 +13,7 @@ from harness.records.base import Record
 
 @dataclass
 class Spread(Record):
-    """A sample's summary (harness.measure.stats.summarize)."""
+    """A sample's summary (harness.stats.summarize)."""
     median: float | None = None
     mean: float | None = None
     min: float | None = None
@@ -25,7 +25,7 @@ class Spread(Record):
 @dataclass
 class Warmup(Record):
     """The warm-up and the evidence that step times had settled when timing started
-    (harness/measure/step_meter.py). ``extended_by``: results from before the window was fixed."""
+    (harness/worker/step_meter.py). ``extended_by``: results from before the window was fixed."""
     min_warmup_steps: int | None = None
     timing_starts_after_step: int | None = None
     settle_factor: float | None = None

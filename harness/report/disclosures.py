@@ -117,9 +117,9 @@ def host_sentence(record: Result) -> str | None:
     """What is known about other work on the run's host, or None where nothing needs saying."""
     host = record.host
     if host is not None and isinstance(host.disclosure, dict):
-        # recorded by the sampler during the run (harness/measure/host_activity.py): GPU neighbours per
+        # recorded by the sampler during the run (harness/sampling/host_activity.py): GPU neighbours per
         # NVML, the host's other busy GPUs, other processes' CPU use; judged by today's thresholds
-        from harness.measure.host_activity import host_disclosure as judge  # noqa: PLC0415
+        from harness.sampling.host_activity import host_disclosure as judge  # noqa: PLC0415
 
         verdict = judge(host.to_dict())
         if verdict.get("shared"):

@@ -7,9 +7,7 @@ Every function returns a data URI, never None: a figure with nothing to draw say
 from __future__ import annotations
 
 import base64
-import csv
 import io
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -17,7 +15,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from harness import run_files  # noqa: E402
 from harness.records import Result  # noqa: E402
 from harness.records.training import Train  # noqa: E402
 from harness.report.tables import (COLUMN_BY_KEY, by_label_and_repeat, fmt, group_by_label,  # noqa: E402
@@ -50,7 +47,7 @@ def thin(points: list[dict[str, float]], key: str, limit: int = MAX_POINTS) -> l
     return [max(points[i:i + k], key=lambda p: p[key]) for i in range(0, len(points), k)]
 
 
-def _empty(ax: Any, message: str) -> None:
+def empty_figure(ax: Any, message: str) -> None:
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#777", fontsize=11)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -58,7 +55,7 @@ def _empty(ax: Any, message: str) -> None:
         spine.set_color("#ddd")
 
 
-def _style(ax: Any) -> None:
+def style_axes(ax: Any) -> None:
     ax.grid(True, axis="y", color="#e5e5e5", linewidth=0.8)
     ax.set_axisbelow(True)
     for side in ("top", "right"):
@@ -77,7 +74,7 @@ def _unit(kind: str) -> tuple[float, str]:
 def bar_charts(runs: list[Result], keys: tuple[str, ...] = BAR_METRICS) -> str:
     """One small chart per metric: the median of the repeats, whiskers from min to max; bars from zero,
     except losses, drawn as points on an axis zoomed to their range so their differences show."""
-    from harness.measure.stats import median
+    from harness.stats import median
 
     groups = group_by_label(runs)
     labels = list(groups)
@@ -94,7 +91,7 @@ def bar_charts(runs: list[Result], keys: tuple[str, ...] = BAR_METRICS) -> str:
         per = {label: values(groups[label], col.path) for label in labels}
         shown = [label for label in labels if per[label]]
         if not shown:
-            _empty(ax, "not measured")
+            empty_figure(ax, "not measured")
             continue
         scale, unit = _unit(col.kind)
         medians = [median(per[l]) / scale for l in shown]
@@ -117,7 +114,7 @@ def bar_charts(runs: list[Result], keys: tuple[str, ...] = BAR_METRICS) -> str:
         ax.set_xlim(-0.6, len(shown) - 0.4)
         if unit:
             ax.set_ylabel(unit)
-        _style(ax)
+        style_axes(ax)
         for x, m in zip(xs, medians):
             ax.annotate(fmt(m * scale, col.kind), (x, m), textcoords="offset points", xytext=(0, 4) if
                         col.kind not in ZOOMED else (12, -3), ha="center" if col.kind not in ZOOMED else "left",
@@ -134,7 +131,7 @@ def _cumulative_tokens(log: list[dict[str, Any]]) -> list[tuple[int, float | Non
     return out
 
 
-def _framework_legend(ax: Any, colors: dict[str, str], styles: list[tuple[str, dict[str, Any]]]) -> None:
+def framework_legend(ax: Any, colors: dict[str, str], styles: list[tuple[str, dict[str, Any]]]) -> None:
     """One legend entry per framework (its colour) and one per line style, outside the plot on the right:
     with three frameworks x three repeats x two curves, a legend entry per line would cover the curves."""
     from matplotlib.lines import Line2D
@@ -167,14 +164,14 @@ def loss_curves(runs: list[Result]) -> str:
                     markersize=5, alpha=alpha)
             drawn = True
     if not drawn:
-        _empty(ax, "no logged losses (no run succeeded, or the framework logged none)")
+        empty_figure(ax, "no logged losses (no run succeeded, or the framework logged none)")
     else:
         ax.set_xlabel("tokens seen (cumulative, non-padding)")
         ax.set_ylabel("loss")
-        _framework_legend(ax, colors, [("train loss (framework)", {"linestyle": "-"}),
+        framework_legend(ax, colors, [("train loss (framework)", {"linestyle": "-"}),
                                        ("eval loss (ours)", {"linestyle": "--", "marker": "o"}),
                                        ("later repeats: lighter", {"linestyle": "-", "alpha": 0.4})])
-        _style(ax)
+        style_axes(ax)
         ax.grid(True, axis="x", color="#f0f0f0")
     fig.tight_layout()
     return to_data_uri(fig)
@@ -187,7 +184,7 @@ def step_throughput(runs: list[Result]) -> str:
     colors = color_map([run_label(r) for r in ok])
     fig, ax = plt.subplots(figsize=(10, 3.6) if ok else (10, 1.4))
     if not ok:
-        _empty(ax, "no per-step log (no run succeeded)")
+        empty_figure(ax, "no per-step log (no run succeeded)")
         fig.tight_layout()
         return to_data_uri(fig)
     warmups = set()
@@ -209,8 +206,8 @@ def step_throughput(runs: list[Result]) -> str:
     ax.set_xlabel("training step")
     ax.set_ylabel("tokens/s of the step")
     ax.set_ylim(bottom=0)
-    _framework_legend(ax, colors, [("later repeats: lighter", {"linestyle": "-", "alpha": 0.4})])
-    _style(ax)
+    framework_legend(ax, colors, [("later repeats: lighter", {"linestyle": "-", "alpha": 0.4})])
+    style_axes(ax)
     fig.tight_layout()
     return to_data_uri(fig)
 
@@ -218,7 +215,7 @@ def step_throughput(runs: list[Result]) -> str:
 def memory_vs_speed(runs: list[Result]) -> str:
     """Each framework's median tokens/s against its median training-phase memory peak (whiskers: min-max
     over repeats): the trade-off at a glance, better is down and to the right."""
-    from harness.measure.stats import median
+    from harness.stats import median
 
     groups = group_by_label(runs)
     speed, memory = COLUMN_BY_KEY["tokens_per_s"], COLUMN_BY_KEY["peak_mem"]
@@ -229,7 +226,7 @@ def memory_vs_speed(runs: list[Result]) -> str:
     colors = color_map(list(pts))
     fig, ax = plt.subplots(figsize=(7, 3.8) if pts else (10, 1.4))
     if not pts:
-        _empty(ax, "needs tokens/s and a memory peak of at least one run")
+        empty_figure(ax, "needs tokens/s and a memory peak of at least one run")
         fig.tight_layout()
         return to_data_uri(fig)
     for label, (xs, ys) in pts.items():
@@ -242,70 +239,7 @@ def memory_vs_speed(runs: list[Result]) -> str:
     ax.set_ylim(0, max(max(y) for _, y in pts.values()) / 2**30 * 1.25)
     ax.set_xlabel("tokens/s (median of repeats; higher is better)")
     ax.set_ylabel(f"GiB: {memory.label}")
-    _style(ax)
+    style_axes(ax)
     ax.grid(True, axis="x", color="#f0f0f0")
-    fig.tight_layout()
-    return to_data_uri(fig)
-
-
-def read_timeline(path: Path) -> list[dict[str, float]]:
-    """Rows of a ``memory_timeline.csv`` that carry a memory reading; [] when missing, empty or unreadable."""
-    rows: list[dict[str, float]] = []
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                try:
-                    if row.get("used_bytes"):
-                        rows.append({"t": float(row["t"]), "device": int(float(row.get("device") or 0)),
-                                     "used_bytes": float(row["used_bytes"])})
-                except (TypeError, ValueError):
-                    continue
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return []
-    return rows
-
-
-def timeline_path(record: Result) -> Path | None:
-    name = record.memory.timeline or run_files.MEMORY_TIMELINE
-    if record.source:
-        return Path(record.source).parent / name
-    if not record.run_dir:
-        return None
-    return Path(record.run_dir) / name
-
-
-def memory_timelines(runs: list[Result]) -> str:
-    """GPU memory used (NVML, per device) over each run's wall time, the training phase shaded."""
-    colors = color_map([run_label(r) for r in runs if r.ok] or [run_label(r) for r in runs])
-    series = []
-    for r in sorted(runs, key=by_label_and_repeat):
-        path = timeline_path(r)
-        rows = read_timeline(path) if path else []
-        if rows:
-            series.append((r, rows))
-    fig, ax = plt.subplots(figsize=(10, 3.6) if series else (10, 1.4))
-    if not series:
-        _empty(ax, "no GPU samples (CPU run, NVML unavailable, or timeline files not found)")
-        fig.tight_layout()
-        return to_data_uri(fig)
-    for r, rows in series:
-        label, rep = run_label(r), r.repeat or 0
-        colors.setdefault(label, PALETTE[len(colors) % len(PALETTE)])
-        phases = r.phases
-        t0 = phases.get("spawned") or phases.get("process_start") or rows[0]["t"]
-        for dev in sorted({row["device"] for row in rows}):
-            pts = thin([row for row in rows if row["device"] == dev], "used_bytes")
-            ax.plot([p["t"] - t0 for p in pts], [p["used_bytes"] / 2**30 for p in pts], color=colors[label],
-                    alpha=0.9 if not rep else 0.45, linewidth=1.2, linestyle="-" if not dev else ":")
-        if "train_start" in phases and "train_end" in phases and not rep:
-            ax.axvspan(phases["train_start"] - t0, phases["train_end"] - t0, color=colors[label], alpha=0.07)
-    ax.set_xlabel("seconds since the run started (shaded: training phase of each framework's first repeat)")
-    ax.set_ylabel("GPU memory used (GiB, NVML)")
-    ax.set_ylim(bottom=0)
-    styles = [("later repeats: lighter", {"linestyle": "-", "alpha": 0.4})]
-    if any(row["device"] for _, rows in series for row in rows):
-        styles.append(("second GPU (rank 1)", {"linestyle": ":"}))
-    _framework_legend(ax, {l: c for l, c in colors.items() if any(run_label(r) == l for r, _ in series)}, styles)
-    _style(ax)
     fig.tight_layout()
     return to_data_uri(fig)

@@ -1,7 +1,7 @@
 """One sentence per sweep point: which is faster, which needs less memory, did they learn the same, was it fair.
 
 Example: ``unsloth-2026.10.9: 1.90x trl-1.16.0's tokens/s at 0.60x its peak memory; eval loss within 0.01``.
-A difference inside the repeats' own spread (:func:`harness.measure.stats.difference_is_noise`) is
+A difference inside the repeats' own spread (:func:`harness.stats.difference_is_noise`) is
 called "within noise"; an invalid fairness audit puts "NOT A FAIR COMPARISON: <what differs, in words>" first,
 and every failed cross-check is stated after the comparison (harness/report/disclosures.py).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.measure.stats import difference_is_noise, summarize
+from harness.stats import difference_is_noise, summarize
 from harness.records import Result
 from harness.report.disclosures import audit_words, check_failures, disclosures
 from harness.report.tables import COLUMN_BY_KEY, choose_reference, group_by_label, values

@@ -5,7 +5,7 @@ Every repeat of a sweep point trains on the same batches and is timed over the s
 window is fixed after the warm-up), so a difference between repeats is the machine's or the framework's,
 not the data's. Each timed step's time splits into a fixed part (launches, Python, the optimizer: the
 same whatever the batch holds) and a part per padded token (the GPU's arithmetic), by the robust line
-the warm-up check fits (:func:`harness.measure.stats.steady_line`). The SM clock per step comes from
+the warm-up check fits (:func:`harness.stats.steady_line`). The SM clock per step comes from
 NVML (``gpu_clocks``). Then:
 
 - the clocks differ about as much as the speed: the GPU's power management set the spread;
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.measure.stats import median, steady_line
+from harness.stats import median, steady_line
 from harness.records import Result
 from harness.report.tables import run_label
 

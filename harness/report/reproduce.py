@@ -5,7 +5,7 @@ from ``conf/`` (the suite's experiment preset when one exists, the framework and
 names); every leaf that differs becomes an override (``train.quantization=4bit``,
 ``model.weights=random``, ``launcher.nproc=1``), and ``repeats=N`` is the number of repeats found. Jobs that
 share their overrides become one ``-m`` sweep over the frameworks. Then :func:`verify` composes each
-command through :func:`harness.plan.plan_jobs` and compares the point hashes with the runs', naming the
+command through :func:`harness.cli.plan.plan_jobs` and compares the point hashes with the runs', naming the
 fields that still differ (typically the dataset digest, when data preparation changed since the runs).
 Settings that do not enter the job (``timeout_s``, ``results_dir``, ...) are not recorded, so not replayed.
 """
@@ -38,8 +38,8 @@ def _composed_job(overrides: list[str]) -> dict[str, Any]:
     """The job Hydra composes from ``overrides``, without the data digest and model path."""
     from omegaconf import OmegaConf
 
-    from harness.job import _NOT_PART_OF_JOB, FRAMEWORK_RUN_KEYS
-    from harness.preflight import compose_job
+    from harness.config.job import _NOT_PART_OF_JOB, FRAMEWORK_RUN_KEYS
+    from harness.config.preflight import compose_job
 
     job = OmegaConf.to_container(compose_job(overrides), resolve=True)
     for key in _NOT_PART_OF_JOB:
@@ -53,7 +53,7 @@ def _group_option(group: str, name: Any) -> str | None:
     """The conf/<group>/*.yaml option whose ``name`` is ``name``."""
     from omegaconf import OmegaConf
 
-    from harness.preflight import CONF_DIR
+    from harness.config.preflight import CONF_DIR
 
     for path in sorted((CONF_DIR / group).glob("*.yaml")):
         if OmegaConf.load(path).get("name") == name:
@@ -87,7 +87,7 @@ def job_overrides(job: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(overrides that recreate ``job`` with today's conf/, notes on what cannot be expressed)."""
     from omegaconf import OmegaConf
 
-    from harness.preflight import CONF_DIR
+    from harness.config.preflight import CONF_DIR
 
     fw = (job.get("framework") or {}).get("name")
     base: list[str] = []
@@ -123,6 +123,8 @@ def job_overrides(job: dict[str, Any]) -> tuple[list[str], list[str]]:
     for key in sorted(set(today) - set(recorded) - set(DERIVED)):
         if key == "launcher.name" or key == "launcher.nproc":
             continue  # records from before the launcher group: the default local launcher hashes the same
+        if key.startswith("profile."):
+            continue  # an unprofiled run's job has no profile (harness/job.py): profile=none, the default
         if key in schema_defaults and today[key] != schema_defaults[key]:
             # Added to the config after these runs, and a preset now sets it: its default is how the runs
             # behaved (train.settle_factor=null: the fixed warm-up of every earlier run).
@@ -203,7 +205,7 @@ def _data_offline(job: dict[str, Any]) -> bool:
 
 def verify(commands: list[list[str]], records: list[Result]) -> dict[str, Any]:
     """Plan ``commands`` and compare with the runs: ``{state: verified|differs|not_checked, text, details}``."""
-    from harness.plan import plan_jobs
+    from harness.cli.plan import plan_jobs
 
     recorded = {str(r.point_hash): r.job.to_dict() for r in records if r.has("job")}
     if not commands:
@@ -247,7 +249,7 @@ def verify(commands: list[list[str]], records: list[Result]) -> dict[str, Any]:
 
 def _closest(job: dict[str, Any], planned: list[dict[str, Any]]) -> list[tuple[str, Any, Any]]:
     """The leaves in which ``job`` differs from the most similar planned job (framework aside)."""
-    from harness.job import DATASET_FIELD_DEFAULTS, TRAIN_FIELD_DEFAULTS
+    from harness.config.job import DATASET_FIELD_DEFAULTS, TRAIN_FIELD_DEFAULTS
 
     # Fields added after a run, at the values that leave its hash (and its behaviour) as it was.
     neutral = {**{f"dataset.{k}": v for k, v in DATASET_FIELD_DEFAULTS.items()},

@@ -1,7 +1,7 @@
 """The comparison table of each sweep point: runs grouped by framework + version, repeats as median (min-max).
 
 Only plain data comes out of here (numbers, pre-formatted strings, flags); the template lays it out.
-A column's good direction comes from :data:`harness.results.METRICS` (``higher_is_better``); phase
+A column's good direction comes from :data:`harness.results.load.METRICS` (``higher_is_better``); phase
 durations are times, so lower is better.
 """
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from harness.measure.stats import summarize
+from harness.stats import summarize
 from harness.records import Result
-from harness.results import METRICS, flatten
+from harness.results.load import METRICS, flatten
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,7 @@ def comparison_table(runs: list[Result], reference: str | None = None) -> dict[s
 
 def clear_difference(column: Column, best: list[float], other: list[float]) -> bool:
     """Whether the best group's repeats beat another group's by more than noise and the minimum difference."""
-    from harness.measure.stats import difference_is_noise, median
+    from harness.stats import difference_is_noise, median
 
     a, b = median(best), median(other)
     if difference_is_noise(best, other):
@@ -272,7 +272,7 @@ def _scaling_key(record: Result) -> str:
 def scaling_table(records: list[Result]) -> list[dict[str, Any]]:
     """Scaling efficiency = tokens/s at N GPUs / (N x tokens/s at 1 GPU), medians over ok repeats, for
     every framework and sweep point that has runs at 1 GPU and at N > 1 GPUs (empty otherwise)."""
-    from harness.measure.stats import median
+    from harness.stats import median
 
     path = METRICS["tokens_per_s"].path
     groups: dict[str, dict[int, list[Result]]] = {}

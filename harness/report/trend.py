@@ -16,19 +16,20 @@ import matplotlib.pyplot as plt
 
 from harness.records import Result
 from harness.report import figures, tables
-from harness.results import METRICS
+from harness.results.load import METRICS
 
 TREND_METRICS = ("tokens_per_s", "peak_mem", "eval_loss")
 
 
 def _checks() -> dict[str, Any]:
-    from harness.compare import DEFAULT_CHECKS, parse_checks
+    from harness.regression.thresholds import DEFAULT_CHECKS, parse_checks
 
     return {c.metric: c for c in parse_checks(DEFAULT_CHECKS)}
 
 
 def _baseline(machine: str, suite: str) -> dict[tuple[str, str], dict[str, Any]]:
-    from harness.compare import CompareError, baseline_path, load_baseline
+    from harness.regression.thresholds import CompareError
+    from harness.regression.baselines import baseline_path, load_baseline
 
     path = baseline_path(machine, suite)
     try:
@@ -40,7 +41,7 @@ def _baseline(machine: str, suite: str) -> dict[tuple[str, str], dict[str, Any]]
 
 def _records_by_run(history_files: list[Path]) -> dict[str, Result]:
     """result.json records near the histories (for what a history line does not hold: GPU count, recipe)."""
-    from harness.results import load_records
+    from harness.results.load import load_records
 
     roots = {f.parent.parent for f in history_files}
     return {str(r.run_id): r for r in load_records(sorted(roots), warn=lambda m: None)}
@@ -59,8 +60,8 @@ def _point_label(entry: dict[str, Any], record: Result | None) -> str:
 
 def _chart(series: dict[str, list[dict[str, Any]]], baseline: dict[tuple[str, str], dict[str, Any]],
            checks: dict[str, Any], point: str) -> str:
-    from harness.compare import verdict
-    from harness.measure.stats import median
+    from harness.regression.verdicts import verdict
+    from harness.stats import median
 
     colors = figures.color_map(list(series))
     fig, axes = plt.subplots(1, len(TREND_METRICS), figsize=(12, 3.4), squeeze=False)
@@ -93,7 +94,7 @@ def _chart(series: dict[str, list[dict[str, Any]]], baseline: dict[tuple[str, st
                 ax.scatter([p[0] for p in bad], [p[1] for p in bad], s=120, facecolors="none",
                            edgecolors="#d00", linewidths=2, zorder=4)
         if not drawn:
-            figures._empty(ax, "not measured")
+            figures.empty_figure(ax, "not measured")
             continue
         ax.set_xticks(range(1, n_max + 1))
         ax.set_xlim(0.5, n_max + 0.5)
@@ -102,7 +103,7 @@ def _chart(series: dict[str, list[dict[str, Any]]], baseline: dict[tuple[str, st
             ax.set_ylabel("GiB")
         ax.margins(y=0.25)
         ax.ticklabel_format(axis="y", useOffset=False, style="plain")
-        figures._style(ax)
+        figures.style_axes(ax)
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=c, marker="o", label=fw) for fw, c in colors.items()]
@@ -116,8 +117,8 @@ def _chart(series: dict[str, list[dict[str, Any]]], baseline: dict[tuple[str, st
 
 
 def trend_context(history_files: Iterable[Path], *, warn=print) -> dict[str, Any]:
-    from harness.compare import verdict
-    from harness.history import read_history
+    from harness.regression.verdicts import verdict
+    from harness.results.history import read_history
 
     files = [Path(f) for f in history_files]
     entries: dict[str, dict[str, Any]] = {}
@@ -129,6 +130,8 @@ def trend_context(history_files: Iterable[Path], *, warn=print) -> dict[str, Any
     checks = _checks()
     groups: dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]] = {}
     for e in sorted(entries.values(), key=lambda e: e.get("finished_at") or 0):
+        if e.get("profile"):
+            continue  # a profiled run's speed includes the profiler: never a point of a speed trend
         key = (str(e.get("machine_id") or "unknown"), str(e.get("suite")), str(e.get("point_hash")))
         groups.setdefault(key, {}).setdefault(str(e.get("framework")), []).append(e)
     machines: dict[str, list[dict[str, Any]]] = {}

@@ -16,7 +16,7 @@ SAMPLES = ["harness/assets/conversations/medical_sharegpt.json", "harness/assets
 
 def _job(framework: str, fmt: str, loss_on: str) -> dict:
     job = make_job(framework=framework, dataset__loss_on=loss_on)
-    job["dataset"]["format"] = fmt  # as harness.run resolves dataset.format=auto
+    job["dataset"]["format"] = fmt  # as harness.launch.repeats resolves dataset.format=auto
     job["samples"] = SAMPLES
     return job
 
@@ -29,9 +29,9 @@ def test_trl_own_qwen25_training_template_supervises_one_token_more_per_turn():
         from pathlib import Path
         from transformers import AutoTokenizer
         from trl.chat_template_utils import get_training_chat_template
-        from harness.data import load_records
+        from harness.data.dataset import load_records
         from harness.frameworks.sft_common import sft_config_args
-        from harness.measure.evaluator import messages_for, tokenize_record
+        from harness.data.tokenize import messages_for, tokenize_record
         args = sft_config_args(job)
         tokenizer = AutoTokenizer.from_pretrained(job["model"]["path"])
         records = [r for f in job["samples"] for r in load_records(Path(f))]
@@ -69,9 +69,9 @@ def test_llamafactory_sharegpt_tokens_and_labels_are_the_evaluators(loss_on):
         from llamafactory.data.converter import SharegptDatasetConverter
         from llamafactory.data.parser import DatasetAttr
         from llamafactory.data.processor.supervised import SupervisedDatasetProcessor
-        from harness.data import load_records
+        from harness.data.dataset import load_records
         from harness.frameworks.llamafactory import dataset_info, native_args
-        from harness.measure.evaluator import tokenize_record
+        from harness.data.tokenize import tokenize_record
         _, data_args, *_ = get_train_args(native_args(job))
         tokenizer = AutoTokenizer.from_pretrained(job["model"]["path"])
         template = get_template_and_fix_tokenizer(tokenizer, data_args)

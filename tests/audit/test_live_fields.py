@@ -10,7 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from harness.audit.live_fields import batch_record, read_live_fields  # noqa: E402
+from harness.worker.live_fields.batches import batch_record
+from harness.worker.live_fields.read import read_live_fields  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parents[2] / "harness" / "assets" / "tiny"
 R, ALPHA, TARGETS = 4, 12, ["q_proj", "v_proj", "down_proj"]
@@ -50,8 +51,8 @@ def trained(tmp_path_factory):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, Trainer, TrainingArguments
 
-    from harness.live import LiveObjects
-    from harness.measure.evaluator import tokenize_record
+    from harness.worker.live_objects import LiveObjects
+    from harness.data.tokenize import tokenize_record
 
     tmp = tmp_path_factory.mktemp("live")
     data_dir = tmp / "data"
@@ -163,7 +164,7 @@ def test_batches_hashes_and_loss_mask(trained):
 def test_data_hashes_and_truncation(trained):
     import hashlib
 
-    from harness.measure.evaluator import tokenize_record
+    from harness.data.tokenize import tokenize_record
 
     a = trained["audit"]
     assert a["eval_set_hash"] == hashlib.sha256((trained["data_dir"] / "eval.jsonl").read_bytes()).hexdigest()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from types import SimpleNamespace
 
-from harness.audit.live_fields import read_live_fields
+from harness.worker.live_fields.read import read_live_fields
 from harness.frameworks.swift import PadToMultiple
 
 

@@ -36,8 +36,9 @@ if hasattr(lf_adapter, "_stub_missing_torchaudio"):
 
 
 def _env_python(name: str, version: str) -> str:
-    """The framework's own interpreter, built on first use (harness/envs.py) like a real run does."""
-    from harness.envs import EnvError, build_env, env_python
+    """The framework's own interpreter, built on first use (harness/launch/venv_build.py) like a real run does."""
+    from harness.launch.venv_build import build_env
+    from harness.launch.venvs import EnvError, env_python
 
     try:
         return str(env_python(build_env(name, version)))
@@ -189,7 +190,7 @@ def test_llamafactory_template_renders_like_the_chat_template(lf_job, tmp_path):
     from llamafactory.hparams import get_train_args
     from llamafactory.data import get_template_and_fix_tokenizer
     from harness.frameworks.llamafactory import native_args
-    from harness.measure.evaluator import messages_for, tokenize_record
+    from harness.data.tokenize import messages_for, tokenize_record
     model_args, data_args, *_ = get_train_args(native_args(job))
     tokenizer = AutoTokenizer.from_pretrained(job["model"]["path"])
     template = get_template_and_fix_tokenizer(tokenizer, data_args)
@@ -336,9 +337,9 @@ def test_llamafactory_answer_led_by_whitespace_tokenizes_like_trl(lf_job):
         from transformers import AutoTokenizer
         from llamafactory.hparams import get_train_args
         from llamafactory.data import get_template_and_fix_tokenizer
-        from harness.data import load_records
+        from harness.data.dataset import load_records
         from harness.frameworks.llamafactory import native_args
-        from harness.measure.evaluator import messages_for, tokenize_record
+        from harness.data.tokenize import messages_for, tokenize_record
         _, data_args, *_ = get_train_args(native_args(job))
         tokenizer = AutoTokenizer.from_pretrained(job["model"]["path"])
         template = get_template_and_fix_tokenizer(tokenizer, data_args)

@@ -21,7 +21,7 @@ SWIFT = ("swift", "4.6.0")
 # our evaluator (the tokens and labels every other framework trains on); load the data as SwiftSft does.
 _RESOLVE = """
 from harness.frameworks import swift as adapter
-from harness.measure.evaluator import messages_for, tokenize_record
+from harness.data.tokenize import messages_for, tokenize_record
 from swift.arguments import SftArguments
 
 args = SftArguments(**adapter.native_args(job))
@@ -181,7 +181,7 @@ def test_swift_keeps_the_data_in_file_order(resolved):
 
 
 def _messages(record):
-    from harness.measure.evaluator import messages_for
+    from harness.data.tokenize import messages_for
 
     return messages_for(record)
 

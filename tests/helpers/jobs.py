@@ -1,4 +1,4 @@
-"""A real job dict for tests: the Hydra config composed from ``conf/``, converted like ``harness.run`` does.
+"""A real job dict for tests: the Hydra config composed from ``conf/``, converted like ``harness.launch.repeats`` does.
 
 ``make_job(**overrides)``: keyword overrides use ``__`` for dots (``train__lora__alpha=24``) or a
 dict of dotted keys via ``overrides={"train.lora.alpha": 24}``; values are written as Hydra override
@@ -29,8 +29,8 @@ def make_job(overrides: dict[str, Any] | None = None, *, runtime: dict[str, Any]
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from harness.config import register_configs
-    from harness.job import job_from_config
+    from harness.config.schema import register_configs
+    from harness.config.job import job_from_config
 
     items = dict(overrides or {})
     items.update({k.replace("__", "."): v for k, v in kw.items()})

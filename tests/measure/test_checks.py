@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.checks import ddp_step_mean, eval_agreement, eval_tolerance
+from harness.results.cross_checks import ddp_step_mean, eval_agreement, eval_tolerance
 from harness.records.training import Eval
 
 
@@ -72,7 +72,7 @@ def _trainer_style_eval_loss(model, tok, records, pad_to: int) -> float:
     (labels -> ForCausalLMLoss), averaged over records."""
     import torch
 
-    from harness.measure.evaluator import tokenize_record
+    from harness.data.tokenize import tokenize_record
 
     losses = []
     for r in records:
@@ -89,7 +89,7 @@ def _trainer_style_eval_loss(model, tok, records, pad_to: int) -> float:
 
 
 def test_honest_evaluation_passes_and_another_models_loss_fails():
-    from harness.measure.evaluator import evaluate_loss
+    from harness.worker.evaluator import evaluate_loss
     from tests.measure.test_evaluator import RECORDS as RECS
 
     model, tok = _tiny(0)
@@ -122,7 +122,7 @@ def test_the_h200_unsloth_difference_passes_and_older_shape_mismatches_are_expla
 
 
 def test_timing_settled_judges_the_fixed_window_and_keeps_old_results_verdicts():
-    from harness.checks import timing_settled
+    from harness.results.cross_checks import timing_settled
     from harness.records.training import Warmup
 
     def judged(**warmup):

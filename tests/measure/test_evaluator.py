@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.measure.evaluator import evaluate_loss, messages_for, tokenize_record
+from harness.worker.evaluator import evaluate_loss
+from harness.data.tokenize import messages_for, tokenize_record
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "harness" / "assets" / "tiny"

@@ -1,6 +1,6 @@
 import pytest
 
-from harness.measure.flops import flops_per_token, mfu, peak_flops
+from harness.results.flops import flops_per_token, mfu, peak_flops
 
 CFG = {"hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
        "num_key_value_heads": 1, "vocab_size": 100, "tie_word_embeddings": True}

@@ -1,11 +1,12 @@
-"""GPU clock readings (harness/measure/gpu_clocks.py): known answers on hand-made readings, and the
+"""GPU clock readings (harness/sampling/gpu_clocks.py): known answers on hand-made readings, and the
 sampler reading them through a fake NVML that reports known clocks."""
 from __future__ import annotations
 
 import pytest
 
-from harness.measure import gpu_clocks, nvml_sampler
-from harness.measure.gpu_clocks import ClockPoint, ClockSeries, clocks_record, step_clocks, window_summary
+from harness.sampling import devices, gpu_clocks, sampler as nvml_sampler
+from harness.sampling.gpu_clocks import ClockPoint, ClockSeries, clocks_record, step_clocks, window_summary
+from tests.helpers.fake_nvml import FakeNvml
 
 
 def _series(points: list[tuple[float, int, int, int]]) -> ClockSeries:
@@ -52,36 +53,8 @@ def test_series_stays_bounded_and_keeps_true_readings():
     assert all(p.sm_mhz == int(p.t) for p in series.points)  # decimated, never merged
 
 
-class _ClockNvml:
-    """Enough NVML for the sampler, with a board whose SM clock, temperature and throttle reasons are known."""
-    NVML_CLOCK_SM = 1
-    NVML_TEMPERATURE_GPU = 0
-
-    def __getattr__(self, name):
-        values = {"nvmlDeviceGetCount": 1, "nvmlDeviceGetName": "GPU", "nvmlSystemGetCudaDriverVersion": 13000,
-                  "nvmlSystemGetDriverVersion": "580", "nvmlDeviceGetTotalEnergyConsumption": 1000,
-                  "nvmlDeviceGetPowerUsage": 700_000, "nvmlDeviceGetComputeRunningProcesses": [],
-                  "nvmlDeviceGetCurrentClocksEventReasons": 0x4, "nvmlDeviceGetEnforcedPowerLimit": 700_000,
-                  "nvmlDeviceGetTemperature": 61}
-        if name in values:
-            return lambda *a: values[name]
-        if name == "nvmlDeviceGetClockInfo":
-            return lambda h, kind: 1755 if kind == 1 else 0
-        if name == "nvmlDeviceGetHandleByIndex":
-            return lambda i: i
-        if name == "nvmlDeviceGetUUID":
-            return lambda h: f"GPU-{h}"
-        if name == "nvmlDeviceGetMemoryInfo":
-            return lambda h: type("M", (), {"used": 10, "total": 100})()
-        if name == "nvmlDeviceGetUtilizationRates":
-            return lambda h: type("U", (), {"gpu": 50})()
-        if name in ("nvmlInit", "nvmlShutdown"):
-            return lambda: None
-        raise AttributeError(name)
-
-
 def test_sampler_reads_clocks_every_stride_ticks(monkeypatch):
-    monkeypatch.setattr(nvml_sampler, "_import_nvml", lambda: _ClockNvml())
+    monkeypatch.setattr(devices, "import_nvml", lambda: FakeNvml(devices=1, power_mw=700_000, clocks=True))
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     sampler = nvml_sampler.NvmlSampler(interval_s=0.01, baseline_samples=1)
     sampler.take_baseline()

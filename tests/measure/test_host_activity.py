@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from harness.measure.host_activity import HostActivity, host_disclosure
+from harness.sampling.host_activity import HostActivity, host_disclosure
 
 SPIN = "import time\nend = time.time() + 30\nwhile time.time() < end: pass\n"
 

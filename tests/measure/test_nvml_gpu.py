@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from harness.measure.nvml_sampler import NvmlSampler, cuda_available
+from harness.sampling.devices import cuda_available
+from harness.sampling.sampler import NvmlSampler
 
 GIB = 1 << 30
 

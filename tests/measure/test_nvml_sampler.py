@@ -1,7 +1,8 @@
 import csv
 
-from harness.measure import nvml_sampler
-from harness.measure.nvml_sampler import NvmlSampler, _BoundedTimeline, downsample_max_pairs
+from harness.sampling import devices
+from harness.sampling.sampler import NvmlSampler
+from harness.sampling.timeline import BoundedTimeline, downsample_max_pairs
 
 
 def test_downsampling_keeps_the_peak():
@@ -15,7 +16,7 @@ def test_downsampling_keeps_the_peak():
 
 
 def test_bounded_timeline_stays_bounded_and_uniform():
-    line = _BoundedTimeline(cap=100)
+    line = BoundedTimeline(cap=100)
     for i in range(10_000):
         line.add((float(i), 5_000 if i == 7_777 else i % 50, None, None, None))
     points = line.all()
@@ -29,7 +30,7 @@ def test_no_nvml_is_a_noop(monkeypatch, tmp_path):
     def missing():
         raise ImportError("No module named 'pynvml'")
 
-    monkeypatch.setattr(nvml_sampler, "_import_nvml", missing)
+    monkeypatch.setattr(devices, "import_nvml", missing)
     with NvmlSampler() as sampler:
         sampler.watch_pids(1)
     summary = sampler.summary()
@@ -38,8 +39,8 @@ def test_no_nvml_is_a_noop(monkeypatch, tmp_path):
     assert sampler.energy_between(0.0, 1.0) is None
     sampler.write_timeline(tmp_path / "t.csv")
     assert list(csv.reader(open(tmp_path / "t.csv")))[0][0] == "t"
-    assert nvml_sampler.gpu_environment()["gpu_count"] == 0
-    assert nvml_sampler.cuda_available() is False
+    assert devices.gpu_environment()["gpu_count"] == 0
+    assert devices.cuda_available() is False
 
 
 def test_this_machine_never_raises():
@@ -51,7 +52,7 @@ def test_this_machine_never_raises():
     assert isinstance(summary["available"], bool)
     if not summary["available"]:
         assert summary["reason"]
-    env = nvml_sampler.gpu_environment()
+    env = devices.gpu_environment()
     assert "gpu_count" in env
 
 
@@ -72,9 +73,9 @@ class _FakeNvml:
 
 def test_visible_devices_mapping():
     fake = _FakeNvml()
-    assert nvml_sampler.nvml_indices_for_visible(None, fake) == [0, 1, 2, 3]
-    assert nvml_sampler.nvml_indices_for_visible("2,0", fake) == [2, 0]
-    assert nvml_sampler.nvml_indices_for_visible("GPU-cccc-4444,GPU-bbbb", fake) == [3, 1]
-    assert nvml_sampler.nvml_indices_for_visible("GPU-a,1", fake) == []  # ambiguous prefix stops the list
-    assert nvml_sampler.nvml_indices_for_visible("1,7,2", fake) == [1]  # CUDA stops at an invalid entry
-    assert nvml_sampler.nvml_indices_for_visible("", fake) == []
+    assert devices.nvml_indices_for_visible(None, fake) == [0, 1, 2, 3]
+    assert devices.nvml_indices_for_visible("2,0", fake) == [2, 0]
+    assert devices.nvml_indices_for_visible("GPU-cccc-4444,GPU-bbbb", fake) == [3, 1]
+    assert devices.nvml_indices_for_visible("GPU-a,1", fake) == []  # ambiguous prefix stops the list
+    assert devices.nvml_indices_for_visible("1,7,2", fake) == [1]  # CUDA stops at an invalid entry
+    assert devices.nvml_indices_for_visible("", fake) == []

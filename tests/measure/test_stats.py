@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from harness.measure.stats import difference_is_noise, percentile, summarize
+from harness.stats import difference_is_noise, percentile, summarize
 
 
 def test_summarize_known_values():

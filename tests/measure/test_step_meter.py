@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import TrainerControl, TrainerState
 
-from harness.measure.step_meter import StepMeter, torch_memory
+from harness.worker.step_meter import StepMeter, torch_memory
 
 
 class TinyModel(torch.nn.Module):

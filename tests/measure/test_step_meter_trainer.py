@@ -4,8 +4,8 @@ from pathlib import Path
 
 import torch
 
-from harness.measure.evaluator import tokenize_record
-from harness.measure.step_meter import StepMeter
+from harness.data.tokenize import tokenize_record
+from harness.worker.step_meter import StepMeter
 
 TINY = Path(__file__).resolve().parents[2] / "harness" / "assets" / "tiny"
 HUB = Path("/work/shared/hub/Qwen/Qwen2.5-0.5B-Instruct")

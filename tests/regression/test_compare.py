@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 
 from harness.records import Result
-from harness.compare import (DEFAULT_CHECKS, CompareError, Check, baseline_path, build_baseline, compare,
-                             load_baseline, main, parse_checks)
-from harness.results import METRICS, flatten
+from harness.regression.thresholds import DEFAULT_CHECKS, CompareError, Check, parse_checks
+from harness.regression.baselines import baseline_path, build_baseline, load_baseline
+from harness.regression.verdicts import compare
+from harness.cli.compare import main
+from harness.results.load import METRICS, flatten
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MACHINE = "1xnvidia-h200-driver570.00"
@@ -26,7 +28,7 @@ def make_record(*, tokens_per_s: float = 1000.0, peak_mem: int | None = 8 * 2**3
                 machine_id: str = MACHINE, repeat: int = 0, framework: str = "trl", version: str = "1.16.0",
                 suite: str = SUITE, point_hash: str = POINT, status: str = "ok", finished: float = 1.8e9,
                 commit: str = "0123456789abcdef0123456789abcdef01234567") -> dict[str, Any]:
-    """A schema-complete result record (as harness.record.build_record writes it) with chosen figures."""
+    """A schema-complete result record (as harness.results.assemble.build_record writes it) with chosen figures."""
     job_hash = f"{framework[:3]}{version.replace('.', '')}"[:12].ljust(12, "0")
     run_dir = f"/results/{suite}/tiny-tiny_medical-{point_hash}/{framework}-{version}-{job_hash}/r{repeat}"
     tokens = 40_000
@@ -350,3 +352,13 @@ def test_baseline_framework_without_current_result_fails_naming_it(dirs, capsys)
     assert line.startswith("error:") and "unsloth" in line and "trl" not in line
     assert main([str(cur), "--baselines-dir", str(baselines), "--allow-missing"]) == 0
     assert "note: baseline unsloth" in capsys.readouterr().out
+
+
+def test_results_of_several_machines_name_a_folder_per_machine(tmp_path, capsys):
+    write_results(tmp_path / "all" / "gpu", tps(1000))
+    write_results(tmp_path / "all" / "laptop", tps(900), machine_id=OTHER_MACHINE)
+    capsys.readouterr()
+    code = main([str(tmp_path / "all"), "--baselines-dir", str(tmp_path / "baselines")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "gpu (" + MACHINE + ")" in err and "laptop (" + OTHER_MACHINE + ")" in err

@@ -6,7 +6,7 @@ import multiprocessing
 from pathlib import Path
 
 from harness.records import Result
-from harness.history import append_history, history_path, read_all, read_history
+from harness.results.history import append_history, history_path, read_all, read_history
 
 PROCESSES = 8
 LINES = 50

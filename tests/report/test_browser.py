@@ -180,7 +180,7 @@ def inspect_page(url: str, profile: Path) -> dict:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     from harness.report.render import render_report
-    from harness.results import load_records
+    from harness.results.load import load_records
 
     folder, source, _ = records_helpers.build_results(tmp_path_factory.mktemp("results"))
     records = load_records([folder])
@@ -218,7 +218,7 @@ def test_report_in_headless_chromium(report, tmp_path):
 
 def test_gpu_report_in_headless_chromium(tmp_path):
     from harness.report.render import render_report
-    from harness.results import load_records
+    from harness.results.load import load_records
 
     records = load_records([REPO_ROOT / "results" / "h200" / "throughput_7b"])
     path = render_report(records, tmp_path / "reports", name="gpu-throughput_7b")
@@ -227,7 +227,7 @@ def test_gpu_report_in_headless_chromium(tmp_path):
 
 
 def test_trend_page_in_headless_chromium(tmp_path):
-    from harness.report.cli import history_files
+    from harness.cli.report import history_files
     from harness.report.render import render_trend
 
     files = history_files([REPO_ROOT / "results" / d for d in ("h200", "h200-warm", "h200-regression", "cpu")])

@@ -29,7 +29,7 @@ XSS_LOG = "line one\n</pre><script>alert(2)</script>\nlast & line"
 POINT = "p0int0000001"
 
 
-# ---- hand-made records (same layout as harness/record.py) -----------------------------------------------
+# ---- hand-made records (same layout as harness/results/assemble.py) -----------------------------------------------
 def make_record(framework: str, version: str, repeat: int, *, status: str = "ok", tps: float = 1000.0,
                 mem: float | None = 4 * 2**30, loss: float = 2.5, run_dir: Path | None = None,
                 lora_alpha: int = 32, point_hash: str = POINT, t0: float = 1_790_000_000.0) -> Result:
@@ -125,7 +125,7 @@ def run_harness(results: Path, *extra: str) -> subprocess.CompletedProcess:
 def build_results(root: Path) -> tuple[Path, str, list[Result]]:
     """A results folder with >= 1 ok run, >= 1 failed run and one hostile record; returns
     (folder, 'harness' or 'handmade', the records written)."""
-    from harness.results import load_records
+    from harness.results.load import load_records
 
     real = root / "real"
     ok_run = run_harness(real)
@@ -150,7 +150,7 @@ def results_tree(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def rendered(results_tree, tmp_path_factory, capsys_module=None):
-    from harness.report.cli import main
+    from harness.cli.report import main
 
     folder, source, records = results_tree
     out = tmp_path_factory.mktemp("reports")
@@ -219,7 +219,7 @@ def test_failed_run_shows_status_reason_and_log(rendered):
 def test_corrupt_result_file_is_named_and_skipped(results_tree, tmp_path, capsys):
     import shutil
 
-    from harness.report.cli import main
+    from harness.cli.report import main
 
     folder = tmp_path / "res"
     shutil.copytree(results_tree[0], folder)
@@ -234,7 +234,7 @@ def test_corrupt_result_file_is_named_and_skipped(results_tree, tmp_path, capsys
 
 
 def test_empty_folder_exits_2_with_one_line(tmp_path, capsys):
-    from harness.report.cli import main
+    from harness.cli.report import main
 
     (tmp_path / "empty").mkdir()
     rc = main([str(tmp_path / "empty"), "--out", str(tmp_path / "out")])
@@ -343,22 +343,22 @@ def test_unfair_audit_rows_red_and_grey(tmp_path):
 
 
 def test_memory_timeline_figure_without_samples(tmp_path):
-    from harness.report import figures
+    from harness.report import memory_figure
 
     (tmp_path / "memory_timeline.csv").write_text("t,device,used_bytes,util,power_w,process_bytes\n")
     rec = make_record("trl", "1", 0, run_dir=tmp_path)
-    assert figures.read_timeline(tmp_path / "memory_timeline.csv") == []
-    uri = figures.memory_timelines([rec])
+    assert memory_figure.read_timeline(tmp_path / "memory_timeline.csv") == []
+    uri = memory_figure.memory_timelines([rec])
     assert uri.startswith("data:image/svg+xml;base64,")
     write_timeline(tmp_path, rec, 2**30)
-    assert len(figures.read_timeline(tmp_path / "memory_timeline.csv")) == 60
+    assert len(memory_figure.read_timeline(tmp_path / "memory_timeline.csv")) == 60
 
 
 def test_trend_page_and_index(tmp_path, capsys, monkeypatch):
     import json as jsonlib
 
-    from harness.history import append_history
-    from harness.report.cli import main
+    from harness.results.history import append_history
+    from harness.cli.report import main
 
     results = tmp_path / "results"
     runs = [("trl", "1.15", 1000, POINT), ("trl", "1.16", 900, POINT), ("unsloth", "2026.10.9", 1900, POINT),

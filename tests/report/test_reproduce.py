@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.job import point_hash
+from harness.config.job import point_hash
 from harness.report.render import render_report
-from harness.results import load_records
+from harness.results.load import load_records
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MIRROR = Path(os.environ.get("HARNESS_TEST_HUB_MIRROR", "/work/shared/hub"))

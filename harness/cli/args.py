@@ -1,0 +1,32 @@
+"""argparse for the harness's commands: a usage error is one ``error:`` line and exit 2 (argparse
+itself prints the whole usage first), ``--help`` prints help and exits 0."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {self.prog.removeprefix('python -m harness ')}: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | int:
+    """The parsed arguments, or the exit code when argparse ended (``--help``: 0, a bad argument: 2)."""
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+
+
+def fail(message: str, code: int = 2) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def single_line(message: str) -> str:
+    """Preflight errors are one line: later lines of a library's message are folded in."""
+    parts = [p.strip() for p in str(message).strip().splitlines() if p.strip()]
+    return " | ".join(parts) if parts else "invalid input"

@@ -1,0 +1,48 @@
+"""``python -m harness audit [RESULTS...] [--fairness strict|native] [--out FILE]``: the fairness audit
+of finished runs, per sweep point, from the live-object fields each result carries.
+
+Exit 0 when every point is fair, 3 when a strict comparison is refused, 2 on bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from harness.audit.fairness import audit_sweep, write_audit
+from harness.cli.args import OneLineParser, parse
+from harness.results.load import load_records
+
+
+def main(argv: list[str]) -> int:
+    parser = OneLineParser(prog="python -m harness audit", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", nargs="*", type=Path, default=[Path("results")],
+                        help="result folders or result.json files (default results/)")
+    parser.add_argument("--fairness", choices=("strict", "native"), default="strict")
+    parser.add_argument("--out", type=Path, help="write the audit as JSON here")
+    args = parse(parser, argv)
+    if isinstance(args, int):
+        return args
+    missing = [str(p) for p in args.results if not p.exists()]
+    if missing:
+        print(f"error: no such results: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    records = load_records(args.results)
+    if not records:
+        print("error: no result.json found under " + ", ".join(map(str, args.results)), file=sys.stderr)
+        return 2
+    audits = audit_sweep(records, args.fairness)
+    for audit in audits:
+        verdict = "fair" if audit["valid"] else "NOT FAIR"
+        labels = ", ".join(audit.get("labels") or [])
+        print(f"point {audit['point_hash']} ({labels}): {verdict} in {args.fairness} mode")
+        for field in audit["fields"]:
+            if not field["match"]:
+                kind = "strict" if field["strict"] else "info"
+                print(f"  {kind:6s} {field['field']}: {json.dumps(field['values'], default=str)}")
+    if args.out:
+        write_audit(args.out, audits)
+        print(f"audit: {args.out}")
+    return 0 if all(a["valid"] for a in audits) else 3

@@ -1,0 +1,84 @@
+"""The profile of a profiled run (``result.profile``; absent in every unprofiled result).
+
+``profile=memory``: the CUDA allocator's state at the training peak, attributed to categories
+(harness/results/memory_attribution.py). ``profile=time``: a few steady-state steps under torch.profiler,
+attributed to parts of the step (harness/results/time_attribution.py). A profile that could not be taken
+(``profile=memory`` on a CPU, a trace too large to keep) says why in ``status``/``reason``; the run's own
+status is untouched by it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.records.base import OMIT_NONE, Record
+
+# The categories of the memory peak, bottom to top of the report's stacked bar. The first five are the
+# allocator's allocated bytes at the peak (they add up to it); the last two are the parent's side.
+MEMORY_CATEGORIES = ("frozen_weights", "trainable_state", "activations", "logits_loss", "other")
+MEMORY_OUTSIDE = ("fragmentation", "non_pytorch")
+MEMORY_LABELS = {"frozen_weights": "frozen weights", "trainable_state": "trainable weights + grads + optimizer",
+                 "activations": "activations (kept for backward, recomputed, their grads)",
+                 "logits_loss": "logits and loss temporaries", "other": "other allocations",
+                 "fragmentation": "reserved, unallocated (fragmentation)", "non_pytorch": "non-PyTorch (NVML - reserved)"}
+# The parts of a profiled step, in the order they happen; "gaps": time in no recorded op (host view) or
+# with no kernel running (device view).
+TIME_PARTS = ("data", "forward", "loss", "backward", "optimizer", "gaps")
+TIME_LABELS = {"data": "data and collation", "forward": "forward (to the LM head)", "loss": "LM head and loss",
+               "backward": "backward", "optimizer": "optimizer (clip, step, zero_grad)",
+               "gaps": "idle / launch gaps"}
+
+
+@dataclass
+class MemoryProfile(Record):
+    status: str = "ok"  # ok | unavailable | failed
+    reason: str | None = field(default=None, metadata=OMIT_NONE)
+    # bytes at the peak, by MEMORY_CATEGORIES (+ MEMORY_OUTSIDE once the parent has NVML), and finer parts
+    categories: dict[str, int | None] = field(default_factory=dict)
+    detail: dict[str, int] = field(default_factory=dict)
+    peak_allocated_bytes: int | None = None  # reconstructed from the allocator's history: the categories' sum
+    measured_peak_allocated_bytes: int | None = None  # torch.cuda.max_memory_allocated over training
+    coverage: float | None = None  # peak_allocated / measured (1.0: the history holds the peak)
+    reserved_bytes: int | None = None  # torch.cuda.max_memory_reserved over training
+    nvml_peak_bytes: int | None = None  # the parent's: NVML train-phase peak above idle
+    peak_step: int | None = None
+    peak_phase: str | None = None  # forward | loss | backward | optimizer | between steps
+    alloc_conf: str | None = None  # PYTORCH_CUDA_ALLOC_CONF the worker ran with
+    snapshot_file: str | None = None  # the allocator snapshot (pickle, pytorch.org/memory_viz), when kept
+    top_allocations: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TimeProfile(Record):
+    status: str = "ok"
+    reason: str | None = field(default=None, metadata=OMIT_NONE)
+    steps: list[int] = field(default_factory=list)
+    view: str | None = None  # "device" (kernel time on the GPU) or "host" (CPU ops; a CPU run)
+    window_s: float | None = None  # the profiled steps' wall time, from the trace
+    parts_s: dict[str, float] = field(default_factory=dict)  # by TIME_PARTS, adding up to window_s
+    host_parts_s: dict[str, float] = field(default_factory=dict)  # the host timeline's split, on a GPU too
+    step_meter_s: float | None = None  # the same steps by our StepMeter (an independent clock)
+    top_kernels: list[dict[str, Any]] = field(default_factory=list)
+    top_ops: list[dict[str, Any]] = field(default_factory=list)
+    trace_file: str | None = None
+    trace_bytes: int | None = None
+    trace_note: str | None = None  # why the kept trace was cut or dropped
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Profile(Record):
+    kind: str | None = None  # memory | time
+    memory: MemoryProfile | None = field(default=None, metadata=OMIT_NONE)
+    time: TimeProfile | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass
+class ProfileSpec(Record):
+    """The job's profile group (absent from unprofiled jobs: harness/job.py)."""
+    kind: str | None = None
+    steps: int | None = None
+    max_entries: int | None = None
+    trace_max_mb: float | None = None
+    alloc_conf: str | None = None

@@ -1,0 +1,187 @@
+"""The report's "Why they differ" section: profiled runs' memory and step-time attribution per sweep point.
+
+A profiled run (``profile=memory|time``) is its own sweep point, so it never enters a comparison table, a
+headline, a baseline or a trend (its figures carry the profiler's cost). Here it is joined back to the point
+it explains (``harness.job.unprofiled_point_hash``): one stacked bar per framework of the memory peak's
+categories (harness/results/memory_attribution.py) and of a profiled step's parts
+(harness/results/time_attribution.py), and the biggest difference between the frameworks named in one
+sentence with its numbers. Only plain data and figures come out of here; the template lays them out.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from harness.config.job import unprofiled_point_hash
+from harness.records import Result
+from harness.records.profile import (MEMORY_CATEGORIES, MEMORY_LABELS, MEMORY_OUTSIDE, TIME_LABELS, TIME_PARTS,
+                                     MemoryProfile, TimeProfile)
+from harness.report.tables import by_label_and_repeat, fmt, point_title
+
+GiB = 2**30
+# Coverage: the categories' sum (the allocator history's peak) against torch's own max_memory_allocated.
+ADDS_UP = 0.05
+# the tables' column heads (the figures' legends carry the long labels)
+SHORT = {"frozen_weights": "frozen weights", "trainable_state": "trainable + grads + optimizer",
+         "activations": "activations", "logits_loss": "logits + loss", "other": "other",
+         "fragmentation": "fragmentation", "non_pytorch": "non-PyTorch",
+         "data": "data", "forward": "forward", "loss": "head + loss", "backward": "backward", "optimizer": "optimizer",
+         "gaps": "gaps"}
+CATEGORY_COLORS = ("#4c72b0", "#55a868", "#c44e52", "#dd8452", "#8172b3", "#bbbbbb", "#555555")
+
+
+def _gib(n: float | None) -> str:
+    return "–" if n is None else f"{n / GiB:.2f} GiB"
+
+
+def _first(runs: list[Result], kind: str) -> dict[str, tuple[Result, Any]]:
+    """label -> (run, its ok profile of ``kind``): the first repeat with one."""
+    out: dict[str, tuple[Result, Any]] = {}
+    for r in sorted(runs, key=by_label_and_repeat):
+        prof = getattr(r.profile, kind, None) if r.ok and r.profile is not None else None
+        if prof is not None and prof.status == "ok" and row_label(r) not in out:
+            out[row_label(r)] = (r, prof)
+    return out
+
+
+def row_label(r: Result) -> str:
+    """framework-version, and the controlled rerun's one change where it has one (profile.alloc_conf)."""
+    conf = r.job.profile.alloc_conf if r.job.profile is not None else None
+    return f"{r.label} ({conf})" if conf else r.label
+
+
+def _stacked(rows: list[tuple[str, dict[str, float]]], keys: tuple[str, ...], labels: dict[str, str],
+             unit: str, title: str) -> str:
+    from harness.report import figures
+
+    plt = figures.plt
+    fig, ax = plt.subplots(figsize=(11, 0.7 + 0.55 * len(rows)))
+    names = [name for name, _ in rows]
+    left = [0.0] * len(rows)
+    for k, key in enumerate(keys):
+        widths = [float(parts.get(key) or 0.0) for _, parts in rows]
+        if not any(widths):
+            continue
+        ax.barh(names, widths, left=left, color=CATEGORY_COLORS[k % len(CATEGORY_COLORS)], label=labels[key],
+                height=0.6, edgecolor="white", linewidth=0.5)
+        left = [a + b for a, b in zip(left, widths)]
+    for y, total in enumerate(left):
+        ax.text(total, y, f" {total:.2f} {unit}", va="center", fontsize=figures.FONT - 1)
+    ax.invert_yaxis()
+    ax.set_xlabel(unit)
+    ax.set_title(title, loc="left")
+    ax.set_xlim(0, max(left or [1]) * 1.15 or 1)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(rows) < 3 else -0.2), ncol=4, frameon=False)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    return figures.to_data_uri(fig)
+
+
+def _memory_parts(prof: MemoryProfile) -> dict[str, float]:
+    return {k: (prof.categories.get(k) or 0) / GiB for k in MEMORY_CATEGORIES + MEMORY_OUTSIDE}
+
+
+def memory_block(runs: list[Result]) -> dict[str, Any] | None:
+    chosen = _first(runs, "memory")
+    if not chosen:
+        return None
+    rows = []
+    for label, (r, prof) in chosen.items():
+        cats = prof.categories
+        whole = all(cats.get(k) is not None for k in MEMORY_OUTSIDE)
+        total = sum(cats.get(k) or 0 for k in MEMORY_CATEGORIES + (MEMORY_OUTSIDE if whole else ()))
+        rows.append({"label": label, "total": total, "scope": "NVML peak" if whole else "allocated peak",
+                     "cells": [_gib(cats.get(k)) for k in MEMORY_CATEGORIES + MEMORY_OUTSIDE],
+                     "coverage": None if prof.coverage is None else f"{prof.coverage * 100:.1f}%",
+                     "adds_up": prof.coverage is not None and abs(prof.coverage - 1) <= ADDS_UP,
+                     "peak": f"step {prof.peak_step}, {prof.peak_phase or 'phase not marked'}",
+                     "alloc_conf": prof.alloc_conf or "default", "notes": prof.notes,
+                     "top": [{"bytes": _gib(a.get("bytes")), "part": a.get("part"), "where": a.get("where")}
+                             for a in prof.top_allocations[:5]],
+                     "parts": _memory_parts(prof)})
+    figure = _stacked([(row["label"], row["parts"]) for row in rows], MEMORY_CATEGORIES + MEMORY_OUTSIDE,
+                      MEMORY_LABELS, "GiB", "Memory at the training peak, by category")
+    return {"columns": [SHORT[k] for k in MEMORY_CATEGORIES + MEMORY_OUTSIDE], "rows": rows,
+            "figure": figure, "sentence": memory_sentence(rows)}
+
+
+def _biggest(hi: dict[str, float], lo: dict[str, float]) -> str:
+    return max(hi, key=lambda k: (hi.get(k) or 0) - (lo.get(k) or 0))
+
+
+def memory_sentence(rows: list[dict[str, Any]]) -> str | None:
+    """The biggest difference in one sentence, with its evidence (totals and the category that makes it)."""
+    if len(rows) < 2:
+        return None
+    if len({row["scope"] for row in rows}) > 1:
+        rows = [{**row, "total": sum(row["parts"][k] for k in MEMORY_CATEGORIES) * GiB, "scope": "allocated peak"}
+                for row in rows]
+    hi, lo = max(rows, key=lambda r: r["total"]), min(rows, key=lambda r: r["total"])
+    if hi is lo:
+        return None
+    key = _biggest(hi["parts"], lo["parts"])
+    gap = hi["parts"][key] - lo["parts"][key]
+    return (f"{hi['label']}'s {hi['scope']} is {(hi['total'] - lo['total']) / GiB:.1f} GiB higher than "
+            f"{lo['label']}'s ({hi['total'] / GiB:.1f} vs {lo['total'] / GiB:.1f} GiB), {gap:.1f} GiB of it "
+            f"{MEMORY_LABELS[key]} ({hi['parts'][key]:.1f} vs {lo['parts'][key]:.1f} GiB).")
+
+
+def _per_step(prof: TimeProfile) -> dict[str, float]:
+    n = max(1, len(prof.steps))
+    return {k: (prof.parts_s.get(k) or 0.0) / n for k in TIME_PARTS}
+
+
+def time_block(runs: list[Result]) -> dict[str, Any] | None:
+    chosen = _first(runs, "time")
+    if not chosen:
+        return None
+    rows = []
+    for label, (r, prof) in chosen.items():
+        parts = _per_step(prof)
+        rows.append({"label": label, "view": prof.view, "steps": prof.steps, "parts": parts,
+                     "step_s": sum(parts.values()), "cells": [fmt(parts[k], "seconds") for k in TIME_PARTS],
+                     "step_meter": fmt(prof.step_meter_s / max(1, len(prof.steps)), "seconds")
+                     if prof.step_meter_s is not None else "–",
+                     "trace": prof.trace_file, "trace_note": prof.trace_note, "notes": prof.notes,
+                     "top": (prof.top_kernels or prof.top_ops)[:5], "top_kind": "kernels" if prof.top_kernels else "CPU ops"})
+    views = sorted({row["view"] for row in rows})
+    figure = _stacked([(row["label"], row["parts"]) for row in rows], TIME_PARTS, TIME_LABELS, "s",
+                      f"One profiled step, by part ({' / '.join(views)} view)")
+    return {"columns": [SHORT[k] for k in TIME_PARTS], "rows": rows, "figure": figure,
+            "sentence": time_sentence(rows)}
+
+
+def time_sentence(rows: list[dict[str, Any]]) -> str | None:
+    if len(rows) < 2:
+        return None
+    slow, fast = max(rows, key=lambda r: r["step_s"]), min(rows, key=lambda r: r["step_s"])
+    if slow is fast:
+        return None
+    key = _biggest(slow["parts"], fast["parts"])
+    return (f"{slow['label']}'s profiled step takes {slow['step_s'] - fast['step_s']:.3g} s longer than "
+            f"{fast['label']}'s ({slow['step_s']:.3g} vs {fast['step_s']:.3g} s), "
+            f"{slow['parts'][key] - fast['parts'][key]:.3g} s of it in {TIME_LABELS[key]} "
+            f"({slow['parts'][key]:.3g} vs {fast['parts'][key]:.3g} s).")
+
+
+def why_sections(records: list[Result], folder_of: Any = None) -> dict[str, dict[str, Any]]:
+    """Unprofiled point hash -> its Why section, from the profiled ``records`` (empty when there are none)."""
+    by_point: dict[str, list[Result]] = {}
+    for r in records:
+        if r.profiled:
+            by_point.setdefault(unprofiled_point_hash(r.job.to_dict()), []).append(r)
+    out = {}
+    for point, runs in by_point.items():
+        out[point] = {
+            "point_hash": point, "title": point_title(runs), "memory": memory_block(runs), "time": time_block(runs),
+            "runs": [{"run_id": r.run_id, "label": r.label, "repeat": r.repeat, "kind": r.profiled,
+                      "status": r.status, "reason": r.reason or "",
+                      "profile_status": _profile_status(r), "folder": folder_of(r) if folder_of else r.run_dir}
+                     for r in sorted(runs, key=by_label_and_repeat)]}
+    return out
+
+
+def _profile_status(r: Result) -> str:
+    prof = getattr(r.profile, r.profiled or "", None) if r.profile is not None else None
+    if prof is None:
+        return "no profile recorded"
+    return prof.status + (f": {prof.reason}" if prof.reason else "")

@@ -1,0 +1,58 @@
+"""Hold on to the objects a framework built, as its Trainer hands them to callbacks.
+
+trl, unsloth and LLaMA-Factory all end in ``transformers.Trainer``, whose callback events carry the
+live model, tokenizer, optimizer, scheduler and dataloaders. Reading them here is how the audit sees
+what was really built (not what we asked for) and how the worker gets the trained model back from
+frameworks that do not return it (LLaMA-Factory's ``run_exp``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import TrainerCallback
+
+from harness.phases import mark
+
+
+class LiveObjects(TrainerCallback):
+    def __init__(self) -> None:
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.optimizer: Any = None
+        self.lr_scheduler: Any = None
+        self.train_dataloader: Any = None
+        self.args: Any = None
+        self.state: Any = None
+        self.eval_metrics: dict[str, float] = {}
+        self.train_begin_checkpointing: dict[str, Any] | None = None
+
+    def _take(self, args: Any, state: Any, kwargs: dict[str, Any]) -> None:
+        self.args, self.state = args, state
+        for name in ("model", "optimizer", "lr_scheduler", "train_dataloader"):
+            if kwargs.get(name) is not None:
+                setattr(self, name, kwargs[name])
+        tokenizer = kwargs.get("processing_class") or kwargs.get("tokenizer")
+        if tokenizer is not None:
+            self.tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor wraps one
+
+    def on_init_end(self, args, state, control, **kwargs):
+        # Frameworks that load model and data inside their own entry point (LLaMA-Factory) reach
+        # both by the time their Trainer exists; marks already set by an adapter are kept.
+        mark("model_loaded")
+        mark("data_ready")
+        self._take(args, state, kwargs)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        mark("train_start")
+        self._take(args, state, kwargs)
+        if self.model is not None:
+            from harness.worker.live_fields.checkpointing import checkpointing_snapshot
+
+            self.train_begin_checkpointing = checkpointing_snapshot(self.model, args)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        mark("train_end")
+        self._take(args, state, kwargs)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        self.eval_metrics.update({k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))})

@@ -1,0 +1,142 @@
+"""The "Why they differ" section, and profiled runs kept out of every speed comparison.
+
+Unprofiled records: the committed H200 throughput_7b results (one point, three frameworks). Profiled
+records: copies of them turned into profile=memory / profile=time runs (their own job and point hashes,
+as harness/job.py gives them) with attributions whose biggest difference is known by construction.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+
+from harness.config.job import job_hash, point_hash
+from harness.records import Result
+from harness.results.load import load_records, parse_result
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+POINT_DIR = REPO_ROOT / "results" / "h200" / "throughput_7b"
+GiB = 2**30
+# frozen, trainable, activations, logits+loss, other, fragmentation, non-PyTorch (GiB): LLaMA-Factory's
+# peak is the highest, most of the difference logits and loss temporaries
+MEMORY = {"trl": (15.2, 0.3, 6.0, 2.0, 0.5, 2.6, 1.2), "llamafactory": (15.2, 0.3, 6.1, 26.0, 0.2, 20.0, 1.2),
+          "unsloth": (15.2, 0.3, 4.5, 1.8, 0.4, 1.1, 1.0)}
+# data, forward, loss, backward, optimizer, gaps (s per step): unsloth's backward is the shortest
+TIME = {"trl": (0.01, 0.30, 0.05, 0.62, 0.03, 0.10), "llamafactory": (0.01, 0.31, 0.08, 0.64, 0.03, 0.06),
+        "unsloth": (0.01, 0.20, 0.02, 0.33, 0.03, 0.03)}
+
+
+def _profiled(record: Result, kind: str) -> Result:
+    data = copy.deepcopy(record.to_dict())
+    data["job"]["profile"] = {"kind": kind, "steps": 3, "max_entries": 200000, "trace_max_mb": 50.0,
+                              "alloc_conf": None}
+    data["job_hash"], data["point_hash"] = job_hash(data["job"]), point_hash(data["job"])
+    data["run_id"] = f"{data['run_id']}-{kind}"
+    name = record.framework.name
+    if kind == "memory":
+        cats = dict(zip(("frozen_weights", "trainable_state", "activations", "logits_loss", "other", "fragmentation",
+                         "non_pytorch"), (int(v * GiB) for v in MEMORY[name])))
+        allocated = sum(list(cats.values())[:5])
+        data["profile"] = {"kind": "memory", "memory": {
+            "status": "ok", "categories": cats, "peak_allocated_bytes": allocated,
+            "measured_peak_allocated_bytes": allocated, "coverage": 1.0, "peak_step": 9, "peak_phase": "backward",
+            "top_allocations": [{"bytes": 3 * GiB, "part": "logits_loss", "where": "loss_utils.py:30 ForCausalLMLoss"}],
+            "notes": []}}
+    else:
+        parts = dict(zip(("data", "forward", "loss", "backward", "optimizer", "gaps"), (3 * v for v in TIME[name])))
+        data["profile"] = {"kind": "time", "time": {
+            "status": "ok", "steps": [9, 10, 11], "view": "device", "window_s": sum(parts.values()),
+            "parts_s": parts, "step_meter_s": sum(parts.values()), "trace_file": "profile_trace.json.gz",
+            "top_kernels": [{"name": "sm90_xmma_gemm_bf16", "count": 900, "total_s": 1.2}], "notes": []}}
+    return parse_result(data)
+
+
+@pytest.fixture(scope="module")
+def records() -> list[Result]:
+    plain = [r for r in load_records([POINT_DIR]) if r.ok]
+    first = {}
+    for r in plain:
+        first.setdefault(r.framework.name, r)
+    assert set(first) == {"trl", "llamafactory", "unsloth"} and len({r.point_hash for r in plain}) == 1
+    return plain + [_profiled(r, k) for r in first.values() for k in ("memory", "time")]
+
+
+def test_a_profiled_job_is_labelled_and_joins_back_to_its_point(records):
+    from harness.config.job import unprofiled_point_hash
+
+    plain, profiled = [r for r in records if not r.profiled], [r for r in records if r.profiled]
+    assert {r.profiled for r in profiled} == {"memory", "time"}
+    assert {unprofiled_point_hash(r.job.to_dict()) for r in profiled} == {plain[0].point_hash}
+    assert not {r.point_hash for r in profiled} & {r.point_hash for r in plain}
+
+
+def test_why_section_names_the_biggest_difference_with_its_evidence(records):
+    from harness.report.why import why_sections
+
+    (section,) = why_sections(records).values()
+    assert section["memory"]["sentence"] == (
+        "llamafactory-0.9.5's NVML peak is 44.7 GiB higher than unsloth-2026.10.9's (69.0 vs 24.3 GiB), "
+        "24.2 GiB of it logits and loss temporaries (26.0 vs 1.8 GiB).")
+    assert section["time"]["sentence"] == ("llamafactory-0.9.5's profiled step takes 0.51 s longer than "
+                                           "unsloth-2026.10.9's (1.13 vs 0.62 s), 0.31 s of it in backward (0.64 vs 0.33 s).")
+    assert all(row["adds_up"] for row in section["memory"]["rows"])
+    assert section["memory"]["figure"].startswith("data:image/svg+xml;base64,")
+
+
+def test_report_shows_why_only_with_profiled_runs_and_keeps_them_out_of_the_tables(records, tmp_path):
+    from harness.report.render import build_context, render_report
+
+    profiled_ids = {r.run_id for r in records if r.profiled}
+    ctx = build_context(records, audits=None, command=None, reference=None, title="t")
+    (point,) = ctx["points"]
+    assert point["why"] is not None and not ctx["why_only"]
+    table_ids = {i for row in point["table"]["rows"] for i in row["run_ids"]} | {r["run_id"] for r in point["runs"]}
+    assert table_ids and not table_ids & profiled_ids
+    html = render_report(records, tmp_path, name="why").read_text(encoding="utf-8")
+    assert html.count('class="why"') == 1 and "Why they differ" in html
+    for run_id in profiled_ids:  # listed in the Why section, never as a run of the point's tables
+        assert f'data-profiled-run="{run_id}"' in html and f'data-run="{run_id}"' not in html
+    plain_only = render_report([r for r in records if not r.profiled], tmp_path, name="plain").read_text()
+    assert "Why they differ" not in plain_only
+
+
+def test_a_controlled_rerun_gets_its_own_row_named_by_its_one_change(records):
+    from harness.report.why import why_sections
+
+    lf = next(r for r in records if r.profiled == "memory" and r.framework.name == "llamafactory")
+    data = copy.deepcopy(lf.to_dict())
+    data["job"]["profile"]["alloc_conf"] = "expandable_segments:True"
+    data["job_hash"], data["run_id"] = job_hash(data["job"]), data["run_id"] + "-x"
+    data["profile"]["memory"]["categories"]["fragmentation"] = int(0.5 * GiB)
+    (section,) = why_sections(records + [parse_result(data)]).values()
+    labels = [row["label"] for row in section["memory"]["rows"]]
+    assert "llamafactory-0.9.5 (expandable_segments:True)" in labels and "llamafactory-0.9.5" in labels
+
+
+def test_a_report_of_profiled_runs_alone_has_only_its_why_section(records, tmp_path):
+    from harness.report.render import build_context
+
+    ctx = build_context([r for r in records if r.profiled], audits=[], command=None, reference=None, title="t")
+    assert not ctx["points"] and len(ctx["why_only"]) == 1
+
+
+def test_compare_and_history_trends_leave_profiled_runs_out(records):
+    from harness.regression.grouping import ok_records
+    from harness.results.history import history_entry
+
+    assert ok_records(records) == [r for r in records if not r.profiled]
+    profiled = next(r for r in records if r.profiled)
+    assert history_entry(profiled)["profile"] == profiled.profiled
+    assert "profile" not in history_entry(next(r for r in records if not r.profiled))
+
+
+def test_an_unprofiled_result_round_trips_without_a_profile_key(records):
+    raw = next(r for r in records if not r.profiled).to_dict()
+    assert "profile" not in raw and "profile" not in raw["job"]
+    profiled = next(r for r in records if r.profiled)
+    assert re.fullmatch(r"[0-9a-f]{12}", profiled.point_hash)
+    # a profiled result round-trips exactly through the typed records (profile sections are typed fields)
+    assert parse_result(profiled.to_dict()).to_dict() == profiled.to_dict()
+    assert profiled.profile.memory is not None or profiled.profile.time is not None
