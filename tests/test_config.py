@@ -71,10 +71,10 @@ def test_4bit_needs_cuda():
         validate(compose_job(["train.quantization=4bit"]), cuda_available=False)
 
 
-def test_plain_multirun_sweeps_the_three_frameworks():
+def test_plain_multirun_sweeps_every_compared_framework():
     jobs = expand_sweep([], multirun=True)
     assert sorted(j for job in jobs for j in job if j.startswith("framework=")) == [
-        "framework=llamafactory", "framework=trl", "framework=unsloth"]
+        "framework=llamafactory", "framework=swift", "framework=trl", "framework=unsloth"]
 
 
 def test_explicit_framework_list_replaces_the_default_sweep():
