@@ -116,7 +116,7 @@ def test_a_timed_out_test_run_leaves_no_worker_behind(tmp_path):
     results_dir = tmp_path / "results"
     with pytest.raises(subprocess.TimeoutExpired):
         harness(*FAST, "framework.fault=hang", "launcher=torchrun", "launcher.nproc=2", "report=false",
-                f"results_dir={results_dir}", timeout=20)
+                f"results_dir={results_dir}", timeout=12)
     ranks = hanging_workers(results_dir, count=1)  # empty if a loaded machine had not reached the hang yet
     for pid, pgid in ranks:
         assert eventually(lambda: pid_gone(pid) and group_gone(pgid)), f"rank {pid} outlived the timed-out run"
