@@ -35,6 +35,7 @@ from harness.atomic import atomic_write_json  # noqa: E402
 from harness.launch.venvs import python_for  # noqa: E402
 from harness.results.machine import environment  # noqa: E402
 from harness.frameworks import registry  # noqa: E402
+from harness.stats import relative_spread as _spread  # noqa: E402
 from harness.records import run_files  # noqa: E402
 from harness.results.load import load_records  # noqa: E402
 
@@ -71,10 +72,6 @@ def harness_round(out: Path, framework: str, k: int, experiment: str, overrides:
             "timed_steps": [train.warmup_steps + 1, train.steps], "framework_version": record.framework.version,
             "sm_mhz_timed_mean": record.gpu_clocks.timed.sm_mhz_mean if record.gpu_clocks else None,
             "job": str(Path(record.source).parent / run_files.JOB)}
-
-
-def _spread(values: list[float]) -> float | None:
-    return (max(values) - min(values)) / statistics.median(values) if len(values) >= 2 else None
 
 
 def bare_timed(harness: dict, bare: dict) -> float | None:

@@ -88,3 +88,11 @@ def steady_line(work: list[float], times: list[float]) -> tuple[float, float] | 
     per_token = max(0.0, median(slopes)) if slopes else 0.0
     fixed = median([t - per_token * w for w, t in zip(work, times)])
     return fixed, per_token
+
+
+def relative_spread(values: Sequence[float | None]) -> float | None:
+    """(max - min) / median of the values given (None skipped); None with fewer than two or a zero median."""
+    xs = _clean(values)
+    if len(xs) < 2 or not median(xs):
+        return None
+    return (max(xs) - min(xs)) / median(xs)

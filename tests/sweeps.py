@@ -106,3 +106,19 @@ def eventually(check: Callable[[], bool], timeout: float = 30.0) -> bool:
             return False
         time.sleep(0.1)
     return True
+
+
+def alive_with(marker: str) -> list[int]:
+    """Live (not zombie) processes whose command line names ``marker`` (a test's own tmp path): what a
+    test started and should have seen ended."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmd and not pid_gone(int(name)):
+            pids.append(int(name))
+    return pids

@@ -9,7 +9,6 @@ if TYPE_CHECKING:
     from harness.records import Result
 
 import csv
-import json
 import os
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from tests.cli import harness, results
 from tests.helpers.fake_nvml import FakeNvml
+from tests.sweeps import alive_with
 
 FAST = ("run", "framework=fake", "train.max_steps=3", "train.measure_warmup_steps=1", "train.batch_size=4",
         "train.grad_accum=2")
@@ -116,20 +116,6 @@ def test_unsloth_adapter_refuses_multi_gpu_before_the_cuda_check():
         unsloth.import_framework({"runtime": {"world_size": 2}})
 
 
-def _alive_with(marker: str) -> list[int]:
-    pids = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                cmd = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                state = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except (OSError, IndexError):
-                continue
-            if marker in cmd and state != "Z":
-                pids.append(int(name))
-    return pids
-
-
 def test_timeout_kills_every_rank(tmp_path):
     started = time.time()
     harness("run", "framework=fake", "framework.fault=hang", "launcher=torchrun", "launcher.nproc=2",
@@ -137,7 +123,7 @@ def test_timeout_kills_every_rank(tmp_path):
     (record,) = results(tmp_path)
     assert record["status"] == "timeout"
     assert time.time() - started < 90
-    assert _alive_with(str(tmp_path)) == []  # torchrun and both ranks are gone
+    assert alive_with(str(tmp_path)) == []  # torchrun and both ranks are gone
 
 
 def test_ctrl_c_kills_every_rank(tmp_path):
@@ -163,7 +149,7 @@ def test_ctrl_c_kills_every_rank(tmp_path):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     assert [r["status"] for r in results(tmp_path)] == ["interrupted"]
-    assert _alive_with(str(tmp_path)) == []
+    assert alive_with(str(tmp_path)) == []
 
 
 def test_a_failing_rank_is_a_result(tmp_path):
@@ -171,7 +157,7 @@ def test_a_failing_rank_is_a_result(tmp_path):
             "report=false", f"results_dir={tmp_path}", timeout=120)
     (record,) = results(tmp_path)
     assert record["status"] == "failed" and "injected failure" in record["reason"]
-    assert _alive_with(str(tmp_path)) == []
+    assert alive_with(str(tmp_path)) == []
 
 
 def test_submitit_local_sweep(tmp_path):

@@ -9,14 +9,13 @@ started, the results dir's lock released, and a report of what finished.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 
 import pytest
 
 from tests.cli import by_fault
-from tests.sweeps import FAST, Sweep, eventually, group_gone, hanging_workers, pid_gone, wait_until
+from tests.sweeps import FAST, Sweep, alive_with, eventually, group_gone, hanging_workers, pid_gone, wait_until
 
 
 def _history(results_dir):
@@ -120,21 +119,5 @@ def test_a_timed_out_test_run_leaves_no_worker_behind(tmp_path):
     ranks = hanging_workers(results_dir, count=1)  # empty if a loaded machine had not reached the hang yet
     for pid, pgid in ranks:
         assert eventually(lambda: pid_gone(pid) and group_gone(pgid)), f"rank {pid} outlived the timed-out run"
-    assert eventually(lambda: not _running_with(str(results_dir))), _running_with(str(results_dir))
+    assert eventually(lambda: not alive_with(str(results_dir))), alive_with(str(results_dir))
 
-
-def _running_with(marker: str) -> list[int]:
-    """Live (not zombie) processes whose command line names ``marker``."""
-    from pathlib import Path  # noqa: PLC0415
-
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmd and not pid_gone(int(name)):
-            found.append(int(name))
-    return found

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.stats import median, steady_line
+from harness.stats import relative_spread as _spread, steady_line
 from harness.records import Result
 from harness.report.tables import run_label
 
@@ -24,11 +24,6 @@ from harness.report.tables import run_label
 EXPLAINS = 0.5
 # The repeat spread the GPU suites aim for (issue 13): below it the cause is noted, not a finding.
 SMALL = 0.01
-
-
-def _spread(values: list[float]) -> float | None:
-    values = [v for v in values if v is not None]
-    return (max(values) - min(values)) / median(values) if len(values) >= 2 and median(values) else None
 
 
 def _timed_steps(run: Result) -> list[dict[str, Any]]:

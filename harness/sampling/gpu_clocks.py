@@ -34,9 +34,7 @@ class ClockPoint:
 
 def read_point(nvml: Any, handle: Any, device: int, t: float) -> ClockPoint:
     """One reading; each field None where this driver or GPU does not report it."""
-    def attempt(*names_then_args):
-        names = [n for n in names_then_args if isinstance(n, str)]
-        args = [a for a in names_then_args if not isinstance(a, str)]
+    def attempt(names: tuple[str, ...], *args: int) -> int | None:
         for name in names:  # the newer NVML name first, then the one older bindings have
             try:
                 return int(getattr(nvml, name)(handle, *args))
@@ -45,10 +43,10 @@ def read_point(nvml: Any, handle: Any, device: int, t: float) -> ClockPoint:
         return None
 
     return ClockPoint(t=t, device=device,
-                      sm_mhz=attempt("nvmlDeviceGetClockInfo", getattr(nvml, "NVML_CLOCK_SM", 1)),
-                      temperature_c=attempt("nvmlDeviceGetTemperature", getattr(nvml, "NVML_TEMPERATURE_GPU", 0)),
-                      reasons=attempt("nvmlDeviceGetCurrentClocksEventReasons",
-                                      "nvmlDeviceGetCurrentClocksThrottleReasons"))
+                      sm_mhz=attempt(("nvmlDeviceGetClockInfo",), getattr(nvml, "NVML_CLOCK_SM", 1)),
+                      temperature_c=attempt(("nvmlDeviceGetTemperature",), getattr(nvml, "NVML_TEMPERATURE_GPU", 0)),
+                      reasons=attempt(("nvmlDeviceGetCurrentClocksEventReasons",
+                                       "nvmlDeviceGetCurrentClocksThrottleReasons")))
 
 
 class ClockSeries:
