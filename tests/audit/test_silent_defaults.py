@@ -1,63 +1,23 @@
 """One test per known silent framework default: each fails if our adapter stops pinning it.
 
-The real framework libraries live in the per-framework environments (``.envs/<name>-<version>``, built by
-``python -m harness env build framework=NAME``), not in the harness's own interpreter, so every check runs
-a small snippet under that environment's python with ``PYTHONPATH`` at the repository root and prints one
-JSON line back. A test is skipped only when its environment is not built (the skip says how to build it).
-unsloth cannot be imported without CUDA: its pins are checked on ``native_args`` and through trl's
-``SFTConfig``, which unsloth's SFTTrainer uses.
+Each check runs a snippet against the real library under the framework's own environment
+(``tests/helpers/framework_env.py``): the snippets of a framework are declared as probes and run together, in
+one interpreter per framework for the whole test session. A test is skipped only when its environment cannot
+be built (the skip says why). unsloth cannot be imported without CUDA: its pins are checked on ``native_args``
+and through trl's ``SFTConfig``, which unsloth's SFTTrainer uses.
 """
 from __future__ import annotations
 
-import json
+import functools
 import os
-import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.framework_env import LLAMAFACTORY, PROBES, REPO, TRL, run_in_env  # noqa: F401  (re-exported)
 from tests.helpers.jobs import make_job
 
-REPO = Path(__file__).resolve().parents[2]
-TRL = ("trl", "1.16.0")
-LLAMAFACTORY = ("llamafactory", "0.9.5")
-MARK = "AUDIT_RESULT="
-
-# Run before any snippet in the LLaMA-Factory env: torchaudio is imported at module level by
-# llamafactory.data (see envs/README.md); the adapter's own stub is used when it exists.
-_LF_PRELUDE = """
-import os
-os.environ.setdefault("DISABLE_VERSION_CHECK", "1")
-import harness.frameworks.llamafactory as lf_adapter
-if hasattr(lf_adapter, "_stub_missing_torchaudio"):
-    lf_adapter._stub_missing_torchaudio()
-"""
-
-
-def _env_python(name: str, version: str) -> str:
-    """The framework's own interpreter, built on first use (harness/launch/venv_build.py) like a real run does."""
-    from harness.launch.venv_build import build_env
-    from harness.launch.venvs import EnvError, env_python
-
-    try:
-        return str(env_python(build_env(name, version)))
-    except EnvError as err:  # e.g. no package index reachable and no wheelhouse
-        pytest.skip(f"{name} {version} environment cannot be built here: {err}")
-
-
-def run_in_env(framework: tuple[str, str], job: dict, body: str, timeout: int = 300) -> dict:
-    """Run ``body`` (which sees ``job`` and must set ``result``) under the framework env's python."""
-    python = _env_python(*framework)
-    prelude = _LF_PRELUDE if framework[0] == "llamafactory" else ""
-    code = ("import json, sys\njob = json.loads(sys.stdin.read())\n" + prelude + textwrap.dedent(body)
-            + f"\nprint({MARK!r} + json.dumps(result, default=str))\n")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([python, "-c", code], input=json.dumps(job), capture_output=True, text=True,
-                          cwd=str(REPO), env=env, timeout=timeout)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(MARK)]
-    assert proc.returncode == 0 and lines, f"snippet failed under {python}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    return json.loads(lines[-1][len(MARK):])
+LF, TRL_PROBES = PROBES[LLAMAFACTORY], PROBES[TRL]
 
 
 # ---- (a) LLaMA-Factory, through its own parser ------------------------------------------------------------
@@ -91,16 +51,24 @@ result = {
 """
 
 
-@pytest.fixture(scope="module")
-def lf_job():
+@functools.cache
+def _lf_job() -> dict:
     # alpha 24 != 2 x r (32): LLaMA-Factory's default would give 32. Lengths and schedule away from its defaults.
     return make_job(framework="llamafactory", train__lora__r=16, train__lora__alpha=24, train__max_length=512,
                     train__lora__dropout=0.05, train__lora__targets=["q_proj", "v_proj"])
 
 
+LF_RECIPE = LF.add("recipe", _LF_PARSE, lambda _: _lf_job())
+
+
 @pytest.fixture(scope="module")
-def lf_parsed(lf_job):
-    return run_in_env(LLAMAFACTORY, lf_job, _LF_PARSE)
+def lf_job():
+    return _lf_job()
+
+
+@pytest.fixture(scope="module")
+def lf_parsed(lf_probes):
+    return lf_probes[LF_RECIPE]
 
 
 def test_llamafactory_lora_alpha_is_not_2x_rank(lf_parsed, lf_job):
@@ -130,9 +98,12 @@ def test_llamafactory_non_reentrant_checkpointing(lf_parsed, lf_job):
     assert lf_parsed["gradient_checkpointing"] is False
 
 
-def test_llamafactory_checkpointing_off_is_passed():
-    job = make_job(framework="llamafactory", train__gradient_checkpointing=False)
-    parsed = run_in_env(LLAMAFACTORY, job, _LF_PARSE)
+LF_CHECKPOINTING_OFF = LF.add("checkpointing_off", _LF_PARSE,
+                              lambda _: make_job(framework="llamafactory", train__gradient_checkpointing=False))
+
+
+def test_llamafactory_checkpointing_off_is_passed(lf_probes):
+    parsed = lf_probes[LF_CHECKPOINTING_OFF]
     assert parsed["disable_gradient_checkpointing"] is True  # LLaMA-Factory default: checkpointing on
 
 
@@ -161,29 +132,31 @@ def test_llamafactory_token_averaging_matches_trl(lf_parsed, lf_job):
     assert lf_parsed["average_tokens_across_devices"] is sft_config_args(lf_job)["average_tokens_across_devices"]
 
 
-def test_llamafactory_ddp_find_unused_parameters_pinned_for_multi_gpu():
-    job = make_job(framework="llamafactory", runtime={"world_size": 2})
-    parsed = run_in_env(LLAMAFACTORY, job, _LF_PARSE)
+LF_TWO_RANKS = LF.add("two_ranks", _LF_PARSE, lambda _: make_job(framework="llamafactory", runtime={"world_size": 2}))
+
+
+def test_llamafactory_ddp_find_unused_parameters_pinned_for_multi_gpu(lf_probes):
+    parsed = lf_probes[LF_TWO_RANKS]
     assert parsed["ddp_find_unused_parameters"] is False
 
 
-def test_llamafactory_pads_training_batches_to_a_multiple_of_8():
+LF_SFT_SOURCE = LF.add("sft_workflow_source", """
+    import inspect
+    import llamafactory.train.sft.workflow as workflow
+    result = {"source": inspect.getsource(workflow.run_sft)}
+""", lambda _: {})
+
+
+def test_llamafactory_pads_training_batches_to_a_multiple_of_8(lf_probes):
     """LF's SFT workflow hard-codes the collator's padding (no argument reaches it); the other frameworks are
     pinned to the same value (base.PAD_TO_MULTIPLE_OF). If LF changes it, this fails and the pin must follow."""
     from harness.frameworks.base import PAD_TO_MULTIPLE_OF
 
-    found = run_in_env(LLAMAFACTORY, {}, """
-        import inspect
-        import llamafactory.train.sft.workflow as workflow
-        result = {"source": inspect.getsource(workflow.run_sft)}
-    """)
+    found = lf_probes[LF_SFT_SOURCE]
     assert f"pad_to_multiple_of={PAD_TO_MULTIPLE_OF} if training_args.do_train" in found["source"]
 
 
-def test_llamafactory_template_renders_like_the_chat_template(lf_job, tmp_path):
-    """LLaMA-Factory renders records with its own template ("qwen", with its own default system prompt),
-    not the tokenizer's chat template: the token ids and the supervised part must equal our evaluator's."""
-    body = """
+LF_TEMPLATE = LF.add("template_renders", """
     import json as _json
     from pathlib import Path
     from transformers import AutoTokenizer
@@ -202,27 +175,39 @@ def test_llamafactory_template_renders_like_the_chat_template(lf_job, tmp_path):
         rows.append({"lf_ids": prompt + response, "lf_supervised": len(response),
                      "ids": ours["input_ids"], "supervised": sum(1 for x in ours["labels"] if x != -100)})
     result = rows
-    """
-    rows = run_in_env(LLAMAFACTORY, lf_job, body)
+""", lambda _: _lf_job())
+
+
+def test_llamafactory_template_renders_like_the_chat_template(lf_probes):
+    """LLaMA-Factory renders records with its own template ("qwen", with its own default system prompt),
+    not the tokenizer's chat template: the token ids and the supervised part must equal our evaluator's."""
+    rows = lf_probes[LF_TEMPLATE]
+    assert len(rows) == 8
     for row in rows:
         assert row["lf_ids"] == row["ids"]
         assert row["lf_supervised"] == row["supervised"]
 
 
 # ---- (b) unsloth: automatic padding-free and its own checkpointing ---------------------------------------
-def test_unsloth_padding_free_pinned_off_without_packing():
-    from harness.frameworks.unsloth import native_args
+@functools.cache
+def _unsloth_job() -> dict:
+    return make_job(framework="unsloth", train__packing=False)
 
-    job = make_job(framework="unsloth", train__packing=False)
-    sft = native_args(job)["sft_config"]
-    assert sft["padding_free"] is False  # not None: unsloth turns padding-free on when it is left unset
-    body = """
+
+UNSLOTH_SFT_CONFIG = TRL_PROBES.add("unsloth_sft_config", """
     from trl import SFTConfig
     from harness.frameworks.unsloth import native_args
     cfg = SFTConfig(**native_args(job)["sft_config"])
     result = {"padding_free": cfg.padding_free, "packing": cfg.packing}
-    """
-    parsed = run_in_env(TRL, job, body)
+""", lambda _: _unsloth_job())
+
+
+def test_unsloth_padding_free_pinned_off_without_packing(trl_probes):
+    from harness.frameworks.unsloth import native_args
+
+    sft = native_args(_unsloth_job())["sft_config"]
+    assert sft["padding_free"] is False  # not None: unsloth turns padding-free on when it is left unset
+    parsed = trl_probes[UNSLOTH_SFT_CONFIG]
     assert parsed == {"padding_free": False, "packing": False}
 
 
@@ -255,14 +240,22 @@ result["lr_scheduler_type"] = str(getattr(cfg.lr_scheduler_type, "value", cfg.lr
 """
 
 
-@pytest.fixture(scope="module")
-def trl_job():
+@functools.cache
+def _trl_job() -> dict:
     return make_job(framework="trl", train__gradient_checkpointing=False, train__max_length=512, train__lr=3e-4)
 
 
+TRL_RECIPE = TRL_PROBES.add("recipe", _TRL_CONFIG, lambda _: _trl_job())
+
+
 @pytest.fixture(scope="module")
-def trl_parsed(trl_job):
-    return run_in_env(TRL, trl_job, _TRL_CONFIG)
+def trl_job():
+    return _trl_job()
+
+
+@pytest.fixture(scope="module")
+def trl_parsed(trl_probes):
+    return trl_probes[TRL_RECIPE]
 
 
 def test_trl_gradient_checkpointing_off_stays_off(trl_parsed):
@@ -298,9 +291,12 @@ def test_trl_optimizer_and_schedule_pinned(trl_parsed, trl_job):
     assert trl_parsed["average_tokens_across_devices"] is True
 
 
-def test_trl_checkpointing_on_is_non_reentrant():
-    job = make_job(framework="trl", train__gradient_checkpointing=True)
-    parsed = run_in_env(TRL, job, _TRL_CONFIG)
+TRL_CHECKPOINTING_ON = TRL_PROBES.add("checkpointing_on", _TRL_CONFIG,
+                                      lambda _: make_job(framework="trl", train__gradient_checkpointing=True))
+
+
+def test_trl_checkpointing_on_is_non_reentrant(trl_probes):
+    parsed = trl_probes[TRL_CHECKPOINTING_ON]
     assert parsed["gradient_checkpointing"] is True
     assert parsed["gradient_checkpointing_kwargs"] == {"use_reentrant": False}
 

@@ -2,9 +2,9 @@
 
 Every check runs under the ms-swift environment (``.envs/swift-4.6.0``) through ms-swift's own argument
 parsing (``SftArguments(**native_args(job))``, whose ``__post_init__`` resolves its defaults), its own
-template (``args.get_template``) and its own dataset loader, as ``SwiftSft`` does; the snippets run once per
-job (module fixtures), so the whole file costs a few interpreter starts. Each default is named with the file
-of ms-swift 4.6.0 that holds it.
+template (``args.get_template``) and its own dataset loader, as ``SwiftSft`` does. The snippet runs once per
+job, each job a probe of the swift environment (``tests/helpers/framework_env.py``: one interpreter for all of
+them). Each default is named with the file of ms-swift 4.6.0 that holds it.
 """
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import json
 
 import pytest
 
-from tests.audit.test_silent_defaults import run_in_env
+from tests.helpers.framework_env import PROBES, SWIFT
 from tests.helpers.jobs import make_job
 
-SWIFT = ("swift", "4.6.0")
+SWIFT_PROBES = PROBES[SWIFT]
 
 # Resolve SftArguments, its Trainer arguments and its template; encode records with the template and with
 # our evaluator (the tokens and labels every other framework trains on); load the data as SwiftSft does.
@@ -99,11 +99,9 @@ def _job(tmp_path, **overrides) -> dict:
     return make_job(framework="swift", runtime=runtime, **overrides)
 
 
-@pytest.fixture(scope="module")
-def swift_job(tmp_path_factory):
+def _recipe_job(tmp) -> dict:
     # alpha 24 (ms-swift default 32), r 16 (8), dropout 0.0 (0.05), two targets (all-linear), max length 256 so
     # the third record is truncated (default: dropped), batch 8 x accumulation 1 (default ceil(16 / 8) = 2).
-    tmp = tmp_path_factory.mktemp("swift")
     data = tmp / "data"
     data.mkdir()
     for split, rows in (("train", RECORDS), ("eval", RECORDS[:2])):
@@ -112,9 +110,26 @@ def swift_job(tmp_path_factory):
                 train__lora__targets=["q_proj", "v_proj"], runtime={"load_data": True})
 
 
+def _conversation_job(tmp, loss_on: str) -> dict:
+    record = {**CONVERSATION, "loss_on": loss_on}
+    return _job(tmp, dataset="tiny_messages", dataset__loss_on=loss_on, records=[record, record, record])
+
+
+RECIPE = SWIFT_PROBES.add("recipe", _RESOLVE, _recipe_job)
+CONVERSATIONS = {loss_on: SWIFT_PROBES.add(f"conversation_{loss_on}", _RESOLVE,
+                                           lambda tmp, loss_on=loss_on: _conversation_job(tmp, loss_on))
+                 for loss_on in ("all_assistant", "last_assistant")}
+QLORA = SWIFT_PROBES.add("qlora", _RESOLVE, lambda tmp: _job(tmp, train__quantization="4bit"))
+
+
 @pytest.fixture(scope="module")
-def resolved(swift_job):
-    return run_in_env(SWIFT, swift_job, _RESOLVE)
+def swift_job(swift_probes):
+    return swift_probes.jobs[RECIPE]
+
+
+@pytest.fixture(scope="module")
+def resolved(swift_probes):
+    return swift_probes[RECIPE]
 
 
 def test_swift_lora_rank_and_alpha(resolved, swift_job):
@@ -146,12 +161,10 @@ def test_swift_renders_the_qwen25_chat_and_supervises_the_response_only(resolved
 
 
 @pytest.mark.parametrize("loss_on,strategy", [("all_assistant", "default"), ("last_assistant", "last_round")])
-def test_swift_conversation_turns_supervised_as_loss_on_says(tmp_path, loss_on, strategy):
+def test_swift_conversation_turns_supervised_as_loss_on_says(swift_probes, loss_on, strategy):
     """loss_scale: 'default' supervises every assistant turn; loss_on=last_assistant needs 'last_round'.
     A record's own system turn replaces the template's default system prompt."""
-    record = {**CONVERSATION, "loss_on": loss_on}
-    job = _job(tmp_path, dataset="tiny_messages", dataset__loss_on=loss_on, records=[record, record, record])
-    out = run_in_env(SWIFT, job, _RESOLVE)
+    out = swift_probes[CONVERSATIONS[loss_on]]
     assert out["template"]["base_strategy"] == strategy
     encoded = out["encoded"][0]
     assert encoded["ids"] == encoded["ref_ids"] and encoded["labels"] == encoded["ref_labels"]
@@ -265,8 +278,8 @@ def test_swift_no_packing_by_default(resolved):
     assert resolved["args"]["packing"] is False and resolved["args"]["padding_free"] is False
 
 
-def test_swift_qlora_quantization(tmp_path):
+def test_swift_qlora_quantization(swift_probes):
     # quant_args.py: bnb_4bit_compute_dtype None -> the model's dtype (float32 on CPU, not bfloat16).
-    out = run_in_env(SWIFT, _job(tmp_path, train__quantization="4bit"), _RESOLVE)
+    out = swift_probes[QLORA]
     assert out["quantization"] == {"load_in_4bit": "True", "bnb_4bit_quant_type": "nf4",
                                    "bnb_4bit_use_double_quant": "True", "bnb_4bit_compute_dtype": "torch.bfloat16"}

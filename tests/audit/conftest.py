@@ -1,0 +1,22 @@
+"""The framework-environment probes of the audit tests: one interpreter per framework for the whole session
+(tests/helpers/framework_env.py), started by the first test that reads one of its probes."""
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers.framework_env import LLAMAFACTORY, PROBES, SWIFT, TRL
+
+
+@pytest.fixture(scope="session")
+def lf_probes(tmp_path_factory):
+    return PROBES[LLAMAFACTORY].run(tmp_path_factory.mktemp)
+
+
+@pytest.fixture(scope="session")
+def trl_probes(tmp_path_factory):
+    return PROBES[TRL].run(tmp_path_factory.mktemp)
+
+
+@pytest.fixture(scope="session")
+def swift_probes(tmp_path_factory):
+    return PROBES[SWIFT].run(tmp_path_factory.mktemp)
