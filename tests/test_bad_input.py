@@ -457,23 +457,46 @@ SHAPES = ["list", "status 3", "no status", "no framework", "framework text", "tr
           "checks object", "phases text", "job.model null", "train.log text", "packages text"]
 
 
-@pytest.mark.parametrize("command", ["report", "audit"])
-@pytest.mark.parametrize("change", SHAPES)
-def test_wrong_shape_result_is_skipped_naming_it(tmp_path, good_results, command, change):
-    bad = tmp_path / "bad" / "r0" / "result.json"
-    bad.parent.mkdir(parents=True)
-    bad.write_text(json.dumps(_broken(good_record(good_results), change)))
-    extra = ("--out", str(tmp_path / "reports")) if command == "report" else ()
-    run = harness(command, str(good_results), str(tmp_path / "bad"), *extra, timeout=120)
-    assert run.returncode == 0, run.stderr
-    assert "Traceback" not in run.stderr
-    (line,) = [l for l in run.stderr.splitlines() if str(bad) in l]
-    assert line.startswith("skipped: ")
-    # only the broken file: one error line, exit 2
-    alone = harness(command, str(tmp_path / "bad"), *extra, timeout=120)
+@pytest.fixture(scope="module")
+def wrong_shapes(tmp_path_factory, good_results) -> dict[str, Path]:
+    """Each broken shape of the good record, in a results folder of its own: {change: its result.json}."""
+    root = tmp_path_factory.mktemp("bad")
+    paths = {}
+    for i, change in enumerate(SHAPES):
+        paths[change] = root / f"shape{i}" / "r0" / "result.json"
+        paths[change].parent.mkdir(parents=True)
+        paths[change].write_text(json.dumps(_broken(good_record(good_results), change)))
+    return paths
+
+
+@pytest.fixture(scope="module", params=["report", "audit"])
+def shape_runs(request, tmp_path_factory, good_results, wrong_shapes):
+    """The command over the good results and every broken file at once, then over the broken files alone: two
+    real CLI calls per command for all the shapes (each a folder of its own, so one's skip line names it)."""
+    command = request.param
+    folders = [str(path.parents[1]) for path in wrong_shapes.values()]
+    extra = ("--out", str(tmp_path_factory.mktemp("reports"))) if command == "report" else ()
+    mixed = harness(command, str(good_results), *folders, *extra, timeout=120)
+    alone = harness(command, *folders, *extra, timeout=120)
+    return command, mixed, alone
+
+
+def test_wrong_shape_results_leave_the_good_ones_and_end_in_one_line_alone(shape_runs):
+    _, mixed, alone = shape_runs
+    assert mixed.returncode == 0 and "Traceback" not in mixed.stderr, mixed.stderr
+    # only broken files: one skip line per file, then one error line, exit 2
     lines = alone.stderr.splitlines()
     assert alone.returncode == 2 and lines[-1].startswith("error:") and "Traceback" not in alone.stderr, alone.stderr
-    assert len(lines) == 2 and lines[0].startswith(f"skipped: {bad}")
+    assert len(lines) == len(SHAPES) + 1, alone.stderr
+
+
+@pytest.mark.parametrize("change", SHAPES)
+def test_wrong_shape_result_is_skipped_naming_it(shape_runs, wrong_shapes, change):
+    _, mixed, alone = shape_runs
+    bad = str(wrong_shapes[change])
+    for run in (mixed, alone):
+        (line,) = [l for l in run.stderr.splitlines() if bad in l]
+        assert line.startswith(f"skipped: {bad}"), line
 
 
 def test_report_reference_that_is_not_in_the_results(tmp_path, good_results):
