@@ -85,6 +85,8 @@ for _name, (_job, _body) in _snippets.items():
     _outcomes[_name] = json.loads(_sent) if _sent else {
         "error": f"the probe's process ended without a result ({_how}; the interpreter's output follows)"}
 print(MARK + json.dumps(_outcomes))
+import gc
+gc.freeze()  # as harness/worker/__main__.py: no collection of the library's objects at exit (about 1 s)
 """
 
 
