@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import shlex
-from typing import Any
+from typing import Any, Callable
 
 from harness.frameworks import registry
 from harness.records import Result
@@ -83,8 +83,12 @@ def _value(key: str, value: Any) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def job_overrides(job: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """(overrides that recreate ``job`` with today's conf/, notes on what cannot be expressed)."""
+Compose = Callable[[list[str]], dict[str, Any]]
+
+
+def job_overrides(job: dict[str, Any], compose: Compose = _composed_job) -> tuple[list[str], list[str]]:
+    """(overrides that recreate ``job`` with today's conf/, notes on what cannot be expressed). ``compose``:
+    :func:`_composed_job` or a memo of it (its result is only read here)."""
     from omegaconf import OmegaConf
 
     from harness.config.preflight import CONF_DIR
@@ -97,7 +101,7 @@ def job_overrides(job: dict[str, Any]) -> tuple[list[str], list[str]]:
         base.append(f"experiment={suite}")
     base.append(f"framework={fw}")
     notes: list[str] = []
-    composed = _composed_job(base)
+    composed = compose(base)
     for group in GROUPS:
         wanted = (job.get(group) or {}).get("name")
         if wanted is None or (composed.get(group) or {}).get("name") == wanted:
@@ -107,7 +111,7 @@ def job_overrides(job: dict[str, Any]) -> tuple[list[str], list[str]]:
             notes.append(f"{group} {wanted!r} is not a config option any more (conf/{group}/)")
             continue
         base.append(f"{group}={option}")
-    composed = _composed_job(base)
+    composed = compose(base)
     recorded, today = _flat(job), _flat(composed)
     leaves: list[str] = []
     for key in sorted(recorded):
@@ -119,7 +123,7 @@ def job_overrides(job: dict[str, Any]) -> tuple[list[str], list[str]]:
             leaves.append(f"+{key}={_value(key, recorded[key])}")
         elif recorded[key] != today[key]:
             leaves.append(f"{key}={_value(key, recorded[key])}")
-    schema_defaults = _flat(_composed_job([f"framework={fw}"]))
+    schema_defaults = _flat(compose([f"framework={fw}"]))
     for key in sorted(set(today) - set(recorded) - set(DERIVED)):
         if key == "launcher.name" or key == "launcher.nproc":
             continue  # records from before the launcher group: the default local launcher hashes the same
@@ -161,9 +165,18 @@ def build_commands(records: list[Result]) -> dict[str, Any]:
         repeats[key] = max(repeats.get(key, 0), int(r.repeat or 0) + 1)
     notes: list[str] = []
     groups: dict[tuple[str, ...], list[tuple[str, str | None]]] = {}
+    # The jobs of one report share most of their compositions (the same experiment and framework, the
+    # framework's schema defaults): a Hydra composition each is a fifth of a second, three per job.
+    composed: dict[tuple[str, ...], dict[str, Any]] = {}
+
+    def compose(overrides: list[str]) -> dict[str, Any]:
+        if tuple(overrides) not in composed:
+            composed[tuple(overrides)] = _composed_job(overrides)
+        return composed[tuple(overrides)]
+
     for key, job in jobs.items():
         try:
-            overrides, job_notes = job_overrides(job)
+            overrides, job_notes = job_overrides(job, compose)
         except Exception as err:  # noqa: BLE001  (a record today's conf/ cannot compose: say so, go on)
             notes.append(f"job {key} cannot be composed with today's conf/: {type(err).__name__}: "
                          f"{str(err).splitlines()[0] if str(err) else ''}")
