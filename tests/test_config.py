@@ -95,6 +95,8 @@ def test_accepted_optimizers_and_schedules_are_transformers_names():
 
 def test_runs_from_a_dataset_file_are_labelled_with_its_name(tmp_path):
     """dataset.path=FILE: run dir, result and report carry the file's name, not the default group's."""
+    import json
+
     from tests.cli import REPO_ROOT, harness, results
 
     data = tmp_path / "my_clinic.jsonl"
@@ -106,10 +108,12 @@ def test_runs_from_a_dataset_file_are_labelled_with_its_name(tmp_path):
     (record,) = results(tmp_path / "a")
     assert record["job"]["dataset"]["name"] == "my_clinic"
     assert "tiny-my_clinic-" in record["run_dir"] and "tiny_medical" not in record["run_dir"]
-    # a name the user gives wins over the file's
-    run = harness("run", *common, "dataset.name=clinic_v2", f"results_dir={tmp_path / 'b'}", timeout=120)
-    assert run.returncode == 0, run.stderr
-    assert results(tmp_path / "b")[0]["job"]["dataset"]["name"] == "clinic_v2"
+    # a name the user gives wins over the file's: in the job a run records (as above), which plan prints
+    planned = harness("plan", *common, "dataset.name=clinic_v2", f"results_dir={tmp_path / 'b'}", "--json")
+    assert planned.returncode == 0, planned.stderr
+    (point,) = json.loads(planned.stdout)
+    assert point["job"]["dataset"]["name"] == "clinic_v2" and "tiny-clinic_v2-" in point["run_dirs"][0]
+    assert not (tmp_path / "b").exists()  # planned, not run
 
 
 def test_runs_are_labelled_by_the_data_they_train_on():
