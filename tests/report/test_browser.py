@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import fcntl
-import importlib.util
 import json
 import os
 import select
@@ -26,9 +25,6 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("report_test_records", Path(__file__).with_name("test_report.py"))
-records_helpers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(records_helpers)
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
                  if shutil.which(n)), None)
@@ -178,11 +174,11 @@ def inspect_page(url: str, profile: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
+def report(results_tree, tmp_path_factory):
     from harness.report.render import render_report
     from harness.results.load import load_records
 
-    folder, source, _ = records_helpers.build_results(tmp_path_factory.mktemp("results"))
+    folder, source, _ = results_tree
     records = load_records([folder])
     out = tmp_path_factory.mktemp("reports")
     return render_report(records, out, name=f"browser-{source}"), records

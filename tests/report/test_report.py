@@ -144,11 +144,6 @@ def build_results(root: Path) -> tuple[Path, str, list[Result]]:
 
 
 @pytest.fixture(scope="module")
-def results_tree(tmp_path_factory):
-    return build_results(tmp_path_factory.mktemp("results"))
-
-
-@pytest.fixture(scope="module")
 def rendered(results_tree, tmp_path_factory, capsys_module=None):
     from harness.cli.report import main
 
