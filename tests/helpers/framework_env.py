@@ -19,7 +19,7 @@ import os
 import subprocess
 import textwrap
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import pytest
 
@@ -102,14 +102,14 @@ def env_python(name: str, version: str) -> str:
         pytest.skip(f"{name} {version} environment cannot be built here: {err}")
 
 
-class Outcomes(Mapping[str, dict]):
+class Outcomes(Mapping[str, Any]):
     """Each snippet's ``result``; reading one whose body raised fails the reading test with its traceback.
     ``jobs``: the job each snippet was given; ``output``: the tail of the interpreter's stdout and stderr."""
 
     def __init__(self, python: str, outcomes: dict[str, dict], jobs: dict[str, dict], output: str = "") -> None:
         self.python, self._outcomes, self.jobs, self.output = python, outcomes, jobs, output
 
-    def __getitem__(self, name: str) -> dict:
+    def __getitem__(self, name: str) -> Any:
         outcome = self._outcomes[name]
         if "error" in outcome:
             raise AssertionError(f"snippet {name!r} failed under {self.python}:\n{outcome['error']}\n"
@@ -140,7 +140,7 @@ def run_snippets(framework: Framework, snippets: Mapping[str, Snippet], timeout:
                     + "\n" + proc.stderr[-5000:])
 
 
-def run_in_env(framework: Framework, job: dict, body: str, timeout: int = 300) -> dict:
+def run_in_env(framework: Framework, job: dict, body: str, timeout: int = 300) -> Any:
     """Run one snippet in an interpreter of its own (for a check too slow or too rare to batch)."""
     return run_snippets(framework, {"snippet": (job, body)}, timeout)["snippet"]
 
