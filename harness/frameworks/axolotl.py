@@ -180,9 +180,12 @@ def native_args(job: Job) -> dict[str, Any]:
         "strict": False,
     }
     if quant is not None:
+        # loaders/model.py _set_quantization_config: compute dtype = the model's, storage bfloat16 (the
+        # BitsAndBytesConfig default the others get: uint8).
         cfg["bnb_config_kwargs"] = {"bnb_4bit_quant_type": quant["bnb_4bit_quant_type"],
                                     "bnb_4bit_use_double_quant": quant["bnb_4bit_use_double_quant"],
-                                    "bnb_4bit_compute_dtype": quant["bnb_4bit_compute_dtype"]}
+                                    "bnb_4bit_compute_dtype": quant["bnb_4bit_compute_dtype"],
+                                    "bnb_4bit_quant_storage": "uint8"}
     return {k: v for k, v in cfg.items() if v is not None}
 
 
