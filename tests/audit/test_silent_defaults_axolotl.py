@@ -48,7 +48,9 @@ class Sentinel(TrainerCallback):
     pass
 
 
-adapter.CallbacksPlugin.pending = [Sentinel()]
+from harness.frameworks.axolotl.plugin import HANDOFF
+
+HANDOFF.callbacks = [Sentinel()]
 adapter.write_data(job)
 cfg = load_cfg(str(adapter.write_config(job)))
 
@@ -342,3 +344,14 @@ def test_axolotl_refuses_packing_without_flash_attention():
 
     with pytest.raises(FrameworkUnavailable, match="packs rows only over flash or flex attention"):
         import_framework(make_job(framework="axolotl", train__packing=True))
+
+
+def test_axolotl_refuses_several_processes_without_a_gpu():
+    import torch
+
+    from harness.frameworks.axolotl import import_framework
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: axolotl places each rank on its GPU")
+    with pytest.raises(FrameworkUnavailable, match="several processes only on GPUs"):
+        import_framework(make_job(framework="axolotl", runtime={"world_size": 2}))
