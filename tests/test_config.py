@@ -74,7 +74,7 @@ def test_4bit_needs_cuda():
 def test_plain_multirun_sweeps_every_compared_framework():
     jobs = expand_sweep([], multirun=True)
     assert sorted(j for job in jobs for j in job if j.startswith("framework=")) == [
-        "framework=llamafactory", "framework=swift", "framework=trl", "framework=unsloth"]
+        "framework=axolotl", "framework=llamafactory", "framework=swift", "framework=trl", "framework=unsloth"]
 
 
 def test_explicit_framework_list_replaces_the_default_sweep():

@@ -199,16 +199,22 @@ def test_axolotl_renders_the_chat_template_and_supervises_the_response_only(reso
     assert first["labels"][-2:] == [resolved["eos_id"], *resolved["newline_id"]]  # the turn's last two tokens
 
 
-@pytest.mark.parametrize("loss_on", ["all_assistant", "last_assistant"])
-def test_axolotl_conversation_turns_supervised_as_loss_on_says(tmp_path, loss_on):
+@pytest.fixture(scope="module")
+def conversations(tmp_path_factory):
+    """One job, both scopes: the prepared records carry their own loss_on (harness.data.formats)."""
+    records = [{**CONVERSATION, "loss_on": "all_assistant"}, {**CONVERSATION, "loss_on": "last_assistant"}]
+    job = _job(tmp_path_factory.mktemp("conversations"), records=records + records[:1], dataset="tiny_messages")
+    return run_in_env(AXOLOTL, job, _RESOLVE, timeout=600)
+
+
+@pytest.mark.parametrize("index,supervised_turns", [(0, 2), (1, 1)], ids=["all_assistant", "last_assistant"])
+def test_axolotl_conversation_turns_supervised_as_loss_on_says(conversations, index, supervised_turns):
     """Each turn's message_field_training flag decides; a record's own system turn replaces the default."""
-    record = {**CONVERSATION, "loss_on": loss_on}
-    job = _job(tmp_path, records=[record, record, record], dataset="tiny_messages", dataset__loss_on=loss_on)
-    out = run_in_env(AXOLOTL, job, _RESOLVE, timeout=600)
-    row, ref = out["rows"][0], out["ref"][0]
+    row, ref = conversations["rows"][index], conversations["ref"][index]
     assert row["ids"] == ref["input_ids"] and row["labels"] == ref["labels"]
-    supervised_runs = sum(1 for i, label in enumerate(row["labels"]) if label != -100 and (i == 0 or row["labels"][i - 1] == -100))
-    assert supervised_runs == (2 if loss_on == "all_assistant" else 1)
+    labels = row["labels"]
+    runs = sum(1 for i, label in enumerate(labels) if label != -100 and (i == 0 or labels[i - 1] == -100))
+    assert runs == supervised_turns
 
 
 def test_axolotl_truncates_instead_of_dropping(resolved, axolotl_job):

@@ -88,6 +88,7 @@ class AxolotlAdapter(Adapter):
     install_hint = INSTALL_HINT
     truncation = ("axolotl excess_length_strategy truncate (axolotl/utils/data/utils.py truncate_long_seq: the "
                   "tokens beyond sequence_len are dropped from the end)")
+    compare_rank = 4  # it trains on CPU: part of the plain -m (the Quick start), after ms-swift
 
     def native_args(self, job: Job) -> dict[str, Any]:
         return native_args(job)
