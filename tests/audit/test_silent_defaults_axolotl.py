@@ -78,6 +78,11 @@ if job["runtime"].get("quantization_only"):
     quant = loader.model_kwargs["quantization_config"]
     result["quantization"] = {k: str(getattr(quant, k)) for k in ["load_in_4bit", "bnb_4bit_quant_type",
                               "bnb_4bit_use_double_quant", "bnb_4bit_compute_dtype", "bnb_4bit_quant_storage"]}
+    # The 4-bit model itself (bitsandbytes has a CPU backend): the dtypes of its frozen parameters.
+    model, _ = ModelLoader(cfg, load_tokenizer(cfg)).load()
+    result["frozen_dtypes"] = sorted({str(p.dtype) for p in model.parameters()
+                                      if not p.requires_grad and p.is_floating_point()})
+    result["trainable_dtypes"] = sorted({str(p.dtype) for p in model.parameters() if p.requires_grad})
 else:
     meta = load_datasets(cfg=cfg, cli_args=TrainerCliArgs())
     trainer, model, tokenizer, peft_config, _ = setup_model_and_trainer(cfg, meta)
@@ -326,15 +331,29 @@ def test_axolotl_callbacks_reach_its_trainer(resolved):
     assert "Sentinel" in resolved["callbacks"]
 
 
-def test_axolotl_qlora_quantization(tmp_path):
-    # loaders/model.py _set_quantization_config: bnb_4bit_compute_dtype -> the model's dtype (float32 on CPU),
+@pytest.fixture(scope="module")
+def qlora(tmp_path_factory):
+    # bf16, as on a GPU (the CPU's float32 would hide the dtype the base is kept in).
+    job = _job(tmp_path_factory.mktemp("qlora"), train__quantization="4bit", train__precision="bf16",
+               runtime={"quantization_only": True})
+    return run_in_env(AXOLOTL, job, _RESOLVE, timeout=600)
+
+
+def test_axolotl_qlora_quantization(qlora):
+    # loaders/model.py _set_quantization_config: bnb_4bit_compute_dtype -> the model's dtype,
     # bnb_4bit_quant_storage bfloat16 (trl's BitsAndBytesConfig: uint8).
-    job = _job(tmp_path, train__quantization="4bit", runtime={"quantization_only": True})
-    out = run_in_env(AXOLOTL, job, _RESOLVE, timeout=600)
-    assert (out["cfg"]["adapter"], out["cfg"]["load_in_4bit"]) == ("qlora", True)
-    assert out["quantization"] == {"load_in_4bit": "True", "bnb_4bit_quant_type": "nf4",
-                                   "bnb_4bit_use_double_quant": "True", "bnb_4bit_compute_dtype": "torch.bfloat16",
-                                   "bnb_4bit_quant_storage": "torch.uint8"}
+    assert (qlora["cfg"]["adapter"], qlora["cfg"]["load_in_4bit"]) == ("qlora", True)
+    assert qlora["quantization"] == {"load_in_4bit": "True", "bnb_4bit_quant_type": "nf4",
+                                     "bnb_4bit_use_double_quant": "True", "bnb_4bit_compute_dtype": "torch.bfloat16",
+                                     "bnb_4bit_quant_storage": "torch.uint8"}
+
+
+def test_axolotl_qlora_base_kept_in_its_dtype(qlora):
+    # loaders/model.py _prepare_model_for_quantization (peft prepare_model_for_kbit_training: every frozen
+    # non-4-bit parameter to float32), then _configure_embedding_dtypes (norms and embeddings back to bfloat16):
+    # the attention biases would stay float32. The adapters stay float32, as peft makes them.
+    assert qlora["frozen_dtypes"] == ["torch.bfloat16"]
+    assert qlora["trainable_dtypes"] == ["torch.float32"]
 
 
 # ---- what axolotl would change and cannot be told not to: refused before anything runs ----------------------

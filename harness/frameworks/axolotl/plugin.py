@@ -8,6 +8,7 @@ plugin hands over waits in :data:`HANDOFF`, set by the adapter before ``do_train
 - ``get_training_args``: Trainer arguments axolotl hard-codes or does not map (``TRAINER_ARGS``), applied last
   (core/builders/causal.py build).
 - ``pre_lora_load``: seeds the adapters' initialisation, which axolotl never does.
+- ``post_model_load``: QLoRA's frozen base back in the dtype it was loaded in (axolotl leaves biases in float32).
 - ``post_trainer_create`` / ``post_train``: hold the Trainer and run its ``evaluate()`` once, right after
   ``train()`` (axolotl/train.py execute_training), before axolotl destroys the process group of a multi-GPU run.
 
@@ -61,6 +62,17 @@ def _plugin_class() -> type:
             from transformers import set_seed
 
             set_seed(cfg.seed)
+
+        def post_model_load(self, cfg: Any, model: Any) -> None:
+            # QLoRA: axolotl runs peft's prepare_model_for_kbit_training, which upcasts every frozen parameter that is
+            # not 4-bit to float32, then casts only the norms and embeddings back (axolotl/loaders/model.py
+            # _prepare_model_for_quantization, _configure_embedding_dtypes): the attention biases stay float32. trl
+            # and LLaMA-Factory keep the base in the dtype it was loaded in; so does this.
+            if cfg.adapter != "qlora":
+                return
+            for param in model.parameters():
+                if not param.requires_grad and param.is_floating_point() and param.dtype != cfg.torch_dtype:
+                    param.data = param.data.to(cfg.torch_dtype)
 
         def post_trainer_create(self, cfg: Any, trainer: Any) -> None:
             HANDOFF.trainer = trainer
