@@ -96,6 +96,7 @@ else:
                   "sample_packing", "max_seq_length", "output_dir"]
     result["args"] = {k: value(getattr(args, k)) for k in arg_fields}
     result["callbacks"] = [type(cb).__name__ for cb in trainer.callback_handler.callbacks]
+    result["model_accepts_loss_kwargs"] = trainer.model_accepts_loss_kwargs
     records = read_split(job["runtime"]["data_dir"], "train")
     rows = meta.train_dataset
     result["rows"] = [{"ids": list(r["input_ids"]), "labels": list(r["labels"])} for r in rows]
@@ -272,6 +273,13 @@ def test_axolotl_trainer_arguments_it_hard_codes(resolved):
     assert args["average_tokens_across_devices"] is True
     assert args["include_num_input_tokens_seen"] == "non_padding"
     assert args["disable_tqdm"] is True
+
+
+def test_axolotl_token_mean_over_accumulated_micro_batches(resolved):
+    # core/trainers/base.py AxolotlTrainer.__init__: model_accepts_loss_kwargs False when forward has no parameter
+    # named num_items_in_batch (Qwen2 takes it through **kwargs): each micro-batch's loss would be its own token
+    # mean, averaged over the accumulation (and the DDP ranks), where transformers (and trl) divide by all tokens.
+    assert resolved["model_accepts_loss_kwargs"] is True
 
 
 def test_axolotl_no_evaluation_or_saving_during_training(resolved):

@@ -9,6 +9,7 @@ plugin hands over waits in :data:`HANDOFF`, set by the adapter before ``do_train
   (core/builders/causal.py build).
 - ``pre_lora_load``: seeds the adapters' initialisation, which axolotl never does.
 - ``post_model_load``: QLoRA's frozen base back in the dtype it was loaded in (axolotl leaves biases in float32).
+- ``post_trainer_create``: gives the Trainer back transformers' token-weighted loss over accumulated micro-batches.
 - ``post_trainer_create`` / ``post_train``: hold the Trainer and run its ``evaluate()`` once, right after
   ``train()`` (axolotl/train.py execute_training), before axolotl destroys the process group of a multi-GPU run.
 
@@ -44,6 +45,18 @@ class Handoff:
 HANDOFF = Handoff()
 
 
+def _transformers_accepts_loss_kwargs(trainer: Any) -> bool:
+    """What ``transformers.Trainer.__init__`` concludes for the unwrapped base model: its ``accepts_loss_kwargs``,
+    else whether its forward takes ``**kwargs``."""
+    import inspect
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if hasattr(model, "accepts_loss_kwargs"):
+        return bool(model.accepts_loss_kwargs)
+    return any(p.kind == inspect.Parameter.VAR_KEYWORD for p in inspect.signature(model.forward).parameters.values())
+
+
 @functools.lru_cache(maxsize=None)
 def _plugin_class() -> type:
     from axolotl.integrations.base import BasePlugin
@@ -76,6 +89,12 @@ def _plugin_class() -> type:
 
         def post_trainer_create(self, cfg: Any, trainer: Any) -> None:
             HANDOFF.trainer = trainer
+            # core/trainers/base.py AxolotlTrainer.__init__ turns model_accepts_loss_kwargs off when the model's
+            # forward has no parameter named num_items_in_batch; Qwen2's takes it through **kwargs (its loss uses
+            # it). Off, the loss over accumulated micro-batches (and over DDP ranks) is the mean of their own
+            # token means, not the token mean of them all, as in every other framework. transformers' own
+            # reading (trainer.py, model introspection), restored:
+            trainer.model_accepts_loss_kwargs = _transformers_accepts_loss_kwargs(trainer)
 
         def post_train(self, cfg: Any, model: Any) -> None:
             # Called right after trainer.train() and again at the end of axolotl.train.train (after the process
