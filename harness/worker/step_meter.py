@@ -50,7 +50,7 @@ from typing import Any, Callable
 import torch
 from transformers import TrainerCallback
 
-from harness.worker.live_fields.batches import batch_record
+from harness.worker.live_fields.batches import batch_record, block_mask_segments
 from harness.worker.torch_memory import sync_cuda, torch_memory  # noqa: F401  (torch_memory: the worker's)
 from harness.worker.train_summary import settle_evidence, train_summary
 
@@ -127,8 +127,11 @@ class StepMeter(TrainerCallback):
         else:
             supervised = 0
             self._supervised_known = False
+        blocks = block_mask_segments(mask, to_cpu=False) if torch.is_tensor(mask) and mask.dim() == 4 else None
         if torch.is_tensor(position_ids) and position_ids.dim() == 2:
             samples = (position_ids == 0).sum()
+        elif blocks is not None:  # packed rows with a block-diagonal mask: one sample per block
+            samples = blocks[1].sum()
         else:
             samples = shape[0]
         self._acc_tokens = self._acc_tokens + tokens
