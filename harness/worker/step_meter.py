@@ -112,8 +112,11 @@ class StepMeter(TrainerCallback):
             return
         mask = kwargs.get("attention_mask")
         position_ids = kwargs.get("position_ids")
+        blocks = block_mask_segments(mask, to_cpu=False) if torch.is_tensor(mask) and mask.dim() == 4 else None
         if torch.is_tensor(mask) and mask.dim() == 2:
             tokens = mask.sum()
+        elif blocks is not None:  # a block-diagonal mask (packed rows): the tokens that attend to themselves
+            tokens = blocks[0].sum()
         elif position_ids is None and input_ids is not None and self.pad_token_id is not None:
             tokens = (input_ids != self.pad_token_id).sum()
         else:
@@ -127,7 +130,6 @@ class StepMeter(TrainerCallback):
         else:
             supervised = 0
             self._supervised_known = False
-        blocks = block_mask_segments(mask, to_cpu=False) if torch.is_tensor(mask) and mask.dim() == 4 else None
         if torch.is_tensor(position_ids) and position_ids.dim() == 2:
             samples = (position_ids == 0).sum()
         elif blocks is not None:  # packed rows with a block-diagonal mask: one sample per block
