@@ -129,7 +129,7 @@ def upcast_layernorm(live: Any, audit: dict[str, Any]) -> tuple[bool | None, str
 PROBES: dict[str, Probe] = {
     "padding_free": padding_free, "packing": packing, "neat_packing": neat_packing,
     "no_pad_multiple": no_pad_multiple, "fused_adamw": fused_adamw, "liger": liger,
-    "bf16_adapters": bf16_adapters, "unsloth_gc": offloaded_checkpointing, "reentrant_gc": reentrant_gc,
+    "bf16_adapters": bf16_adapters, "offloaded_gc": offloaded_checkpointing, "reentrant_gc": reentrant_gc,
     "flash_attn_auto": attention_choice, "upcast_layernorm": upcast_layernorm,
 }
 
