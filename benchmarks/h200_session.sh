@@ -82,6 +82,21 @@ stage_regression() {
 stage_gputests() { python3 -m pytest -m gpu tests/ -p no:cacheprovider -q; }
 stage_throughput() { python3 -m harness run experiment=throughput_7b framework=$FW $OFFLINE repeats=3 results_dir=$R -m; }
 stage_qlora() { python3 -m harness run experiment=qlora_7b framework=$FW $OFFLINE results_dir=$R -m; }
+# Issue 17: each framework's recommended recipe beside its identical run (docs/recipes.md). Liger is GPU-only:
+# its wheel (envs/gpu/recipes.txt, carried as .whl/recipes) goes into the trl and LLaMA-Factory envs after setup;
+# without it the liger feature is recorded unavailable and the rest of each recipe runs.
+#   R=/tmp/h200-s6 FW=trl,llamafactory bash benchmarks/h200_session.sh ensure recipes_setup recipes pack
+stage_recipes_setup() {
+  local env
+  for env in "$HARNESS_ENV_ROOT"/trl-* "$HARNESS_ENV_ROOT"/llamafactory-*; do
+    [ -x "$env/bin/python" ] && python3 -m pip --python "$env/bin/python" install -q --no-index --no-deps \
+      --no-compile .whl/recipes/*.whl
+  done
+}
+stage_recipes() {
+  python3 -m harness run experiment=throughput_7b framework=$FW 'recipe=identical,recommended' $OFFLINE results_dir=$R -m
+  python3 -m harness run experiment=qlora_7b framework=$FW 'recipe=identical,recommended' $OFFLINE results_dir=$R -m
+}
 # Harness overhead and the suite's repeats in one: round k runs, per framework in FW, repeat k of
 # throughput_7b under the harness ($R/throughput_7b) and then the bare script (benchmarks/bare_<framework>.py)
 # on the same job.json; $R/overhead/<framework>/overhead-<framework>.json. ROUNDS picks the rounds of one call
@@ -163,7 +178,8 @@ stage_pack() {
 }
 
 for stage in "$@"; do
-  [ "$stage" = setup ] || [ "$stage" = ensure ] || [ "$stage" = pack ] || FW=${FW:-$(compared)}
+  [ "$stage" = setup ] || [ "$stage" = ensure ] || [ "$stage" = pack ] || [ "$stage" = recipes_setup ] \
+    || FW=${FW:-$(compared)}
   echo "=== $stage $(date -u +%T)" | tee -a "$LOG"
   "stage_$stage" 2>&1 | tee -a "$LOG"
 done
