@@ -123,6 +123,7 @@ def compare_with_twins(point: list["Result"], every: list["Result"]) -> list[dic
             "always_on": list(first.recipe.always_on) if first is not None else [],
             "budget": first.recipe.budget if first is not None else None,
             "quality": quality(_eval_losses(twins), _eval_losses(runs)),
+            "ok": bool(ok_runs), "statuses": "/".join(sorted({str(r.status) for r in runs})),
             "differences": [], "unexplained": 0, "not_seen": [f.get("id") for f in features if f.get("status") == "not seen"],
         }
         if first is not None and ok_twins and first.audit is not None and ok_twins[0].audit is not None:
@@ -139,6 +140,9 @@ def summary_lines(audit: dict[str, Any]) -> list[str]:
     lines = []
     for entry in audit.get("recipe") or []:
         q = entry["quality"]
+        if not entry.get("ok"):
+            lines.append(f"recipe: {entry['label']} recommended: no successful run here ({entry.get('statuses')})")
+            continue
         if not entry["twin_found"]:
             lines.append(f"recipe: {entry['label']} recommended: no identical twin ({entry['twin_job_hash']}) "
                          "in these results: nothing to check it against")

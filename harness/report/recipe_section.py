@@ -131,7 +131,8 @@ def recipe_point(audit: dict[str, Any], point_runs: list[Result], records: list[
         q = entry.get("quality") or {}
         frameworks.append({
             "label": label, "twin_found": bool(twins), "target": target, "target_text": fmt(target, "rate"),
-            "rows": [identical, recommended], "quality": q, "quality_text": _quality_text(q),
+            "rows": [identical, recommended], "quality": q,
+            "quality_text": _quality_text(q) if entry.get("ok", True) else f"not run here ({entry.get('statuses')})",
             "worse": q.get("verdict") == "trains worse", "better": q.get("verdict") == "trains better",
             "speedup": _ratio(identical["time_to_target"], recommended["time_to_target"]),
             "memory_ratio": _ratio(recommended["memory"], identical["memory"]),
