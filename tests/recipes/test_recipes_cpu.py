@@ -11,6 +11,8 @@ import pytest
 
 from tests.cli import harness, results
 
+pytestmark = pytest.mark.slow
+
 STEPS = ("train.max_steps=8", "train.measure_warmup_steps=2")
 
 
