@@ -134,11 +134,11 @@ def build_record(*, job: JobFile, view: dict[str, Any], sampler: Any, run_dir: P
                            joules_per_1k_tokens=joules / (tokens / 1000) if joules and tokens else None)
     record.profile = _profile(worker, record.memory)
     record.mfu = _mfu(record, worker.model_path if worker is not None else None, job) if record.ok else None
-    record.checks = run_checks(record) if record.ok else []
     if identical_hashes is not None:
         # the run this one is checked against, found by hash rather than guessed (audit, report)
         spec = job.spec.recipe
         record.recipe = (worker.recipe if worker is not None and worker.recipe is not None
                          else RecipeResult(name=spec.name if spec else None, packing=spec.packing if spec else None))
         record.recipe.identical_job_hash, record.recipe.identical_point_hash = identical_hashes
+    record.checks = run_checks(record) if record.ok else []  # after the recipe: its packing explains two checks
     return record
