@@ -188,10 +188,6 @@ class StepMeter(TrainerCallback):
         self._counters_begin = allocator_counters()
 
     def on_step_end(self, args, state, control, **kwargs):
-        # When the host has queued the whole step, the GPU may still be working: that tail says who set
-        # the pace. Near zero, the host (Python, launches, a sync inside the step) was the bottleneck;
-        # large, the GPU was. Read before the sync, so it costs nothing.
-        t_queued = self._clock()
         sync_cuda()
         t_end = self._clock()
         wall_end = time.time()
@@ -205,7 +201,7 @@ class StepMeter(TrainerCallback):
             "samples": samples, "micro_batches": self._acc_micro,
             "max_seq_len": self._acc_max_len, "padded_tokens": self._acc_padded,
             "loss": None, "grad_norm": None, "lr": None, "t_end": wall_end,
-            "gpu_tail_s": t_end - t_queued, **self._allocator_deltas()})
+            **self._allocator_deltas()})
         self._reset_acc()
         self._t_anchor = t_end
         self._t_begin = None

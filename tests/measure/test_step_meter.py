@@ -248,24 +248,19 @@ def test_torch_memory_on_cpu():
     assert torch_memory() == {"torch_max_allocated_bytes": None, "torch_max_reserved_bytes": None}
 
 
-def test_gpu_tail_and_allocator_calls_per_step(monkeypatch):
-    # The GPU's tail is what the step still ran after the host had queued it: the time spent in the
-    # step-end sync. Faked here by a sync that advances the clock, and a driver that counts allocations.
+def test_allocator_calls_per_step(monkeypatch):
+    # A step's trips to the driver for memory: the difference of the allocator's lifetime counters between
+    # its begin and its end (faked here: no CUDA on CPU).
     import harness.worker.step_meter as step_meter
 
-    clock = FakeClock()
-    tails = iter([0.0, 0.0, 0.004, 0.0, 0.3, 0.0, 0.0, 0.0])  # on_train_begin, then begin/end per step
-    monkeypatch.setattr(step_meter, "sync_cuda", lambda: clock.advance(next(tails)))
     calls = iter([{"cuda_mallocs": 5, "cuda_frees": 0, "alloc_retries": 0},
                   {"cuda_mallocs": 5, "cuda_frees": 0, "alloc_retries": 0},   # step 1: none
                   {"cuda_mallocs": 5, "cuda_frees": 0, "alloc_retries": 0},
                   {"cuda_mallocs": 8, "cuda_frees": 2, "alloc_retries": 1}])  # step 2: to the driver
     monkeypatch.setattr(step_meter, "allocator_counters", lambda: next(calls))
-    meter = StepMeter(warmup_steps=0, clock=clock)
-    _run_steps(meter, TinyModel().train(), [[PADDED_1]] * 2, TrainerState(), clock=clock, step_s=0.1)
+    meter = StepMeter(warmup_steps=0, clock=FakeClock())
+    _run_steps(meter, TinyModel().train(), [[PADDED_1]] * 2, TrainerState())
     first, second = meter.records
-    assert first["gpu_tail_s"] == pytest.approx(0.004) and second["gpu_tail_s"] == pytest.approx(0.3)
-    assert first["time_s"] == pytest.approx(0.104)
     assert (first["cuda_mallocs"], first["cuda_frees"], first["alloc_retries"]) == (0, 0, 0)
     assert (second["cuda_mallocs"], second["cuda_frees"], second["alloc_retries"]) == (3, 2, 1)
 
@@ -273,4 +268,4 @@ def test_gpu_tail_and_allocator_calls_per_step(monkeypatch):
 def test_no_allocator_counters_on_cpu():
     meter = StepMeter(warmup_steps=0, clock=FakeClock())
     _run_steps(meter, TinyModel().train(), [[PADDED_1]], TrainerState())
-    assert "cuda_mallocs" not in meter.records[0] and "gpu_tail_s" in meter.records[0]
+    assert "cuda_mallocs" not in meter.records[0] and meter.records[0]["time_s"] >= 0
