@@ -20,11 +20,17 @@
 #   R=/tmp/h200-s4 FW=trl,unsloth ROUNDS=0 bash benchmarks/h200_session.sh ensure host gputests overhead pack
 #   R=/tmp/h200-s4 FW=trl,unsloth ROUNDS=1 bash benchmarks/h200_session.sh ensure host overhead pack   (then ROUNDS=2)
 #   R=/tmp/h200-s4q FW=llamafactory bash benchmarks/h200_session.sh ensure host qlora_repeats   (packs itself)
-# Session 5 (planned; the bare scripts now time the harness's window, so the overhead verdict compares
-# steady-state speed): trl and LLaMA-Factory, 3 rounds, one round per call (~7 minutes each):
+# Session 5 (one H200, nothing else on the host; the bare scripts time the harness's window). Carry
+# .whl/trl .whl/llamafactory .whl/base .hub (with the gzipped timelines the tree is ~16 MB, the two
+# wheelhouses ~18 MB); each call one round, ~400 s:
 #   R=/tmp/h200-s5 FW=trl,llamafactory ROUNDS=0 bash benchmarks/h200_session.sh ensure host overhead pack
 #   R=/tmp/h200-s5 FW=trl,llamafactory ROUNDS=1 bash benchmarks/h200_session.sh ensure host overhead pack   (then ROUNDS=2)
-# Session 6: FW=unsloth ROUNDS="0 1 2" (one call), then the next issue's GPU work.
+#   then, same warm machine, carrying .whl/unsloth .whl/base .hub:
+#   R=/tmp/h200-s5 FW=unsloth ROUNDS=0: setup, then `timeout 255 ... overhead`, then pack (~240 s)
+# Session 6 (planned): unsloth rounds 1 and 2, one call (~400 s), carrying .whl/unsloth .whl/base .hub:
+#   R=/tmp/h200-s6 FW=unsloth ROUNDS="1 2" bash benchmarks/h200_session.sh ensure host gputests overhead pack
+#   (copy results/h200/session5/throughput_7b and overhead/unsloth into /tmp/h200-s6 first, so the resume
+#   runs only repeats 1 and 2), then the next issue's GPU work.
 # FW picks the frameworks of a stage (default: every compared framework, from the registry). Results go to results/h200*, reports to
 # reports/; the stages append to $LOG.
 set -uo pipefail

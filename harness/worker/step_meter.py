@@ -51,7 +51,7 @@ import torch
 from transformers import TrainerCallback
 
 from harness.worker.live_fields.batches import batch_record, block_mask_segments
-from harness.worker.torch_memory import sync_cuda, torch_memory  # noqa: F401  (torch_memory: the worker's)
+from harness.worker.torch_memory import allocator_counters, sync_cuda, torch_memory  # noqa: F401  (torch_memory: the worker's)
 from harness.worker.train_summary import settle_evidence, train_summary
 
 IGNORE_INDEX = -100
@@ -89,6 +89,7 @@ class StepMeter(TrainerCallback):
         self._reset_acc()
         self._t_anchor: float | None = None
         self._t_begin: float | None = None
+        self._counters_begin: dict[str, int] | None = None
         self._supervised_known = True
 
     # ---- counting ----------------------------------------------------------------------------------
@@ -189,6 +190,7 @@ class StepMeter(TrainerCallback):
         self._t_begin = self._clock()
         if self._t_anchor is None:
             self._t_anchor = self._t_begin
+        self._counters_begin = allocator_counters()
 
     def on_step_end(self, args, state, control, **kwargs):
         sync_cuda()
@@ -203,10 +205,18 @@ class StepMeter(TrainerCallback):
             "tokens": tokens, "supervised_tokens": supervised,
             "samples": samples, "micro_batches": self._acc_micro,
             "max_seq_len": self._acc_max_len, "padded_tokens": self._acc_padded,
-            "loss": None, "grad_norm": None, "lr": None, "t_end": wall_end})
+            "loss": None, "grad_norm": None, "lr": None, "t_end": wall_end,
+            **self._allocator_deltas()})
         self._reset_acc()
         self._t_anchor = t_end
         self._t_begin = None
+
+    def _allocator_deltas(self) -> dict[str, int]:
+        """How often this step went to the driver for memory (empty on CPU)."""
+        begin, end = self._counters_begin, allocator_counters()
+        if begin is None or end is None:
+            return {}
+        return {k: end[k] - begin[k] for k in end}
 
     def reanchor(self) -> None:
         """Evaluation / checkpoint saving inside the loop is not training work: restart the clock."""
