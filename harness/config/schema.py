@@ -49,6 +49,11 @@ class FrameworkConfig:
     adapter: str = MISSING
     # Fault injection, for adapters that declare faults (tests only; Adapter.faults).
     fault: str = "none"
+    # recipe=recommended: the framework's own speed and memory features, one mapping per feature
+    # (harness/frameworks/recipes.py: FEATURE_KEYS), and what is on in both recipes (context for the audit).
+    # Out of identical jobs and their hashes (harness/config/job.py).
+    recommended: list[Any] = field(default_factory=list)
+    always_on: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -159,6 +164,15 @@ class LauncherConfig:
     nproc: int = 1
 
 
+# ---- recipe: identical (the same math everywhere) or recommended (each framework's own features) ----
+@dataclass
+class RecipeConfig:
+    # identical: out of the job and its hash (harness/config/job.py), as before the recipe group existed.
+    name: str = "identical"
+    # framework | on | off: who packs under recipe=recommended (conf/recipe/recommended.yaml).
+    packing: str = "framework"
+
+
 @dataclass
 class Config:
     framework: FrameworkConfig = field(default_factory=FrameworkConfig)
@@ -190,6 +204,30 @@ class Config:
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     # ---- profile (Explain) ----
     profile: ProfileConfig = field(default_factory=ProfileConfig)
+    # ---- recipe (issue 17) ----
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
+
+
+def validate_recipe(cfg: Any) -> None:
+    """recipe=identical|recommended, its packing, settings that contradict it, and the framework's feature
+    list (every entry well-formed, named by file and feature)."""
+    from harness.frameworks import recipes  # noqa: PLC0415  (light; shared with the worker)
+
+    recipe = cfg.get("recipe") if hasattr(cfg, "get") else getattr(cfg, "recipe", None)
+    if recipe is None:
+        return
+    from omegaconf import OmegaConf  # noqa: PLC0415
+
+    def plain(node: Any) -> Any:
+        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+    where = f"conf/framework/{cfg.framework.name}.yaml"
+    try:
+        recipes.check_recipe(str(recipe.name), str(recipe.packing), train_packing=bool(cfg.train.packing))
+        recipes.parse_features(plain(cfg.framework.get("recommended")), where)
+        recipes.parse_always_on(plain(cfg.framework.get("always_on")), where)
+    except recipes.RecipeError as err:
+        raise ConfigError(str(err)) from None
 
 
 def validate_launcher(cfg: Any) -> None:
@@ -284,6 +322,7 @@ def validate(cfg: Any, *, cuda_available: bool) -> None:
     validate_launcher(cfg)
     validate_profile(cfg)
     validate_dataset(cfg)
+    validate_recipe(cfg)
 
 
 def validate_profile(cfg: Any) -> None:
