@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config.schema import ConfigError, validate
+from harness.config.schema import ConfigError
+from harness.config.validation import validate
 from harness.config.preflight import CONF_DIR, compose_job, expand_sweep
 
 GROUPS = {group: sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))

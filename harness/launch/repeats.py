@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from harness.launch import interrupts, venv_build, venvs
 from harness.records import run_files
 from harness.atomic import atomic_write_json
-from harness.config.schema import validate
+from harness.config.validation import validate
 from harness.data.dataset import PreparedData, prepare, write_jsonl
 from harness.config.job import Job, identical_twin, job_from_config, job_hash, point_hash, run_dir_for, write_job
 from harness.sampling.devices import cuda_available
