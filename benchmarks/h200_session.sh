@@ -20,11 +20,17 @@
 #   R=/tmp/h200-s4 FW=trl,unsloth ROUNDS=0 bash benchmarks/h200_session.sh ensure host gputests overhead pack
 #   R=/tmp/h200-s4 FW=trl,unsloth ROUNDS=1 bash benchmarks/h200_session.sh ensure host overhead pack   (then ROUNDS=2)
 #   R=/tmp/h200-s4q FW=llamafactory bash benchmarks/h200_session.sh ensure host qlora_repeats   (packs itself)
-# Session 5 (planned; the bare scripts now time the harness's window, so the overhead verdict compares
-# steady-state speed): trl and LLaMA-Factory, 3 rounds, one round per call (~7 minutes each):
+# Session 5 (one H200, nothing else on the host; the bare scripts time the harness's window). Carry
+# .whl/trl .whl/llamafactory .whl/base .hub (with the gzipped timelines the tree is ~16 MB, the two
+# wheelhouses ~18 MB); each call one round, ~400 s:
 #   R=/tmp/h200-s5 FW=trl,llamafactory ROUNDS=0 bash benchmarks/h200_session.sh ensure host overhead pack
 #   R=/tmp/h200-s5 FW=trl,llamafactory ROUNDS=1 bash benchmarks/h200_session.sh ensure host overhead pack   (then ROUNDS=2)
-# Session 6: FW=unsloth ROUNDS="0 1 2" (one call), then the next issue's GPU work.
+#   then, same warm machine, carrying .whl/unsloth .whl/base .hub:
+#   R=/tmp/h200-s5 FW=unsloth ROUNDS=0: setup, then `timeout 255 ... overhead`, then pack (~240 s)
+# Session 6 (planned): unsloth rounds 1 and 2, one call (~400 s), carrying .whl/unsloth .whl/base .hub:
+#   R=/tmp/h200-s6 FW=unsloth ROUNDS="1 2" bash benchmarks/h200_session.sh ensure host gputests overhead pack
+#   (copy results/h200/session5/throughput_7b and overhead/unsloth into /tmp/h200-s6 first, so the resume
+#   runs only repeats 1 and 2), then the next issue's GPU work.
 # FW picks the frameworks of a stage (default: every compared framework, from the registry). Results go to results/h200*, reports to
 # reports/; the stages append to $LOG.
 set -uo pipefail
@@ -82,6 +88,21 @@ stage_regression() {
 stage_gputests() { python3 -m pytest -m gpu tests/ -p no:cacheprovider -q; }
 stage_throughput() { python3 -m harness run experiment=throughput_7b framework=$FW $OFFLINE repeats=3 results_dir=$R -m; }
 stage_qlora() { python3 -m harness run experiment=qlora_7b framework=$FW $OFFLINE results_dir=$R -m; }
+# Issue 17: each framework's recommended recipe beside its identical run (docs/recipes.md). Liger is GPU-only:
+# its wheel (envs/gpu/recipes.txt, carried as .whl/recipes) goes into the trl and LLaMA-Factory envs after setup;
+# without it the liger feature is recorded unavailable and the rest of each recipe runs.
+#   R=/tmp/h200-s6 FW=trl,llamafactory bash benchmarks/h200_session.sh ensure recipes_setup recipes pack
+stage_recipes_setup() {
+  local env
+  for env in "$HARNESS_ENV_ROOT"/trl-* "$HARNESS_ENV_ROOT"/llamafactory-*; do
+    [ -x "$env/bin/python" ] && python3 -m pip --python "$env/bin/python" install -q --no-index --no-deps \
+      --no-compile .whl/recipes/*.whl
+  done
+}
+stage_recipes() {
+  python3 -m harness run experiment=throughput_7b framework=$FW 'recipe=identical,recommended' $OFFLINE results_dir=$R -m
+  python3 -m harness run experiment=qlora_7b framework=$FW 'recipe=identical,recommended' $OFFLINE results_dir=$R -m
+}
 # Harness overhead and the suite's repeats in one: round k runs, per framework in FW, repeat k of
 # throughput_7b under the harness ($R/throughput_7b) and then the bare script (benchmarks/bare_<framework>.py)
 # on the same job.json; $R/overhead/<framework>/overhead-<framework>.json. ROUNDS picks the rounds of one call
@@ -163,7 +184,8 @@ stage_pack() {
 }
 
 for stage in "$@"; do
-  [ "$stage" = setup ] || [ "$stage" = ensure ] || [ "$stage" = pack ] || FW=${FW:-$(compared)}
+  [ "$stage" = setup ] || [ "$stage" = ensure ] || [ "$stage" = pack ] || [ "$stage" = recipes_setup ] \
+    || FW=${FW:-$(compared)}
   echo "=== $stage $(date -u +%T)" | tee -a "$LOG"
   "stage_$stage" 2>&1 | tee -a "$LOG"
 done

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config.schema import ConfigError, validate
+from harness.config.schema import ConfigError
+from harness.config.validation import validate
 from harness.config.preflight import CONF_DIR, compose_job, expand_sweep
 
 GROUPS = {group: sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
@@ -74,7 +75,7 @@ def test_4bit_needs_cuda():
 def test_plain_multirun_sweeps_every_compared_framework():
     jobs = expand_sweep([], multirun=True)
     assert sorted(j for job in jobs for j in job if j.startswith("framework=")) == [
-        "framework=llamafactory", "framework=swift", "framework=trl", "framework=unsloth"]
+        "framework=axolotl", "framework=llamafactory", "framework=swift", "framework=trl", "framework=unsloth"]
 
 
 def test_explicit_framework_list_replaces_the_default_sweep():

@@ -29,10 +29,11 @@ from tests.cli import REPO_ROOT
 # Where naming a framework is expected: prose (documentation, docstrings, comments), committed data, and
 # tests (a framework's tests, and tests that compare frameworks, are about those frameworks).
 DOCUMENTATION_AND_DATA = ("tests/", "docs/", "results/", "reports/", "benchmarks/baselines/")
-# A framework's own files: the documented ones, plus its optional bare-script overhead benchmark. They may
-# name anything, other frameworks included (unsloth trains through trl's SFTTrainer, LLaMA-Factory has a
-# use_unsloth argument): what they say is that framework's knowledge.
+# A framework's own files: the documented ones (its adapter a module or a package), plus its optional
+# bare-script overhead benchmark. They may name anything, other frameworks included (unsloth trains through
+# trl's SFTTrainer, LLaMA-Factory has a use_unsloth argument): what they say is that framework's knowledge.
 OWN_FILES = ("harness/frameworks/{name}.py", "conf/framework/{name}.yaml", "benchmarks/bare_{name}.py")
+OWN_PACKAGE = "harness/frameworks/{name}/"
 # Files that may name frameworks though they are none's own; each must still name one (so this list
 # cannot go stale). The GPU session script is the record of the committed H200 results: which framework
 # ran in which call of which session (its defaults read the registry).
@@ -103,10 +104,12 @@ def framework_mentions(root: Path, files: list[str], names: list[str]) -> dict[s
     places where that is expected (see DOCUMENTATION_AND_DATA and OWN_FILES)."""
     pattern = _pattern(names)
     own = {template.format(name=name) for name in names for template in OWN_FILES}
+    own_packages = tuple(OWN_PACKAGE.format(name=name) for name in names)
     found: dict[str, list[str]] = {}
     for file in files:
         reader = READERS.get(Path(file).suffix)
-        if reader is None or file in own or file.startswith(DOCUMENTATION_AND_DATA) or not (root / file).is_file():
+        if (reader is None or file in own or file.startswith(own_packages) or file.startswith(DOCUMENTATION_AND_DATA)
+                or not (root / file).is_file()):
             continue
         for line, text in reader((root / file).read_text(encoding="utf-8")):
             found.setdefault(file, []).extend(f"{line}: {match.group(0)!r} in {text[:80]!r}"
@@ -143,8 +146,10 @@ def test_the_scan_finds_a_framework_named_in_code(tmp_path):
     (tmp_path / "harness" / "trl.py").write_text("NAME = 'trl'\n")  # not its own file: wrong folder
     (tmp_path / "harness" / "frameworks").mkdir()
     (tmp_path / "harness" / "frameworks" / "unsloth.py").write_text("BASE = 'trl'\n")  # its own file
-    found = framework_mentions(tmp_path, ["harness/x.py", "conf.yaml", "harness/trl.py",
-                                          "harness/frameworks/unsloth.py"], ["trl", "unsloth", "llamafactory"])
+    (tmp_path / "harness" / "frameworks" / "trl").mkdir()
+    (tmp_path / "harness" / "frameworks" / "trl" / "parts.py").write_text("NAME = 'trl'\n")  # its own package
+    found = framework_mentions(tmp_path, ["harness/x.py", "conf.yaml", "harness/trl.py", "harness/frameworks/unsloth.py",
+                                          "harness/frameworks/trl/parts.py"], ["trl", "unsloth", "llamafactory"])
     assert sorted(found) == ["conf.yaml", "harness/trl.py", "harness/x.py"]
     assert sorted({entry.split(":")[0] for entry in found["harness/x.py"]}) == ["3", "4", "5"]
 

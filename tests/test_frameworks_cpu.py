@@ -1,6 +1,6 @@
 """Real training in the real frameworks on CPU: the README's quick-start comparison, end to end.
 
-trl, LLaMA-Factory and ms-swift train the embedded tiny model under their own environments; unsloth,
+trl, LLaMA-Factory, ms-swift and axolotl train the embedded tiny model under their own environments; unsloth,
 which needs CUDA, is recorded as unavailable. They must build identical jobs (the strict audit passes),
 learn (loss falls, LoRA weights change) and agree with our evaluator.
 """
@@ -22,7 +22,7 @@ def default_sweep(tmp_path_factory):
 def test_quickstart_sweep_succeeds_with_a_report(default_sweep):
     run, records, out = default_sweep
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert set(records) == {"trl", "unsloth", "llamafactory", "swift"}
+    assert set(records) == {"trl", "unsloth", "llamafactory", "swift", "axolotl"}
     assert list((out / "reports").glob("default-*.html")), run.stdout
     assert "0 sweep point(s) failing the strict fairness audit" in run.stdout
 
@@ -33,7 +33,7 @@ def test_unsloth_is_unavailable_without_cuda(default_sweep):
     assert "CUDA" in records["unsloth"]["reason"]
 
 
-@pytest.mark.parametrize("framework", ["trl", "llamafactory", "swift"])
+@pytest.mark.parametrize("framework", ["trl", "llamafactory", "swift", "axolotl"])
 def test_framework_really_trains_on_cpu(default_sweep, framework):
     _, records, _ = default_sweep
     record = records[framework]
@@ -48,7 +48,7 @@ def test_framework_really_trains_on_cpu(default_sweep, framework):
     assert record["eval"]["loss"] < log[0]["loss"]
 
 
-@pytest.mark.parametrize("other", ["llamafactory", "swift"])
+@pytest.mark.parametrize("other", ["llamafactory", "swift", "axolotl"])
 def test_trl_and_other_built_the_same_job(default_sweep, other):
     _, records, _ = default_sweep
     trl, theirs = records["trl"]["audit"], records[other]["audit"]

@@ -188,7 +188,8 @@ def test_worker_command_is_an_argument_list(tmp_path):
 def test_launcher_validation_and_hash():
     from omegaconf import OmegaConf
 
-    from harness.config.schema import ConfigError, validate_launcher
+    from harness.config.schema import ConfigError
+    from harness.config.validation import validate_launcher
     from harness.config.job import job_hash, point_hash
 
     validate_launcher(OmegaConf.create({"launcher": {"name": "torchrun", "nproc": 4}}))

@@ -56,6 +56,18 @@ INFORMATIONAL_FIELDS: tuple[str, ...] = (
     "lora_B_nonzero", "lora_B_norm", "lora_A_norm", "collator", "pad_to_multiple_of",
 )
 
+# recipe=recommended (issue 17): what stays the task when each framework runs its own features, strict across
+# the frameworks of a recommended point (a mismatch refuses it); every other difference is listed, per
+# framework against its identical run (harness/audit/recipe_audit.py).
+TASK_FIELDS: tuple[str, ...] = (
+    "trainable_params", "total_params",
+    "lora_modules", "lora_module_count", "lora_r", "lora_alpha", "lora_dropout", "lora_scaling",
+    "use_rslora", "use_dora", "lora_bias",
+    "quantization", "mixed_precision",
+    "lr", "betas", "eps", "weight_decay", "max_grad_norm", "lr_scheduler", "warmup_steps", "seed",
+    "eval_set_hash", "train_set_hash", "chat_template_hash",
+)
+
 UNORDERED_FIELDS: frozenset[str] = frozenset({"lora_modules", "lora_config_targets", "lora_modules_to_save"})
 
 # Fields that are per-run evidence (expected to differ even between repeats): listed, never "mismatch".
@@ -126,10 +138,14 @@ def audit_point(records: list[Result], mode: str = "strict") -> dict[str, Any]:
     compared, and any strict field that differs between its repeats is reported as
     ``repeat_mismatches`` (that would be non-determinism in what was built). ``mode`` is ``strict``
     (any strict mismatch makes the point invalid) or ``native`` (valid stays True, every difference,
-    strict or informational, is listed in ``differences``).
+    strict or informational, is listed in ``differences``). A point of recommended runs (recipe=recommended)
+    is audited in ``task`` mode unless ``native``: only ``TASK_FIELDS`` must match across its frameworks.
     """
     if mode not in ("strict", "native"):
         raise ValueError(f"fairness mode must be strict or native, got {mode!r}")
+    recommended = bool(records) and all(r.recipe_name == "recommended" for r in records)
+    if recommended and mode == "strict":
+        mode = "task"
     ok = [r for r in records if r.ok]
     skipped = sorted({run_label(r) for r in records if not r.ok})
     by_label: dict[str, list[Result]] = {}
@@ -149,8 +165,9 @@ def audit_point(records: list[Result], mode: str = "strict") -> dict[str, Any]:
             rep = diff_point({f"{label}#r{r.repeat if r.has('repeat') else i}": r.audit.fields()
                               for i, r in enumerate(with_audit)})
             repeat_mismatches.extend({**m, "label": label} for m in rep["mismatches"])
-    result = diff_point(audits)
+    result = diff_point(audits, strict_fields=TASK_FIELDS if mode == "task" else STRICT_FIELDS)
     result["mode"] = mode
+    result["recipe_name"] = "recommended" if recommended else "identical"
     result["point_hash"] = next((r.point_hash for r in records if r.point_hash), None)
     result["labels"] = sorted(audits)
     result["skipped"] = skipped
@@ -166,11 +183,21 @@ def audit_point(records: list[Result], mode: str = "strict") -> dict[str, Any]:
 
 
 def audit_sweep(records: list[Result], mode: str = "strict") -> list[dict[str, Any]]:
-    """One :func:`audit_point` per sweep point (records grouped by ``point_hash``), in first-seen order."""
+    """One :func:`audit_point` per sweep point (records grouped by ``point_hash``), in first-seen order; a
+    recommended point also gets ``recipe``: each framework against its identical twin among ``records``
+    (harness/audit/recipe_audit.py)."""
+    from harness.audit.recipe_audit import compare_with_twins
+
     groups: dict[Any, list[Result]] = {}
     for r in records:
         groups.setdefault(r.point_hash, []).append(r)
-    return [audit_point(group, mode) for group in groups.values()]
+    audits = []
+    for group in groups.values():
+        audit = audit_point(group, mode)
+        if audit["recipe_name"] == "recommended":
+            audit["recipe"] = compare_with_twins(group, records)
+        audits.append(audit)
+    return audits
 
 
 def write_audit(path: str | Path, audits: Any) -> Path:

@@ -33,11 +33,15 @@ def main(argv: list[str]) -> int:
     if not records:
         print("error: no result.json found under " + ", ".join(map(str, args.results)), file=sys.stderr)
         return 2
+    from harness.audit.recipe_audit import summary_lines
+
     audits = audit_sweep(records, args.fairness)
     for audit in audits:
         verdict = "fair" if audit["valid"] else "NOT FAIR"
         labels = ", ".join(audit.get("labels") or [])
-        print(f"point {audit['point_hash']} ({labels}): {verdict} in {args.fairness} mode")
+        print(f"point {audit['point_hash']} ({labels}): {verdict} in {audit.get('mode', args.fairness)} mode")
+        for line in summary_lines(audit):
+            print(f"  {line}")
         for field in audit["fields"]:
             if not field["match"]:
                 kind = "strict" if field["strict"] else "info"

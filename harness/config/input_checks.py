@@ -1,4 +1,4 @@
-"""Per-job checks preflight runs on a composed config, beyond what :func:`harness.config.schema.validate` checks.
+"""Per-job checks preflight runs on a composed config, beyond what :func:`harness.config.validation.validate` checks.
 
 Each looks at something outside the config's own values (files, interpreters, the model's architecture)
 that would otherwise only fail after a worker started, or worse, not fail at all (an

@@ -74,7 +74,28 @@ def job_from_config(cfg: DictConfig, *, data_digest: str, data_format: str | Non
         # Off (the default): no trace of the profile group in the job, so an unprofiled run's job.json,
         # hashes, run dir and result are exactly those of a run from before profiling existed.
         job.pop("profile", None)
+    if job.get("recipe") == IDENTICAL_RECIPE or "recipe" not in job:
+        # The identical recipe (the default): its job.json and hashes are those of a run from before recipes
+        # existed. A recommended job keeps the recipe and the framework's feature block, so editing a
+        # feature in conf/framework/NAME.yaml makes another job (resume never mixes two recipes).
+        job = identical_twin(job)
     return job
+
+
+# The recipe every job had before the recipe group existed (conf/recipe/identical.yaml).
+IDENTICAL_RECIPE = {"name": "identical", "packing": "framework"}
+# Framework fields that only a recommended job carries (conf/framework/NAME.yaml).
+RECIPE_FRAMEWORK_KEYS = ("recommended", "always_on")
+
+
+def identical_twin(job: Job) -> Job:
+    """The job with the identical recipe: the run a recommended run is checked against (same task, same
+    framework). An identical job is its own twin."""
+    twin = json.loads(json.dumps(job))
+    twin.pop("recipe", None)
+    for key in RECIPE_FRAMEWORK_KEYS:
+        (twin.get("framework") or {}).pop(key, None)
+    return twin
 
 
 def _digest(data: Any) -> str:
@@ -100,6 +121,8 @@ def _hashable(job: Job) -> Job:
     hashed = json.loads(json.dumps(job))
     if hashed.get("launcher") == DEFAULT_LAUNCHER:
         hashed.pop("launcher")
+    if hashed.get("recipe", IDENTICAL_RECIPE) == IDENTICAL_RECIPE:
+        hashed = identical_twin(hashed)  # job_from_config drops it already
     dataset = hashed.get("dataset") or {}
     alpaca = dataset.get("format") in ("alpaca", "auto")
     for key, default in DATASET_FIELD_DEFAULTS.items():

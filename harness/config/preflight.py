@@ -13,7 +13,8 @@ from typing import Any, Iterator
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from harness.config.schema import ConfigError, register_configs, validate
+from harness.config.schema import ConfigError, register_configs
+from harness.config.validation import validate
 from harness.data.dataset import prepare
 from harness.hub import REPO_ROOT
 from harness.config.input_checks import (check_framework, check_known_keys, check_lora_targets,

@@ -1,13 +1,12 @@
 """Config schema: one dataclass per concern, registered with Hydra's ConfigStore.
 
 The YAML files under ``conf/`` fill these schemas; OmegaConf type-checks every value on merge
-(``train.lr=abc`` is refused), and :func:`validate` checks what types cannot express (``r > 0``,
+(``train.lr=abc`` is refused), and :func:`harness.config.validation.validate` checks what types cannot express (``r > 0``,
 files that must exist, 4-bit needing CUDA). Errors are :class:`ConfigError`: one line naming the
 field, turned into exit code 2 by the CLI before anything trains.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -49,6 +48,11 @@ class FrameworkConfig:
     adapter: str = MISSING
     # Fault injection, for adapters that declare faults (tests only; Adapter.faults).
     fault: str = "none"
+    # recipe=recommended: the framework's own speed and memory features, one mapping per feature
+    # (harness/frameworks/recipes.py: FEATURE_KEYS), and what is on in both recipes (context for the audit).
+    # Out of identical jobs and their hashes (harness/config/job.py).
+    recommended: list[Any] = field(default_factory=list)
+    always_on: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -159,6 +163,15 @@ class LauncherConfig:
     nproc: int = 1
 
 
+# ---- recipe: identical (the same math everywhere) or recommended (each framework's own features) ----
+@dataclass
+class RecipeConfig:
+    # identical: out of the job and its hash (harness/config/job.py), as before the recipe group existed.
+    name: str = "identical"
+    # framework | on | off: who packs under recipe=recommended (conf/recipe/recommended.yaml).
+    packing: str = "framework"
+
+
 @dataclass
 class Config:
     framework: FrameworkConfig = field(default_factory=FrameworkConfig)
@@ -190,19 +203,8 @@ class Config:
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     # ---- profile (Explain) ----
     profile: ProfileConfig = field(default_factory=ProfileConfig)
-
-
-def validate_launcher(cfg: Any) -> None:
-    """The launcher group (Scale): a known launcher, nproc >= 1, and nproc > 1 only under torchrun."""
-    launcher = cfg.get("launcher") if hasattr(cfg, "get") else getattr(cfg, "launcher", None)
-    if launcher is None:
-        return
-    if launcher.name not in LAUNCHERS:
-        raise ConfigError(f"launcher.name must be one of {LAUNCHERS}, got {launcher.name!r}")
-    if launcher.nproc < 1:
-        raise ConfigError(f"launcher.nproc must be >= 1, got {launcher.nproc}")
-    if launcher.name == "local" and launcher.nproc != 1:
-        raise ConfigError(f"launcher.nproc={launcher.nproc} needs launcher=torchrun (local starts one process)")
+    # ---- recipe (issue 17) ----
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
 
 
 def _compared_frameworks() -> str:
@@ -226,107 +228,3 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="harness_schema", node=Config)
     OmegaConf.register_new_resolver("reference_framework", _reference_framework, replace=True)
     OmegaConf.register_new_resolver("compared_frameworks", _compared_frameworks, replace=True)
-
-
-def _positive(name: str, value: float | int | None, *, allow_zero: bool = False) -> None:
-    if value is None:
-        return
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, got {value}")
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"{name} must be {bound}, got {value}")
-
-
-def validate(cfg: Any, *, cuda_available: bool) -> None:
-    """Check what the schema's types cannot; raise ConfigError naming the first bad field."""
-    validate_framework(cfg.framework)
-    t = cfg.train
-    for name in ("max_steps", "lr", "batch_size", "grad_accum", "max_length", "eval_batch_size"):
-        _positive(f"train.{name}", getattr(t, name))
-    for name in ("warmup_steps", "weight_decay", "max_grad_norm", "eval_steps", "measure_warmup_steps"):
-        _positive(f"train.{name}", getattr(t, name), allow_zero=True)
-    _positive("train.target_eval_loss", t.target_eval_loss)
-    if t.settle_factor is not None and t.settle_factor <= 1.0:
-        raise ConfigError(f"train.settle_factor must be > 1 (a slow step's time per token over the steady state's), "
-                          f"got {t.settle_factor}")
-    _positive("train.lora.r", t.lora.r)
-    _positive("train.lora.alpha", t.lora.alpha)
-    if not 0.0 <= t.lora.dropout < 1.0:
-        raise ConfigError(f"train.lora.dropout must be in [0, 1), got {t.lora.dropout}")
-    if not t.lora.targets:
-        raise ConfigError("train.lora.targets must name at least one module")
-    if t.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"train.optimizer: unknown optimizer {t.optimizer!r} (accepted: {', '.join(OPTIMIZERS)})")
-    if t.lr_scheduler not in LR_SCHEDULERS:
-        raise ConfigError(f"train.lr_scheduler: unknown schedule {t.lr_scheduler!r} "
-                          f"(accepted: {', '.join(LR_SCHEDULERS)})")
-    for name, seed in (("train.seed", t.seed), ("model.init_seed", cfg.model.init_seed)):
-        if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
-            raise ConfigError(f"{name} must be in [0, 2**32 - 1], got {seed}")
-    if t.quantization not in QUANTIZATIONS:
-        raise ConfigError(f"train.quantization must be one of {QUANTIZATIONS}, got {t.quantization!r}")
-    if t.quantization == "4bit" and not cuda_available:
-        raise ConfigError("train.quantization=4bit needs a CUDA GPU (bitsandbytes NF4); none was found")
-    if t.precision not in ("auto", "bf16", "fp16", "fp32"):
-        raise ConfigError(f"train.precision must be auto|bf16|fp16|fp32, got {t.precision!r}")
-    if t.target_eval_loss is not None and t.eval_steps == 0:
-        raise ConfigError("train.target_eval_loss needs train.eval_steps > 0")
-    if cfg.fairness not in FAIRNESS_MODES:
-        raise ConfigError(f"fairness must be one of {FAIRNESS_MODES}, got {cfg.fairness!r}")
-    if cfg.model.weights not in ("pretrained", "random"):
-        raise ConfigError(f"model.weights must be pretrained|random, got {cfg.model.weights!r}")
-    _positive("repeats", cfg.repeats)
-    _positive("timeout_s", cfg.timeout_s)
-    _positive("dataset.num_eval", cfg.dataset.num_eval)
-    _positive("dataset.num_train", cfg.dataset.num_train)
-    _positive("sample_interval_ms", cfg.sample_interval_ms)
-    validate_launcher(cfg)
-    validate_profile(cfg)
-    validate_dataset(cfg)
-
-
-def validate_profile(cfg: Any) -> None:
-    """profile=none|memory|time, and its knobs only where a profile is on (they would be silently unused)."""
-    profile = cfg.get("profile") if hasattr(cfg, "get") else getattr(cfg, "profile", None)
-    if profile is None:
-        return
-    if profile.kind is not None and profile.kind not in PROFILE_KINDS:
-        raise ConfigError(f"profile.kind must be one of {PROFILE_KINDS} or null, got {profile.kind!r}")
-    _positive("profile.steps", profile.steps)
-    _positive("profile.max_entries", profile.max_entries)
-    _positive("profile.trace_max_mb", profile.trace_max_mb)
-    if profile.alloc_conf is not None and profile.kind is None:
-        raise ConfigError("profile.alloc_conf needs profile=memory|time (an unprofiled run's job never changes)")
-
-
-def validate_framework(fw: Any) -> None:
-    """A registered framework whose config names its registered adapter, and a fault it can inject."""
-    from harness.frameworks import registry
-
-    try:
-        entry, adapter = registry.entry(fw.name), registry.adapter(fw.name)
-    except registry.UnknownFramework as err:
-        raise ConfigError(f"framework.name: {err}") from None
-    if fw.adapter != entry.adapter_ref:  # the worker loads the registered one: a different one would not run
-        raise ConfigError(f"framework.adapter={fw.adapter}: framework {fw.name} is registered with "
-                          f"{entry.adapter_ref} ({entry.config_file.name}); add a framework to use another adapter")
-    if fw.fault == "none":
-        return
-    if not adapter.faults:
-        injectable = [n for n in registry.names() if registry.adapter(n).faults]
-        raise ConfigError(f"framework.fault: framework {fw.name} injects no faults "
-                          f"(faults can only be injected into framework={'|'.join(injectable)})")
-    if fw.fault not in adapter.faults:
-        raise ConfigError(f"framework.fault must be one of {adapter.faults}, got {fw.fault!r}")
-
-
-def validate_dataset(cfg: Any) -> None:
-    from harness.data.formats import DATASET_FORMATS, LOSS_ON  # noqa: PLC0415  (data_formats imports ConfigError)
-
-    dataset = cfg.dataset
-    if dataset.format not in DATASET_FORMATS:
-        raise ConfigError(f"dataset.format must be one of {'|'.join(DATASET_FORMATS)}, got {dataset.format!r} "
-                          "(CSV is not supported: convert it to JSON lines)")
-    if dataset.loss_on not in LOSS_ON:
-        raise ConfigError(f"dataset.loss_on must be one of {'|'.join(LOSS_ON)}, got {dataset.loss_on!r}")

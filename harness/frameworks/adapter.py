@@ -93,6 +93,12 @@ class Adapter(ABC):
         patches transformers). Raise :class:`FrameworkUnavailable` when it cannot run here; an
         ImportError is reported 'unavailable' with ``install_hint``. Default: nothing to import early."""
 
+    def truncation_for(self, job: Job) -> str:
+        """How the framework shortens a long record in ``job`` (the audit's ``truncation_strategy``): the
+        declared ``truncation``, unless a recommended recipe's feature changes it (LLaMA-Factory's
+        neat_packing drops long records). Default: ``truncation``."""
+        return self.truncation
+
     def checkpointing_kind(self, function_names: Sequence[str]) -> str:
         """The audit's ``gradient_checkpointing_kind`` for the checkpoint function found on the live
         model (``function_names``: its qualified names). Default ``"hf"``: Hugging Face's own; a

@@ -16,6 +16,7 @@ from harness.atomic import atomic_write_json
 from harness.frameworks.adapter import Adapter
 from harness.frameworks.base import Job, TrainCallTimer, Trained, precision, training_arguments
 from harness.frameworks.quantization import bnb_config_args
+from harness.frameworks.recipes import apply_recipe
 
 PACKAGES = ("llamafactory", "transformers", "peft", "trl", "accelerate", "datasets", "torch", "bitsandbytes")
 INSTALL_HINT = "python -m harness env build framework=llamafactory"
@@ -33,6 +34,12 @@ CONVERSATION_DATASET_INFO = {
                      "assistant_tag": "assistant", "system_tag": "system"}}
     for split in ("harness_train", "harness_eval")
 }
+
+
+# neat_packing (recipe=recommended): its packing preprocessor drops a record longer than cutoff_len instead
+# of cutting it, and lowers cutoff_len by one (v0.9.5 data/processor/supervised.py:172-173, data_args.py:188-189).
+NEAT_PACKING_TRUNCATION = ("LLaMA-Factory neat_packing: records longer than cutoff_len are dropped, not cut; "
+                           "cutoff_len lowered by 1")
 
 
 def _conversations(job: Job) -> bool:
@@ -94,7 +101,7 @@ def native_args(job: Job) -> dict[str, Any]:
     if quant is not None:
         args.update({"quantization_bit": 4, "quantization_method": "bnb", "quantization_type": "nf4",
                      "double_quantization": True})
-    return args
+    return apply_recipe(job, args, flat="llamafactory")  # recipe=recommended only
 
 
 def dataset_info(job: Job) -> dict[str, Any]:
@@ -148,3 +155,8 @@ class LlamaFactoryAdapter(Adapter):
 
     def train(self, job: Job, callbacks: list[Any]) -> Trained:
         return train(job, callbacks)
+
+    def truncation_for(self, job: Job) -> str:
+        if native_args(job).get("neat_packing"):
+            return NEAT_PACKING_TRUNCATION
+        return self.truncation

@@ -21,7 +21,7 @@ from typing import Any
 from harness.data.dataset import read_split
 from harness.frameworks.base import PAD_TO_MULTIPLE_OF, Job, training_arguments
 from harness.hub import PACKAGE_ROOT
-from harness.data.tokenize import messages_for
+from harness.data.tokenize import IGNORE_INDEX, messages_for, tokenize_record
 
 QWEN25_ASSISTANT_MASK_TEMPLATE = PACKAGE_ROOT / "assets" / "chat_templates" / "qwen2_5_assistant_mask.jinja"
 
@@ -99,3 +99,18 @@ def load_split(job: Job, split: str, tokenizer: Any = None):
     if assistant_only(job) and tokenizer is not None:
         check_same_rendering(tokenizer, records)
     return Dataset.from_list([conversation(r, all_assistant=assistant_only(job)) for r in records])
+
+
+def load_pretruncated_split(job: Job, split: str, tokenizer: Any) -> Any:
+    """The prepared records as tokens and labels (``harness.data.tokenize.tokenize_record``, cut at
+    ``train.max_length``): for padding-free batching, which trl 1.16 runs only on inputs already truncated
+    (``max_length=None``). Records left with no supervised token are dropped, as trl drops them after its
+    own truncation, so the same records are trained on."""
+    from datasets import Dataset
+
+    rows = []
+    for record in read_split(job["runtime"]["data_dir"], split):
+        tokens = tokenize_record(tokenizer, record, job["train"]["max_length"])
+        if any(label != IGNORE_INDEX for label in tokens["labels"]):
+            rows.append({"input_ids": tokens["input_ids"], "labels": tokens["labels"]})
+    return Dataset.from_list(rows)

@@ -29,6 +29,7 @@ from harness.frameworks.adapter import Adapter
 from harness.frameworks.base import (PAD_TO_MULTIPLE_OF, FrameworkUnavailable, Job, TrainCallTimer, Trained, precision,
                                      torch_dtype_name, training_arguments, uses_cuda)
 from harness.frameworks.quantization import bnb_config_args
+from harness.frameworks.recipes import apply_recipe
 
 PACKAGES = ("ms-swift", "transformers", "peft", "trl", "accelerate", "datasets", "torch", "bitsandbytes")
 INSTALL_HINT = "python -m harness env build framework=swift"
@@ -156,7 +157,7 @@ def native_args(job: Job) -> dict[str, Any]:
                      "bnb_4bit_use_double_quant": quant["bnb_4bit_use_double_quant"],
                      # default None -> torch_dtype (swift/arguments/base_args/quant_args.py)
                      "bnb_4bit_compute_dtype": quant["bnb_4bit_compute_dtype"]})
-    return args
+    return apply_recipe(job, args, flat="swift")  # recipe=recommended only
 
 
 def write_data(job: Job) -> None:

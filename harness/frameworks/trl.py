@@ -5,16 +5,20 @@ from typing import Any
 
 from harness.frameworks.adapter import Adapter
 from harness.frameworks.base import timed_train, Job, Trained, torch_dtype_name
-from harness.frameworks.sft_common import load_split, lora_config_args, sft_config_args
+from harness.frameworks.recipes import adapter_flags, apply_recipe
+from harness.frameworks.sft_common import load_split, load_pretruncated_split, lora_config_args, sft_config_args
 from harness.frameworks.quantization import bnb_config_args
 from harness.phases import mark
 
 PACKAGES = ("trl", "transformers", "peft", "accelerate", "datasets", "torch", "bitsandbytes")
 INSTALL_HINT = "python -m harness env build framework=trl"
+# recipe=recommended's padding-free batching: trl 1.16 takes it only over inputs already cut (max_length None).
+PRETRUNCATED = ("cut by the harness before trl (harness.data.tokenize.tokenize_record: keep the first "
+                "train.max_length tokens, as trl's keep_start); trl gets max_length None")
 
 
 def native_args(job: Job) -> dict[str, Any]:
-    return {
+    native = {
         "model_kwargs": {
             "dtype": torch_dtype_name(job),
             "attn_implementation": job["model"]["attn_implementation"],
@@ -24,6 +28,13 @@ def native_args(job: Job) -> dict[str, Any]:
         "sft_config": sft_config_args(job),
         "lora_config": lora_config_args(job),
     }
+    native = apply_recipe(job, native, trainer_section="sft_config")  # recipe=recommended only
+    if adapter_flags(job).get("pretruncate"):
+        # The data goes in as tokens with their labels (harness.data.tokenize: the evaluator's tokenisation,
+        # cut at train.max_length), which trl takes as they are: a conversational flag would be refused.
+        native["sft_config"]["assistant_only_loss"] = False
+        native["sft_config"].pop("chat_template_path", None)
+    return native
 
 
 def adapters_to_fp32(model: Any) -> int:
@@ -61,7 +72,9 @@ def train(job: Job, callbacks: list[Any]) -> Trained:
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=job["model"]["trust_remote_code"])
     model = AutoModelForCausalLM.from_pretrained(path, **model_kwargs)
     mark("model_loaded")
-    train_set, eval_set = load_split(job, "train", tokenizer), load_split(job, "eval", tokenizer)
+    flags = adapter_flags(job)
+    load = load_pretruncated_split if flags.get("pretruncate") else load_split
+    train_set, eval_set = load(job, "train", tokenizer), load(job, "eval", tokenizer)
     mark("data_ready")
     trainer = SFTTrainer(
         model=model,
@@ -72,7 +85,7 @@ def train(job: Job, callbacks: list[Any]) -> Trained:
         peft_config=LoraConfig(**args["lora_config"]),
         callbacks=callbacks,
     )
-    if quant is not None:
+    if quant is not None and not flags.get("keep_bf16_adapters"):
         adapters_to_fp32(trainer.model)
     train_call_s = timed_train(trainer)
     metrics = trainer.evaluate()
@@ -89,6 +102,11 @@ class TrlAdapter(Adapter):
 
     def native_args(self, job: Job) -> dict[str, Any]:
         return native_args(job)
+
+    def truncation_for(self, job: Job) -> str:
+        if adapter_flags(job).get("pretruncate"):
+            return PRETRUNCATED
+        return self.truncation
 
     def train(self, job: Job, callbacks: list[Any]) -> Trained:
         return train(job, callbacks)

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from harness.frameworks.adapter import Adapter
 from harness.frameworks.base import timed_train, FrameworkUnavailable, Job, Trained, torch_dtype_name
+from harness.frameworks.recipes import adapter_flags, apply_recipe
 from harness.frameworks.sft_common import load_split, sft_config_args
 from harness.phases import mark
 
@@ -29,14 +30,16 @@ def import_framework(job: Job) -> None:
         raise FrameworkUnavailable(MULTI_GPU_UNSUPPORTED)
     if not torch.cuda.is_available():
         raise FrameworkUnavailable("unsloth needs a CUDA GPU (torch.cuda.is_available() is False)")
-    # Our recipe pins padding_free explicitly; this also stops the automatic choice at its source.
-    os.environ.setdefault("UNSLOTH_DISABLE_AUTO_PADDING_FREE", "1")
+    # Our recipe pins padding_free explicitly; this also stops the automatic choice at its source (except
+    # in the recommended recipe, which leaves unsloth's padding-free batching as unsloth ships it).
+    if not adapter_flags(job).get("auto_padding_free"):
+        os.environ.setdefault("UNSLOTH_DISABLE_AUTO_PADDING_FREE", "1")
     import unsloth  # noqa: F401  (patches transformers/trl/peft)
 
 
 def native_args(job: Job) -> dict[str, Any]:
     t, lora = job["train"], job["train"]["lora"]
-    return {
+    native = {
         "from_pretrained": {
             "model_name": job["model"]["path"],
             "max_seq_length": t["max_length"],
@@ -63,6 +66,7 @@ def native_args(job: Job) -> dict[str, Any]:
         },
         "sft_config": sft_config_args(job),
     }
+    return apply_recipe(job, native, trainer_section="sft_config")  # recipe=recommended only
 
 
 def train(job: Job, callbacks: list[Any]) -> Trained:

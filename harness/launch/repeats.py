@@ -16,9 +16,9 @@ from omegaconf import DictConfig
 from harness.launch import interrupts, venv_build, venvs
 from harness.records import run_files
 from harness.atomic import atomic_write_json
-from harness.config.schema import validate
+from harness.config.validation import validate
 from harness.data.dataset import PreparedData, prepare, write_jsonl
-from harness.config.job import Job, job_from_config, job_hash, point_hash, run_dir_for, write_job
+from harness.config.job import Job, identical_twin, job_from_config, job_hash, point_hash, run_dir_for, write_job
 from harness.sampling.devices import cuda_available
 from harness.sampling.sampler import NvmlSampler
 from harness.results.assemble import build_record
@@ -148,8 +148,10 @@ def _unavailable_here(run_dir: Path) -> Result | None:
 def _finish(run_dir: Path, job: JobFile, view: dict[str, Any], sampler: NvmlSampler, cfg: DictConfig,
             repeat: int) -> Result:
     spec = job.spec.to_dict()
+    twin = identical_twin(spec) if job.spec.recipe_name == "recommended" else None
     record = build_record(job=job, view=view, sampler=sampler, run_dir=run_dir, repeat=repeat,
-                          job_hash=job_hash(spec), point_hash=point_hash(spec))
+                          job_hash=job_hash(spec), point_hash=point_hash(spec),
+                          identical_hashes=(job_hash(twin), point_hash(twin)) if twin is not None else None)
     sampler.write_timeline(run_dir / run_files.MEMORY_TIMELINE)
     if not cfg.keep_outputs:
         # Adapters, checkpoints and the data copy are large and not results: the job hash and

@@ -98,9 +98,13 @@ def _conclude(root: Path, config: DictConfig) -> None:
     audits = audit_sweep(records, config.fairness)
     write_audit(root / "fairness.json", audits)
     SweepOutcome.unfair_points = sum(not a["valid"] for a in audits)
+    from harness.audit.recipe_audit import summary_lines
+
     for audit in audits:
         for m in audit.get("mismatches", []):
             print(f"fairness: {m['field']} differs: {json.dumps(m['values'], default=str)}")
+        for line in summary_lines(audit):
+            print(line)
     unavailable = [r for r in records if r.status == "unavailable"]
     here = (f", {len(unavailable)} unavailable here ({', '.join(sorted({r.label for r in unavailable}))})"
             if unavailable else "")

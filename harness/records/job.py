@@ -23,6 +23,15 @@ from harness.records.profile import ProfileSpec
 class FrameworkSpec(Record):
     name: str | None = None
     version: str | None = None
+    # recommended jobs only (harness/frameworks/recipes.py): the framework's features and what is on anyway
+    recommended: list[dict[str, Any]] | None = field(default=None, metadata=OMIT_NONE)
+    always_on: list[dict[str, Any]] | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass
+class RecipeSpec(Record):
+    name: str = "identical"
+    packing: str = "framework"
 
 
 @dataclass
@@ -85,6 +94,11 @@ class JobSpec(Record):
     mfu_peak_flops: float | None = None
     launcher: LauncherSpec | None = None  # absent in results from before the launcher group
     profile: ProfileSpec | None = field(default=None, metadata=OMIT_NONE)  # only in profiled jobs
+    recipe: RecipeSpec | None = field(default=None, metadata=OMIT_NONE)  # only in recommended jobs
+
+    @property
+    def recipe_name(self) -> str:
+        return self.recipe.name if self.recipe is not None else "identical"
 
     @property
     def world_size(self) -> int:

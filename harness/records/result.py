@@ -16,6 +16,7 @@ from harness.records.job import JobSpec, Runtime
 from harness.records.machine import Env, FrameworkInfo, Host
 from harness.records.memory import Energy, GpuActivity, GpuClocks, Memory, Mfu
 from harness.records.profile import Profile
+from harness.records.recipe import RecipeResult
 from harness.records.schema import SCHEMA_VERSION
 from harness.records.training import Eval, Train
 
@@ -35,6 +36,7 @@ class WorkerResult(Record):
     model_path: str | None = field(default=None, metadata=OMIT_NONE)
     phases: dict[str, float] | None = field(default=None, metadata=OMIT_NONE)
     profile: Profile | None = field(default=None, metadata=OMIT_NONE)
+    recipe: RecipeResult | None = field(default=None, metadata=OMIT_NONE)  # recommended runs only
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Result(Record):
     mfu: Mfu | None = None
     checks: list[Check] = field(default_factory=list, metadata=NULL_AS_EMPTY)
     profile: Profile | None = field(default=None, metadata=OMIT_NONE)  # profiled runs only
+    recipe: RecipeResult | None = field(default=None, metadata=OMIT_NONE)  # recommended runs only
     # set on load only: the verdicts written at run time, where today's rules judge differently
     checks_at_run: list[Check] | None = field(default=None, metadata=OMIT_NONE)
     # where the record was read from (run folders move: files beside result.json are found from here)
@@ -82,6 +85,11 @@ class Result(Record):
         """The profile this run ran under (memory | time), None for an ordinary run: a profiled run's
         speed and memory include the profiler's cost and are never compared with ordinary runs'."""
         return self.job.profile.kind if self.job.profile is not None else None
+
+    @property
+    def recipe_name(self) -> str:
+        """identical (every run from before recipes existed) or recommended."""
+        return self.job.recipe_name
 
     @property
     def label(self) -> str:

@@ -10,7 +10,8 @@ JOB = "job.json"  # the job the worker runs (parent writes, worker reads): harne
 WORKER_RESULT = "worker_result.json"  # the worker's measurements (worker writes, parent reads)
 RESULT = "result.json"  # the run's record (parent writes; every reader): harness.records.Result
 WORKER_LOG = "worker.log"  # the worker's stdout and stderr
-MEMORY_TIMELINE = "memory_timeline.csv"  # the parent's NVML samples over the run
+MEMORY_TIMELINE = "memory_timeline.csv.gz"  # the parent's NVML samples over the run, gzipped (a 7B run's CSV is
+# ~0.6 MB and compresses ~8x: the committed results travel to the GPU machine with every call)
 PROFILE_TRACE = "profile_trace.json.gz"  # profile=time: torch.profiler's Chrome trace (Perfetto, TensorBoard)
 MEMORY_SNAPSHOT = "memory_snapshot.pickle"  # profile=memory: the allocator snapshot at the peak (memory_viz)
 DATA = "data"  # the prepared train/eval splits the worker reads (removed after the run)

@@ -1,21 +1,23 @@
 """The memory timeline figure: GPU memory used (NVML, per device) over each run's wall time, read from the
-run's ``memory_timeline.csv`` (written by the parent's sampler), the training phase shaded."""
+run's ``memory_timeline.csv.gz`` (written by the parent's sampler), the training phase shaded."""
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 
 from harness.records import Result, run_files
+from harness.sampling.timeline import open_text
 from harness.report.figures import (PALETTE, color_map, empty_figure, framework_legend, plt, style_axes, thin,
                                     to_data_uri)
 from harness.report.tables import by_label_and_repeat, run_label
 
 
 def read_timeline(path: Path) -> list[dict[str, float]]:
-    """Rows of a ``memory_timeline.csv`` that carry a memory reading; [] when missing, empty or unreadable."""
+    """Rows of a memory timeline (CSV, gzipped or not) that carry a memory reading; [] when missing, empty or
+    unreadable."""
     rows: list[dict[str, float]] = []
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open_text(Path(path), "r") as handle:
             for row in csv.DictReader(handle):
                 try:
                     if row.get("used_bytes"):
@@ -23,18 +25,25 @@ def read_timeline(path: Path) -> list[dict[str, float]]:
                                      "used_bytes": float(row["used_bytes"])})
                 except (TypeError, ValueError):
                     continue
-    except (OSError, UnicodeDecodeError, csv.Error):
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error):
         return []
     return rows
 
 
 def timeline_path(record: Result) -> Path | None:
+    """The run's timeline file: the name its result records, or that name compressed (older results were
+    gzipped after they were written), or the current name."""
     name = record.memory.timeline or run_files.MEMORY_TIMELINE
     if record.source:
-        return Path(record.source).parent / name
-    if not record.run_dir:
+        folder = Path(record.source).parent
+    elif record.run_dir:
+        folder = Path(record.run_dir)
+    else:
         return None
-    return Path(record.run_dir) / name
+    for candidate in (name, name + ".gz", run_files.MEMORY_TIMELINE):
+        if (folder / candidate).exists():
+            return folder / candidate
+    return folder / name
 
 
 def memory_timelines(runs: list[Result]) -> str:

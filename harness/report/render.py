@@ -19,6 +19,7 @@ from harness.records import Result
 from harness.report.repeat_spread import spread_section
 from harness.report.reproduce import reproduce_section
 from harness.report.why import why_sections
+from harness.report.recipe_section import recipe_sections
 from harness.report.jinja import jinja_env
 from harness.report.memory_figure import memory_timelines
 from harness.report.sections import (audit_section, checks_section, definitions, distinct, downloads,
@@ -99,7 +100,8 @@ def build_context(records: list[Result], *, audits: list[dict[str, Any]] | None,
             "downloads": downloads(records),
             "audit_note": audit_note, "meta": meta, "statuses": statuses, "n_runs": len(records),
             "scaling": tables.scaling_table([r for r in records if not r.profiled]),
-            "why_only": list(why.values())}  # profiled points whose unprofiled runs are not in this report
+            "why_only": list(why.values()),  # profiled points whose unprofiled runs are not in this report
+            "recipes": recipe_sections(records, audits, reference)}  # identical vs recommended (issue 17)
 
 
 def render_report(records: list[Result], reports_dir: Path, *, audits: list[dict[str, Any]] | None = None,

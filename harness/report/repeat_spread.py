@@ -39,9 +39,12 @@ def repeat_row(run: Result) -> dict[str, Any]:
     line = steady_line([float(s.get("padded_tokens") or s["tokens"]) for s in steps],
                        [float(s["time_s"]) for s in steps]) if len(steps) >= 2 else None
     timed = run.gpu_clocks.timed if run.gpu_clocks is not None else None
+    mallocs = [s.get("cuda_mallocs") for s in steps]
     return {"repeat": run.repeat or 0, "tokens_per_s": run.train.tokens_per_s if run.train else None,
             "sm_mhz": timed.sm_mhz_mean if timed else None, "power_capped": timed.power_capped_share if timed else None,
-            "fixed_s": line[0] if line else None, "per_token_us": line[1] * 1e6 if line else None}
+            "fixed_s": line[0] if line else None, "per_token_us": line[1] * 1e6 if line else None,
+            # recorded from session 5 on: the allocator's trips to the driver in the timed steps
+            "cuda_mallocs": sum(mallocs) if steps and None not in mallocs else None}
 
 
 def _cause(tps: float | None, clock: float | None, fixed: float | None, per_token: float | None,

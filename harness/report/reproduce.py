@@ -21,7 +21,9 @@ from harness.records import Result
 
 # Leaves that are not settings: filled in by the harness from the machine or the data.
 DERIVED = ("model.path", "dataset.digest")
-GROUPS = ("model", "dataset", "launcher")
+GROUPS = ("model", "dataset", "launcher", "recipe")
+# A recommended job's framework blocks (harness/frameworks/recipes.py): config files, never overrides.
+RECIPE_BLOCKS = ("framework.recommended", "framework.always_on")
 
 
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -38,7 +40,7 @@ def _composed_job(overrides: list[str]) -> dict[str, Any]:
     """The job Hydra composes from ``overrides``, without the data digest and model path."""
     from omegaconf import OmegaConf
 
-    from harness.config.job import _NOT_PART_OF_JOB, FRAMEWORK_RUN_KEYS
+    from harness.config.job import _NOT_PART_OF_JOB, FRAMEWORK_RUN_KEYS, IDENTICAL_RECIPE, identical_twin
     from harness.config.preflight import compose_job
 
     job = OmegaConf.to_container(compose_job(overrides), resolve=True)
@@ -46,6 +48,8 @@ def _composed_job(overrides: list[str]) -> dict[str, Any]:
         job.pop(key, None)
     for key in FRAMEWORK_RUN_KEYS:
         job["framework"].pop(key, None)
+    if job.get("recipe") == IDENTICAL_RECIPE:
+        job = identical_twin(job)  # as job_from_config records it: no recipe, no feature block
     return job
 
 
@@ -116,6 +120,12 @@ def job_overrides(job: dict[str, Any], compose: Compose = _composed_job) -> tupl
     leaves: list[str] = []
     for key in sorted(recorded):
         if key in DERIVED or key.startswith("runtime."):
+            continue
+        if key in RECIPE_BLOCKS:
+            # A recommended job's feature block is conf/framework/NAME.yaml's, not an override: say when it changed.
+            if recorded[key] != today.get(key):
+                notes.append(f"{key}: the recipe's features in conf/framework/{fw}.yaml changed since these runs; "
+                             "today's apply (the job hash differs)")
             continue
         if key == "dataset.format" and today.get(key) == "auto":
             continue  # the recorded format is what auto detected in the same data (plan's hashes check it)

@@ -117,6 +117,7 @@ def environment_section(records: list[Result]) -> dict[str, Any]:
                               for r in records)),
         ("weights", weights or [NOT_RECORDED]),
         ("fairness mode", distinct(r.job.fairness or NOT_RECORDED for r in records)),
+        ("recipe", distinct(r.recipe_name for r in records)),
         ("results", distinct(_results_folder(r) for r in records)),
     ]
     rows = [{"name": name, "value": _joined(vals), "varies": len(vals) > 1} for name, vals in common]

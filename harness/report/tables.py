@@ -148,6 +148,8 @@ def point_title(runs: list[Result]) -> str:
         bits.append(f"batch {train['batch_size']}x{train.get('grad_accum', 1)}")
     if train.get("max_length") is not None:
         bits.append(f"max length {train['max_length']}")
+    if runs[0].recipe_name != "identical":  # issue 17: a recommended point beside its identical one
+        bits.append(f"recipe {runs[0].recipe_name}")
     launcher = runs[0].job.launcher
     nproc = (launcher.nproc if launcher is not None else None) or 1
     if nproc > 1:

@@ -17,6 +17,7 @@ from harness.records import JobFile, Result, WorkerResult, runtime_of
 from harness.records.machine import Env, FrameworkInfo, Host
 from harness.records.memory import Energy, GpuActivity, GpuClocks, Memory, Mfu
 from harness.records.profile import MemoryProfile, Profile
+from harness.records.recipe import RecipeResult
 
 
 def _mfu(record: Result, model_path: str | None, job: JobFile) -> Mfu | None:
@@ -89,8 +90,9 @@ def _profile(worker: WorkerResult | None, memory: Memory) -> Profile | None:
 
 
 def build_record(*, job: JobFile, view: dict[str, Any], sampler: Any, run_dir: Path, repeat: int,
-                 job_hash: str, point_hash: str) -> Result:
-    """``view``: the parent's view of the worker (harness.launch.child.spawn_worker), its WorkerResult under "worker"."""
+                 job_hash: str, point_hash: str, identical_hashes: tuple[str, str] | None = None) -> Result:
+    """``view``: the parent's view of the worker (harness.launch.child.spawn_worker), its WorkerResult under "worker".
+    ``identical_hashes``: a recommended job's identical twin's (job, point) hashes (harness.config.job.identical_twin)."""
     worker: WorkerResult | None = view.get("worker")
     status = view.get("status") or (worker.status if worker is not None else "crashed")
     record = Result(
@@ -132,5 +134,11 @@ def build_record(*, job: JobFile, view: dict[str, Any], sampler: Any, run_dir: P
                            joules_per_1k_tokens=joules / (tokens / 1000) if joules and tokens else None)
     record.profile = _profile(worker, record.memory)
     record.mfu = _mfu(record, worker.model_path if worker is not None else None, job) if record.ok else None
-    record.checks = run_checks(record) if record.ok else []
+    if identical_hashes is not None:
+        # the run this one is checked against, found by hash rather than guessed (audit, report)
+        spec = job.spec.recipe
+        record.recipe = (worker.recipe if worker is not None and worker.recipe is not None
+                         else RecipeResult(name=spec.name if spec else None, packing=spec.packing if spec else None))
+        record.recipe.identical_job_hash, record.recipe.identical_point_hash = identical_hashes
+    record.checks = run_checks(record) if record.ok else []  # after the recipe: its packing explains two checks
     return record

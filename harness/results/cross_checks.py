@@ -155,6 +155,21 @@ def run_checks(record: Result) -> list[Check]:
     """Every check of one result; a section the run did not record is judged as empty (checks say n/a)."""
     train, audit = record.train or Train(), record.audit or Audit()
     log = train.log or []
-    return [token_count(train), memory_order(record.memory),
-            eval_agreement(record.eval or Eval(), int(train.world_size or 1), audit.base_dtype),
-            loss_fell(log), grad_norm_positive(log), lora_changed(audit), timing_settled(train.warmup)]
+    checks = [token_count(train), memory_order(record.memory),
+              eval_agreement(record.eval or Eval(), int(train.world_size or 1), audit.base_dtype),
+              loss_fell(log), grad_norm_positive(log), lora_changed(audit), timing_settled(train.warmup)]
+    packing = [str(f.get("id")) for f in (record.recipe.features if record.recipe is not None else [])
+               if f.get("packing") and f.get("status") == "active"]
+    for check in checks:
+        if packing and check.passed is False and check.name in PACKED_EXPLANATIONS:
+            check.explanation = f"{', '.join(packing)} (recipe=recommended) is active: {PACKED_EXPLANATIONS[check.name]}"
+    return checks
+
+
+# A recommended recipe that packs (issue 17) changes what the framework's own counters see.
+PACKED_EXPLANATIONS = {
+    "tokens_match_framework": "the framework counts its packed rows' attention masks (a 4-D additive block mask "
+                              "under neat_packing sums to no token count), ours the tokens of each packed sequence",
+    "eval_loss_matches_framework": "the framework packs the held-out records too, so its eval loss is a token mean "
+                                   "over packed rows, ours the mean over records (the quality check uses ours)",
+}

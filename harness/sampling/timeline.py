@@ -1,10 +1,12 @@
 """The memory timeline of a run: one point per device and tick, bounded in size by max-merging pairs (so
-short peaks survive downsampling), and its CSV file (memory_timeline.csv, read by the report's figures)."""
+short peaks survive downsampling), and its CSV file (memory_timeline.csv.gz, read by the report's figures)."""
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 from pathlib import Path
-from typing import Any, Iterable
+from typing import IO, Any, Iterable
 
 # One timeline point of one device: (t, used_bytes, util_pct, power_w, process_bytes); None = not read.
 Sample = tuple[float, "int | None", "int | None", "float | None", "int | None"]
@@ -58,6 +60,15 @@ class BoundedTimeline:
         return self.points + ([self._pending] if self._pending is not None else [])
 
 
+def open_text(path: Path, mode: str) -> IO[str]:
+    """A text handle on ``path``, gzip-compressed when its name ends in .gz (mtime 0: the same samples give
+    the same bytes)."""
+    if path.suffix == ".gz":
+        raw = gzip.GzipFile(path, mode + "b", mtime=0)
+        return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+    return open(path, mode, encoding="utf-8", newline="")
+
+
 TIMELINE_COLUMNS = ["t", "device", "used_bytes", "util", "power_w", "process_bytes"]
 
 
@@ -66,7 +77,7 @@ def write_timeline_csv(path: str | Path, rows: Iterable[dict[str, Any]]) -> None
     is an empty cell. Written with its header even without rows, so readers need no special case."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
+    with open_text(path, "w") as fh:
         writer = csv.writer(fh)
         writer.writerow(TIMELINE_COLUMNS)
         for r in rows:

@@ -33,6 +33,7 @@ from harness.records import JobFile, Runtime, WorkerResult  # noqa: E402
 from harness.records.audit import Audit  # noqa: E402
 from harness.records.memory import Memory  # noqa: E402
 from harness.records.training import Eval, Train  # noqa: E402
+from harness.worker import recipe_run  # noqa: E402
 
 
 def package_versions(names: tuple[str, ...]) -> dict[str, str | None]:
@@ -116,7 +117,8 @@ def _train_and_measure(job: dict[str, Any], adapter: Adapter, result: WorkerResu
     eval_records = read_split(job["runtime"]["data_dir"], "eval")
     from harness.worker.progress import ProgressPrinter
 
-    callbacks: list[Any] = [live, meter, ProgressPrinter(meter, t["max_steps"], job["runtime"].get("world_size", 1))]
+    steps = (job["runtime"].get("recipe_budget") or {}).get("steps") or t["max_steps"]  # a packed run's own
+    callbacks: list[Any] = [live, meter, ProgressPrinter(meter, steps, job["runtime"].get("world_size", 1))]
     if t["eval_steps"]:
         callbacks.append(PeriodicEval(job, eval_records, meter, adapter.evaluation_env))
     from harness.worker import profiling
@@ -143,6 +145,7 @@ def _train_and_measure(job: dict[str, Any], adapter: Adapter, result: WorkerResu
     phase_peaks = {"train": headline, "framework_eval": torch_memory()}
     result.train.train_call_s = trained.train_call_s
     result.audit = Audit.from_dict(read_live_fields(live, meter, job, adapter), "audit")
+    recipe_run.read_back(job, result, live)
     _release_cached_memory()
     # A framework whose entry point returns nothing (Trained's fields None): what its Trainer gave our callbacks.
     model = trained.model if trained.model is not None else live.model
@@ -198,6 +201,7 @@ def run(run_dir: Path) -> WorkerResult:
             raise FrameworkUnavailable(f"{err}; install with: {adapter.install_hint}") from err
         phases.mark("imports_done")
         _build_model(job)
+        recipe_run.prepare(job, result)
         _train_and_measure(job, adapter, result)
         result.status, result.reason = "ok", ""
     except FrameworkUnavailable as err:

@@ -50,8 +50,8 @@ from typing import Any, Callable
 import torch
 from transformers import TrainerCallback
 
-from harness.worker.live_fields.batches import batch_record
-from harness.worker.torch_memory import sync_cuda, torch_memory  # noqa: F401  (torch_memory: the worker's)
+from harness.worker.live_fields.batches import batch_record, block_mask_segments
+from harness.worker.torch_memory import allocator_counters, sync_cuda, torch_memory  # noqa: F401  (torch_memory: the worker's)
 from harness.worker.train_summary import settle_evidence, train_summary
 
 IGNORE_INDEX = -100
@@ -89,6 +89,7 @@ class StepMeter(TrainerCallback):
         self._reset_acc()
         self._t_anchor: float | None = None
         self._t_begin: float | None = None
+        self._counters_begin: dict[str, int] | None = None
         self._supervised_known = True
 
     # ---- counting ----------------------------------------------------------------------------------
@@ -112,8 +113,11 @@ class StepMeter(TrainerCallback):
             return
         mask = kwargs.get("attention_mask")
         position_ids = kwargs.get("position_ids")
+        blocks = block_mask_segments(mask, to_cpu=False) if torch.is_tensor(mask) and mask.dim() == 4 else None
         if torch.is_tensor(mask) and mask.dim() == 2:
             tokens = mask.sum()
+        elif blocks is not None:  # a block-diagonal mask (packed rows): the tokens that attend to themselves
+            tokens = blocks[0].sum()
         elif position_ids is None and input_ids is not None and self.pad_token_id is not None:
             tokens = (input_ids != self.pad_token_id).sum()
         else:
@@ -129,6 +133,8 @@ class StepMeter(TrainerCallback):
             self._supervised_known = False
         if torch.is_tensor(position_ids) and position_ids.dim() == 2:
             samples = (position_ids == 0).sum()
+        elif blocks is not None:  # packed rows with a block-diagonal mask: one sample per block
+            samples = blocks[1].sum()
         else:
             samples = shape[0]
         self._acc_tokens = self._acc_tokens + tokens
@@ -184,6 +190,7 @@ class StepMeter(TrainerCallback):
         self._t_begin = self._clock()
         if self._t_anchor is None:
             self._t_anchor = self._t_begin
+        self._counters_begin = allocator_counters()
 
     def on_step_end(self, args, state, control, **kwargs):
         sync_cuda()
@@ -198,10 +205,18 @@ class StepMeter(TrainerCallback):
             "tokens": tokens, "supervised_tokens": supervised,
             "samples": samples, "micro_batches": self._acc_micro,
             "max_seq_len": self._acc_max_len, "padded_tokens": self._acc_padded,
-            "loss": None, "grad_norm": None, "lr": None, "t_end": wall_end})
+            "loss": None, "grad_norm": None, "lr": None, "t_end": wall_end,
+            **self._allocator_deltas()})
         self._reset_acc()
         self._t_anchor = t_end
         self._t_begin = None
+
+    def _allocator_deltas(self) -> dict[str, int]:
+        """How often this step went to the driver for memory (empty on CPU)."""
+        begin, end = self._counters_begin, allocator_counters()
+        if begin is None or end is None:
+            return {}
+        return {k: end[k] - begin[k] for k in end}
 
     def reanchor(self) -> None:
         """Evaluation / checkpoint saving inside the loop is not training work: restart the clock."""

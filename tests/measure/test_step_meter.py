@@ -246,3 +246,26 @@ def test_torch_memory_on_cpu():
     if torch.cuda.is_available():
         pytest.skip("CPU behaviour")
     assert torch_memory() == {"torch_max_allocated_bytes": None, "torch_max_reserved_bytes": None}
+
+
+def test_allocator_calls_per_step(monkeypatch):
+    # A step's trips to the driver for memory: the difference of the allocator's lifetime counters between
+    # its begin and its end (faked here: no CUDA on CPU).
+    import harness.worker.step_meter as step_meter
+
+    calls = iter([{"cuda_mallocs": 5, "cuda_frees": 0, "alloc_retries": 0},
+                  {"cuda_mallocs": 5, "cuda_frees": 0, "alloc_retries": 0},   # step 1: none
+                  {"cuda_mallocs": 5, "cuda_frees": 0, "alloc_retries": 0},
+                  {"cuda_mallocs": 8, "cuda_frees": 2, "alloc_retries": 1}])  # step 2: to the driver
+    monkeypatch.setattr(step_meter, "allocator_counters", lambda: next(calls))
+    meter = StepMeter(warmup_steps=0, clock=FakeClock())
+    _run_steps(meter, TinyModel().train(), [[PADDED_1]] * 2, TrainerState())
+    first, second = meter.records
+    assert (first["cuda_mallocs"], first["cuda_frees"], first["alloc_retries"]) == (0, 0, 0)
+    assert (second["cuda_mallocs"], second["cuda_frees"], second["alloc_retries"]) == (3, 2, 1)
+
+
+def test_no_allocator_counters_on_cpu():
+    meter = StepMeter(warmup_steps=0, clock=FakeClock())
+    _run_steps(meter, TinyModel().train(), [[PADDED_1]], TrainerState())
+    assert "cuda_mallocs" not in meter.records[0] and meter.records[0]["time_s"] >= 0

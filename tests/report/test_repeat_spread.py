@@ -45,3 +45,13 @@ def test_single_runs_and_failures_give_no_row():
     failed = _run(1, 0.25, 1e-4, 1900)
     failed.status = "crashed"
     assert spread_section([_run(0, 0.25, 1e-4, 1900), failed]) == []
+
+
+def test_driver_allocations_summed_over_the_timed_steps_only():
+    run = _run(0, 0.25, 1e-4, 1900)
+    for s in run.train.log:  # the warm-up steps (1, 2) allocate a lot
+        s["cuda_mallocs"] = 50 if s["step"] <= 2 else 1
+    (g,) = spread_section([run, _run(1, 0.25, 1e-4, 1900)])
+    first, older = g["repeats"]
+    assert first["cuda_mallocs"] == 8
+    assert older["cuda_mallocs"] is None  # results recorded before session 5

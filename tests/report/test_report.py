@@ -349,6 +349,26 @@ def test_memory_timeline_figure_without_samples(tmp_path):
     assert len(memory_figure.read_timeline(tmp_path / "memory_timeline.csv")) == 60
 
 
+def test_timeline_written_gzipped_and_older_names_still_found(tmp_path):
+    # The sampler writes memory_timeline.csv.gz; results written before it name memory_timeline.csv, and
+    # their committed CSVs were gzipped afterwards: the reader finds the compressed file under the old name.
+    from harness.report import memory_figure
+    from harness.records import run_files
+    from harness.sampling.timeline import write_timeline_csv
+
+    rows = [{"t": 1.0 + i, "device": 0, "used_bytes": 2**30 + i, "util": 50, "power_w": 300.0, "process_bytes": None}
+            for i in range(5)]
+    write_timeline_csv(tmp_path / run_files.MEMORY_TIMELINE, rows)
+    assert (tmp_path / run_files.MEMORY_TIMELINE).read_bytes()[:2] == b"\x1f\x8b"  # gzip magic
+    older = make_record("trl", "1", 0, run_dir=tmp_path)
+    older.memory.timeline = "memory_timeline.csv"
+    path = memory_figure.timeline_path(older)
+    assert path == tmp_path / run_files.MEMORY_TIMELINE
+    assert [r["used_bytes"] for r in memory_figure.read_timeline(path)] == [2**30 + i for i in range(5)]
+    (tmp_path / "memory_timeline.csv").write_text("t,device,used_bytes,util,power_w,process_bytes\n9,0,7,,,\n")
+    assert memory_figure.read_timeline(memory_figure.timeline_path(older)) == [{"t": 9.0, "device": 0, "used_bytes": 7.0}]
+
+
 def test_trend_page_and_index(tmp_path, capsys, monkeypatch):
     import json as jsonlib
 

@@ -12,6 +12,26 @@ FIRST_BATCHES = 8
 IGNORE_INDEX = -100
 
 
+def block_mask_segments(mask: Any, *, to_cpu: bool = True) -> tuple[Any, Any] | None:
+    """``(keep, starts)`` of a 4-D block-diagonal attention mask ``[rows, 1, L, L]`` (packing that keeps each
+    sequence to itself: LLaMA-Factory's neat_packing on SDPA): a token is kept when it may attend to itself
+    (padding attends nothing), and starts a sequence when it may not attend to the token before it. The
+    mask is additive (0 allowed, a large negative blocked) or boolean (True allowed). None for other masks.
+    ``to_cpu=False`` keeps the work on the mask's device (the StepMeter counts samples without a sync)."""
+    import torch
+
+    if not torch.is_tensor(mask) or mask.dim() != 4 or mask.shape[-1] != mask.shape[-2]:
+        return None
+    square = mask[:, 0].detach()
+    square = square.to("cpu") if to_cpu else square
+    allowed = square.bool() if square.dtype == torch.bool else square == 0
+    keep = torch.diagonal(allowed, dim1=-2, dim2=-1)
+    before = torch.diagonal(allowed, offset=-1, dim1=-2, dim2=-1)  # [rows, L-1]: token i+1 may see token i
+    starts = keep.clone()
+    starts[:, 1:] = keep[:, 1:] & ~before
+    return keep, starts
+
+
 def batch_record(kwargs: dict[str, Any], args: tuple = (), pad_token_id: int | None = None) -> dict[str, Any] | None:
     """What the audit needs from one micro-batch, built from the model call's kwargs (forward pre-hook).
 
@@ -34,10 +54,15 @@ def batch_record(kwargs: dict[str, Any], args: tuple = (), pad_token_id: int | N
     if ids.dim() == 1:
         ids = ids.unsqueeze(0)
     rows, seq_len = int(ids.shape[0]), int(ids.shape[1])
-    mask = kwargs.get("attention_mask")
-    mask = mask.detach().to("cpu") if torch.is_tensor(mask) and mask.dim() == 2 else None
+    raw_mask = kwargs.get("attention_mask")
+    mask = raw_mask.detach().to("cpu") if torch.is_tensor(raw_mask) and raw_mask.dim() == 2 else None
     pos = kwargs.get("position_ids")
     pos = pos.detach().to("cpu") if torch.is_tensor(pos) and pos.dim() == 2 and pos.shape == ids.shape else None
+    blocks = block_mask_segments(raw_mask)
+    if blocks is not None and mask is None and blocks[0].shape == ids.shape:
+        # Segment ids from the block-diagonal mask: the splitter below cuts where the id changes.
+        keep_4d, starts_4d = blocks
+        mask = (starts_4d.long().cumsum(dim=1) * keep_4d.long())
     sequences: list[list[int]] = []
     tokens = 0
     for b in range(rows):

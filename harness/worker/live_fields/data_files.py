@@ -18,6 +18,11 @@ def read_data_files(job: dict[str, Any], live: Any, out: dict[str, Any], notes: 
         notes.append(f"eval.jsonl not readable in {data_dir}")
     out["truncation_strategy"] = truncation
     tokenizer, max_length = live.tokenizer, out.get("max_length")
+    if max_length is None and isinstance(((job or {}).get("train") or {}).get("max_length"), int):
+        # No length on the framework's objects: inputs cut before the framework saw them (trl's padding-free
+        # batching in the recommended recipe), at the job's max_length (truncation_strategy says who cut).
+        max_length = job["train"]["max_length"]
+        notes.append(f"records_truncated counted against train.max_length={max_length}: no max_length on the live objects")
     out["records_truncated"] = out["records_total"] = out["records_max_tokens"] = None
     template = attr_path(tokenizer, "chat_template")
     out["chat_template_hash"] = hashlib.sha256(template.encode()).hexdigest() if isinstance(template, str) else None

@@ -97,6 +97,7 @@ def read_live_fields(live: Any, meter: Any, job: dict[str, Any], adapter: Any = 
     section("batches", lambda: read_batches(meter, live, out, notes))
     section("packing", lambda: read_packing(live, out, notes))
     section("collator", lambda: read_collator(live, out))
-    section("data", lambda: read_data_files(job, live, out, notes, adapter.truncation if adapter is not None else None))
+    section("data", lambda: read_data_files(job, live, out, notes,
+                                           adapter.truncation_for(job) if adapter is not None else None))
     out["notes"] = notes
     return jsonable(out)

@@ -1,0 +1,70 @@
+"""The supervised-token budget of a recommended run that packs (docs/recipes.md 3.5).
+
+Padding-free batching keeps every step's records, so a recommended run sees exactly the identical run's
+supervised tokens. Packing does not: a step holds rows of ``max_length`` tokens, however many records
+fill them. So the packed run gets the identical run's expected supervised total,
+
+    S* = max_steps x batch_size x grad_accum x world x s_mean          (s_mean: supervised tokens per record)
+
+in rows per step holding the padded batch's real tokens and as many steps as that budget needs:
+
+    R = max(1, round(batch_size x t_mean / max_length))                 (t_mean: tokens per record)
+    N = ceil(S* / (R x grad_accum x world x max_length x s_mean / t_mean))
+
+with ``t_mean`` and ``s_mean`` from the evaluator's tokenisation of the train records cut at ``max_length``.
+Example (the 2000-record medical mirror, max length 1024, batch 16, 48 steps): t = 186.7, s = 131.5,
+S* = 48 x 16 x 131.5 = 101,000, R = round(2987 / 1024) = 3, N = ceil(101,000 / 2,164) = 47. The StepMeter's
+supervised count is the check (:func:`budget_check`): within ``BUDGET_TOLERANCE`` of S* or the audit says
+"budget missed" (a knapsack's fill and records a framework drops move it)."""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+from harness.data.tokenize import IGNORE_INDEX, tokenize_record
+
+BUDGET_TOLERANCE = 0.03
+
+
+def token_budget(records: Iterable[dict[str, Any]], tokenizer: Any, train: dict[str, Any], *,
+                 world_size: int = 1) -> dict[str, Any]:
+    max_length = int(train["max_length"])
+    lengths, supervised = [], []
+    for record in records:
+        tokens = tokenize_record(tokenizer, record, max_length)
+        lengths.append(len(tokens["input_ids"]))
+        supervised.append(sum(label != IGNORE_INDEX for label in tokens["labels"]))
+    return budget_from_counts(lengths, supervised, train, world_size=world_size)
+
+
+def budget_from_counts(lengths: list[int], supervised: list[int], train: dict[str, Any], *,
+                       world_size: int = 1) -> dict[str, Any]:
+    """The formula of the module docstring from per-record token and supervised counts."""
+    if not lengths or not sum(supervised):
+        raise ValueError("token budget: no train record with a supervised token")
+    max_length, batch = int(train["max_length"]), int(train["batch_size"])
+    per_step = int(train.get("grad_accum", 1)) * int(world_size)
+    t_mean, s_mean = sum(lengths) / len(lengths), sum(supervised) / len(supervised)
+    target = int(train["max_steps"]) * batch * per_step * s_mean
+    rows = max(1, round(batch * t_mean / max_length))
+    per_packed_step = rows * per_step * max_length * s_mean / t_mean
+    steps = max(1, math.ceil(target / per_packed_step))
+    return {"records": len(lengths), "mean_tokens": t_mean, "mean_supervised": s_mean, "max_length": max_length,
+            "target_supervised": target, "rows_per_step": rows, "steps": steps,
+            "formula": (f"S* = {train['max_steps']} x {batch} x {per_step} x {s_mean:.1f} = {target:,.0f}; "
+                        f"R = round({batch} x {t_mean:.1f} / {max_length}) = {rows}; "
+                        f"N = ceil(S* / {per_packed_step:,.0f}) = {steps}")}
+
+
+def budget_check(budget: dict[str, Any], consumed: int | None) -> dict[str, Any]:
+    """``budget`` with the supervised tokens the run consumed and whether they are within the tolerance."""
+    out = dict(budget)
+    out["consumed_supervised"] = consumed
+    out["tolerance"] = BUDGET_TOLERANCE
+    target = budget.get("target_supervised")
+    if consumed is None or not target:
+        out["within"] = None
+        return out
+    out["relative_miss"] = (consumed - target) / target
+    out["within"] = abs(out["relative_miss"]) <= BUDGET_TOLERANCE
+    return out
