@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers.framework_env import LLAMAFACTORY, PROBES, SWIFT, TRL
+from tests.helpers.framework_env import AXOLOTL, LLAMAFACTORY, PROBES, SWIFT, TRL
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +20,9 @@ def trl_probes(tmp_path_factory):
 @pytest.fixture(scope="session")
 def swift_probes(tmp_path_factory):
     return PROBES[SWIFT].run(tmp_path_factory.mktemp)
+
+
+@pytest.fixture(scope="session")
+def axolotl_probes(tmp_path_factory):
+    # Each probe loads a model and builds a trainer (or a 4-bit model): more than a minute on a loaded machine.
+    return PROBES[AXOLOTL].run(tmp_path_factory.mktemp, timeout_per_probe=200)

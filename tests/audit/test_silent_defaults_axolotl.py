@@ -4,7 +4,8 @@ Every check runs under the axolotl environment (``.envs/axolotl-0.19.0``) throug
 ``axolotl train CONFIG`` runs it: ``load_cfg`` (its validation and normalisation resolve the defaults) on the
 config the adapter writes, ``load_datasets`` (its chat_template tokenisation, truncation and cache) and
 ``setup_model_and_trainer`` (its model and LoRA loading and trainer builder), stopping before ``train()``.
-The snippet runs once per job (module fixtures). Each default is named with the file of axolotl 0.19.0 that
+The snippet runs once per job, each job a probe of the axolotl environment (``tests/helpers/framework_env.py``:
+one interpreter imports axolotl once for all of them, a forked child per probe). Each default is named with the file of axolotl 0.19.0 that
 holds it.
 """
 from __future__ import annotations
@@ -14,10 +15,10 @@ import json
 import pytest
 
 from harness.frameworks.adapter import FrameworkUnavailable
-from tests.audit.test_silent_defaults import run_in_env
+from tests.helpers.framework_env import AXOLOTL, PROBES
 from tests.helpers.jobs import make_job
 
-AXOLOTL = ("axolotl", "0.19.0")
+AXOLOTL_PROBES = PROBES[AXOLOTL]
 
 # Resolve the config, prepare the data and build the trainer as do_train does; encode every prepared record
 # with our evaluator's tokenisation (what every other framework trains on); build trl's LoRA init for the same
@@ -154,17 +155,37 @@ def _job(tmp, records=RECORDS, **overrides) -> dict:
     return make_job(framework="axolotl", runtime=runtime, **overrides)
 
 
-@pytest.fixture(scope="module")
-def axolotl_job(tmp_path_factory):
+def _recipe_job(tmp) -> dict:
     # alpha 24, dropout 0.1, two targets, max length 256 so the third record is truncated (default: dropped),
     # 60 steps (default warm-up: 3% -> 1 step -> 2), linear schedule (default cosine), adamw_torch (default fused).
-    return _job(tmp_path_factory.mktemp("axolotl"), train__lora__r=16, train__lora__alpha=24,
-                train__lora__dropout=0.1, train__max_length=256, train__lora__targets=["q_proj", "v_proj"])
+    return _job(tmp, train__lora__r=16, train__lora__alpha=24, train__lora__dropout=0.1, train__max_length=256,
+                train__lora__targets=["q_proj", "v_proj"])
+
+
+def _conversations_job(tmp) -> dict:
+    """One job, both scopes: the prepared records carry their own loss_on (harness.data.formats)."""
+    records = [{**CONVERSATION, "loss_on": "all_assistant"}, {**CONVERSATION, "loss_on": "last_assistant"}]
+    return _job(tmp, records=records + records[:1], dataset="tiny_messages")
+
+
+def _qlora_job(tmp) -> dict:
+    # bf16, as on a GPU (the CPU's float32 would hide the dtype the base is kept in).
+    return _job(tmp, train__quantization="4bit", train__precision="bf16", runtime={"quantization_only": True})
+
+
+RECIPE = AXOLOTL_PROBES.add("recipe", _RESOLVE, _recipe_job)
+CONVERSATIONS = AXOLOTL_PROBES.add("conversations", _RESOLVE, _conversations_job)
+QLORA = AXOLOTL_PROBES.add("qlora", _RESOLVE, _qlora_job)
 
 
 @pytest.fixture(scope="module")
-def resolved(axolotl_job):
-    return run_in_env(AXOLOTL, axolotl_job, _RESOLVE, timeout=600)
+def axolotl_job(axolotl_probes):
+    return axolotl_probes.jobs[RECIPE]
+
+
+@pytest.fixture(scope="module")
+def resolved(axolotl_probes):
+    return axolotl_probes[RECIPE]
 
 
 def test_axolotl_lora_shape_and_variants(resolved, axolotl_job):
@@ -206,11 +227,8 @@ def test_axolotl_renders_the_chat_template_and_supervises_the_response_only(reso
 
 
 @pytest.fixture(scope="module")
-def conversations(tmp_path_factory):
-    """One job, both scopes: the prepared records carry their own loss_on (harness.data.formats)."""
-    records = [{**CONVERSATION, "loss_on": "all_assistant"}, {**CONVERSATION, "loss_on": "last_assistant"}]
-    job = _job(tmp_path_factory.mktemp("conversations"), records=records + records[:1], dataset="tiny_messages")
-    return run_in_env(AXOLOTL, job, _RESOLVE, timeout=600)
+def conversations(axolotl_probes):
+    return axolotl_probes[CONVERSATIONS]
 
 
 @pytest.mark.parametrize("index,supervised_turns", [(0, 2), (1, 1)], ids=["all_assistant", "last_assistant"])
@@ -340,11 +358,8 @@ def test_axolotl_callbacks_reach_its_trainer(resolved):
 
 
 @pytest.fixture(scope="module")
-def qlora(tmp_path_factory):
-    # bf16, as on a GPU (the CPU's float32 would hide the dtype the base is kept in).
-    job = _job(tmp_path_factory.mktemp("qlora"), train__quantization="4bit", train__precision="bf16",
-               runtime={"quantization_only": True})
-    return run_in_env(AXOLOTL, job, _RESOLVE, timeout=600)
+def qlora(axolotl_probes):
+    return axolotl_probes[QLORA]
 
 
 def test_axolotl_qlora_quantization(qlora):

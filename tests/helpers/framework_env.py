@@ -4,7 +4,8 @@ The real framework libraries live in the per-framework environments (``.envs/<na
 first use like a real run builds them), not in the harness's own interpreter, so a check runs a snippet under
 that environment's python with ``PYTHONPATH`` at the repository root and reads one JSON line back.
 
-Starting that interpreter and importing the library (llamafactory, trl, swift) costs about 5 s on two cores;
+Starting that interpreter and importing the library (llamafactory, trl, swift) costs about 5 s on two cores
+(axolotl about 11 s);
 the snippet itself milliseconds. So the snippets that many tests need are declared as :class:`Probes` (a name,
 a job and a body each) and run together: one interpreter per framework per test session imports the library
 once, then forks a child per probe. Each probe thus starts from the state of a fresh interpreter that has just
@@ -27,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 TRL = ("trl", "1.16.0")
 LLAMAFACTORY = ("llamafactory", "0.9.5")
 SWIFT = ("swift", "4.6.0")
+AXOLOTL = ("axolotl", "0.19.0")
 MARK = "AUDIT_RESULT="
 Framework = tuple[str, str]
 Snippet = tuple[dict, str]  # (job, body): the body sees ``job`` (and ``json``, ``sys``) and must set ``result``
@@ -41,11 +43,22 @@ if hasattr(lf_adapter, "_stub_missing_torchaudio"):
     lf_adapter._stub_missing_torchaudio()
 """
 
+# axolotl: telemetry off and the Hub offline before anything imports huggingface_hub (it reads HF_HUB_OFFLINE
+# once, at import), as the snippets set them before their own imports.
+_AXOLOTL_PRELUDE = """
+import os
+os.environ["AXOLOTL_DO_NOT_TRACK"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+"""
+_PRELUDE = {"llamafactory": _LF_PRELUDE, "axolotl": _AXOLOTL_PRELUDE}
+
 # What each environment imports once, before forking its probes (what their snippets import anyway).
 _WARM = {
     "llamafactory": "from llamafactory.hparams import get_train_args\nimport llamafactory.data\n",
     "trl": "from trl import SFTConfig\n",
     "swift": "from swift.arguments import SftArguments\n",
+    "axolotl": "from axolotl.cli.config import load_cfg\nfrom axolotl.common.datasets import load_datasets\n"
+               "from axolotl.train import setup_model_and_trainer\nimport harness.frameworks.axolotl.plugin\n",
 }
 
 # Reads the snippets ({name: [job, body]}) from stdin and runs each in a forked child of its own, in a fresh
@@ -126,7 +139,7 @@ class Outcomes(Mapping[str, Any]):
 def run_snippets(framework: Framework, snippets: Mapping[str, Snippet], timeout: int = 300) -> Outcomes:
     """Run every snippet under the framework env's python: one interpreter, a forked child per snippet."""
     python = env_python(*framework)
-    prelude = _LF_PRELUDE if framework[0] == "llamafactory" else ""
+    prelude = _PRELUDE.get(framework[0], "")
     code = prelude + _WARM.get(framework[0], "") + f"MARK = {MARK!r}\n" + _RUNNER
     payload = {name: [job, textwrap.dedent(body)] for name, (job, body) in snippets.items()}
     env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": ""}
@@ -169,4 +182,4 @@ class Probes:
         return run_snippets(self.framework, snippets, timeout=120 + timeout_per_probe * len(snippets))
 
 
-PROBES = {framework: Probes(framework) for framework in (TRL, LLAMAFACTORY, SWIFT)}
+PROBES = {framework: Probes(framework) for framework in (TRL, LLAMAFACTORY, SWIFT, AXOLOTL)}
