@@ -27,6 +27,13 @@
 #   R=/tmp/h200-s5 FW=trl,llamafactory ROUNDS=1 bash benchmarks/h200_session.sh ensure host overhead pack   (then ROUNDS=2)
 #   then, same warm machine, carrying .whl/unsloth .whl/base .hub:
 #   R=/tmp/h200-s5 FW=unsloth ROUNDS=0: setup, then `timeout 255 ... overhead`, then pack (~240 s)
+# Issue 19 (ms-swift, axolotl): wheelhouses .whl/swift (~17 MB) and .whl/axolotl (~26 MB, bitsandbytes copied in,
+# wandb repacked without wandb/bin) were downloaded for cp312 from envs/swift-4.6.0.txt and envs/axolotl-0.19.0.txt
+# (axolotl-contribs-* built with `pip wheel --no-deps`: sdist only). llvmlite 0.50.0 (57 MB) and numba 0.68.1 are
+# kept apart in .whl/axolotl-llvm: too big to carry with the tree; the GPU image has numba and llvmlite (KINDS.md),
+# so first `python3 -m pip show numba llvmlite` there, and if the versions differ build the env against the
+# image's (the pins are CPU-side facts). Then, one framework per call, carrying .whl/<fw> .whl/base .hub:
+#   R=/tmp/h200-sN FW=swift bash benchmarks/h200_session.sh setup throughput pack        (then qlora, then axolotl)
 # Session 6 (planned): unsloth rounds 1 and 2, one call (~400 s), carrying .whl/unsloth .whl/base .hub:
 #   R=/tmp/h200-s6 FW=unsloth ROUNDS="1 2" bash benchmarks/h200_session.sh ensure host gputests overhead pack
 #   (copy results/h200/session5/throughput_7b and overhead/unsloth into /tmp/h200-s6 first, so the resume

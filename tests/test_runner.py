@@ -5,7 +5,7 @@ import signal
 import time
 
 from tests.cli import by_fault, harness, results
-from tests.sweeps import Sweep, hanging_workers, wait_until
+from tests.sweeps import Sweep, alive_with, hanging_workers, wait_until
 
 FAST = ("run", "framework=fake", "train.max_steps=3", "train.measure_warmup_steps=1", "report=false")
 
@@ -35,6 +35,22 @@ def test_timeout_kills_the_process_group(tmp_path):
     assert record["status"] == "timeout"
     assert time.time() - started < 60
     assert "process group killed" in record["reason"]
+
+
+def test_a_worker_that_hangs_after_writing_its_result_is_ended_and_the_result_kept(tmp_path):
+    # The worker trains, writes its result, then never exits (an atexit handler that sleeps: a rank stuck in
+    # teardown). After the grace the parent ends its group; the run is ok, with the note, and nothing is left.
+    run = harness(*FAST, "framework.fault=hang_at_exit", "timeout_s=300", f"results_dir={tmp_path}",
+                  env={"HARNESS_TEARDOWN_GRACE_S": "2"})
+    (record,) = results(tmp_path)
+    assert record["status"] == "ok", record["reason"] + record["log_tail"]
+    assert "hung in teardown" in record["teardown_note"] and "hung in teardown" in run.stdout
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert alive_with(str(tmp_path)) == []
+    # a worker that exits normally gets no note (the default grace: a loaded machine's exit can take seconds)
+    harness(*FAST, f"results_dir={tmp_path / 'plain'}")
+    (plain,) = results(tmp_path / "plain")
+    assert plain["status"] == "ok" and "teardown_note" not in plain
 
 
 def test_resume_skips_ok_runs_and_force_reruns(tmp_path):

@@ -22,7 +22,7 @@ from harness.phases import mark
 PACKAGES = ("transformers", "peft", "torch")
 INSTALL_HINT = "pip install transformers peft"
 # What ``framework.fault=`` can ask for (none: train normally).
-FAULTS = ("none", "exception", "import_error", "unavailable", "oom", "segfault", "hang", "exit")
+FAULTS = ("none", "exception", "import_error", "unavailable", "oom", "segfault", "hang", "exit", "hang_at_exit")
 
 
 def native_args(job: Job) -> dict[str, Any]:
@@ -78,7 +78,13 @@ def train(job: Job, callbacks: list[Any]) -> Trained:
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, pad_to_multiple_of=PAD_TO_MULTIPLE_OF)
     trainer = Trainer(model=model, args=TrainingArguments(**args["training_arguments"]), train_dataset=train_set,
                       data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
-    if fault not in ("none", "import_error", "unavailable"):
+    if fault == "hang_at_exit":
+        # trains normally and writes its result, then never exits: a rank stuck in teardown (seen with
+        # LLaMA-Factory under torchrun: a gloo thread joined in ~ProcessGroupGloo, waiting on a peer gone)
+        import atexit  # noqa: PLC0415
+
+        atexit.register(time.sleep, 3600)
+    elif fault not in ("none", "import_error", "unavailable"):
         _inject(fault)
     trainer.train()
     return Trained(model=trainer.model, tokenizer=tokenizer)

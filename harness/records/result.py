@@ -56,6 +56,8 @@ class Result(Record):
     runtime: Runtime = field(default_factory=Runtime, metadata=NULL_AS_EMPTY)
     env: Env = field(default_factory=Env, metadata=NULL_AS_EMPTY)
     wall_time_s: float | None = None
+    # set when the parent ended a worker that outlived its written result (harness/launch/child.py)
+    teardown_note: str | None = field(default=None, metadata=OMIT_NONE)
     train: Train | None = None
     eval: Eval | None = None
     audit: Audit | None = None

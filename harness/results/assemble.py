@@ -103,7 +103,7 @@ def build_record(*, job: JobFile, view: dict[str, Any], sampler: Any, run_dir: P
         framework=FrameworkInfo(name=job.spec.framework.name, version=job.spec.framework.version,
                                 packages=worker.framework_packages if worker is not None else {}),
         job=job.spec, runtime=runtime_of(worker, job.runtime), env=Env.from_dict(environment()),
-        wall_time_s=view.get("wall_time_s"),
+        wall_time_s=view.get("wall_time_s"), teardown_note=view.get("teardown_note"),
         train=worker.train if worker is not None else None,
         eval=worker.eval if worker is not None else None,
         audit=worker.audit if worker is not None else None,
