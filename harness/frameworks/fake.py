@@ -6,6 +6,7 @@ trains, through the same callbacks as the real adapters.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import time
@@ -53,6 +54,10 @@ def _inject(fault: str) -> None:
         time.sleep(3600)
     if fault == "exit":
         os._exit(3)
+    if fault == "hang_at_exit":
+        # trains normally and writes its result, then never exits: a rank stuck in teardown (seen with
+        # LLaMA-Factory under torchrun: a gloo thread joined in ~ProcessGroupGloo, waiting on a peer gone)
+        atexit.register(time.sleep, 3600)
 
 
 def _dataset(job: Job, tokenizer: Any, split: str) -> list[dict[str, Any]]:
@@ -78,13 +83,7 @@ def train(job: Job, callbacks: list[Any]) -> Trained:
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, pad_to_multiple_of=PAD_TO_MULTIPLE_OF)
     trainer = Trainer(model=model, args=TrainingArguments(**args["training_arguments"]), train_dataset=train_set,
                       data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
-    if fault == "hang_at_exit":
-        # trains normally and writes its result, then never exits: a rank stuck in teardown (seen with
-        # LLaMA-Factory under torchrun: a gloo thread joined in ~ProcessGroupGloo, waiting on a peer gone)
-        import atexit  # noqa: PLC0415
-
-        atexit.register(time.sleep, 3600)
-    elif fault not in ("none", "import_error", "unavailable"):
+    if fault not in ("none", "import_error", "unavailable"):
         _inject(fault)
     trainer.train()
     return Trained(model=trainer.model, tokenizer=tokenizer)
