@@ -50,6 +50,7 @@ from typing import Any, Callable
 import torch
 from transformers import TrainerCallback
 
+from harness.worker.host_pauses import HostPauseMeter
 from harness.worker.live_fields.batches import batch_record, block_mask_segments
 from harness.worker.torch_memory import allocator_counters, sync_cuda, torch_memory  # noqa: F401  (torch_memory: the worker's)
 from harness.worker.train_summary import settle_evidence, train_summary
@@ -91,6 +92,8 @@ class StepMeter(TrainerCallback):
         self._t_begin: float | None = None
         self._counters_begin: dict[str, int] | None = None
         self._supervised_known = True
+        # per step: garbage-collector time and preemptions of the training thread (host_pauses.py)
+        self._pauses = HostPauseMeter()  # its own clock: an injected test clock must not be read by the collector
 
     # ---- counting ----------------------------------------------------------------------------------
     def _reset_acc(self) -> None:
@@ -184,6 +187,7 @@ class StepMeter(TrainerCallback):
         sync_cuda()
         self._t_anchor = self._clock()
         self._t_begin = None
+        self._pauses.start()
 
     def on_step_begin(self, args, state, control, **kwargs):
         sync_cuda()
@@ -206,7 +210,7 @@ class StepMeter(TrainerCallback):
             "samples": samples, "micro_batches": self._acc_micro,
             "max_seq_len": self._acc_max_len, "padded_tokens": self._acc_padded,
             "loss": None, "grad_norm": None, "lr": None, "t_end": wall_end,
-            **self._allocator_deltas()})
+            **self._allocator_deltas(), **self._pauses.take()})
         self._reset_acc()
         self._t_anchor = t_end
         self._t_begin = None
@@ -222,6 +226,7 @@ class StepMeter(TrainerCallback):
         """Evaluation / checkpoint saving inside the loop is not training work: restart the clock."""
         sync_cuda()
         self._t_anchor = self._clock()
+        self._pauses.take()  # the evaluation's collections are not the next step's
 
     def on_evaluate(self, args, state, control, **kwargs):
         self.reanchor()
@@ -253,6 +258,7 @@ class StepMeter(TrainerCallback):
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             torch.cuda.reset_peak_memory_stats()
         self.detach()
+        self._pauses.stop()
         seen = getattr(state, "num_input_tokens_seen", None)
         self.framework_tokens_seen = int(seen) if seen else None
         self._combine_ranks()

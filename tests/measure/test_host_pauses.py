@@ -1,0 +1,34 @@
+"""The host-pause readings: collector time and counts come from the interpreter's own gc callbacks."""
+from __future__ import annotations
+
+import gc
+import itertools
+
+from harness.worker.host_pauses import HostPauseMeter
+
+
+def test_collections_between_takes_are_counted_and_timed_with_the_meters_clock() -> None:
+    ticks = itertools.count(0.0, 0.25)  # every clock read advances 0.25 s: one collection reads it twice
+    meter = HostPauseMeter(clock=lambda: next(ticks))
+    meter.start()
+    try:
+        gc.collect(0)
+        gc.collect(2)
+        taken = meter.take()
+        assert taken["gc_collections"] == 2 and taken["gc_gen2"] == 1
+        assert taken["gc_s"] == 0.5
+        assert meter.take()["gc_collections"] == 0  # reset by the take
+    finally:
+        meter.stop()
+    gc.collect()
+    assert meter.take()["gc_collections"] == 0  # stopped: no longer called
+    assert meter._on_gc not in gc.callbacks
+
+
+def test_involuntary_switches_are_a_non_negative_count_on_linux() -> None:
+    meter = HostPauseMeter()
+    meter.start()
+    sum(i * i for i in range(200_000))
+    taken = meter.take()
+    meter.stop()
+    assert taken["involuntary_switches"] >= 0
