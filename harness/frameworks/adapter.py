@@ -68,6 +68,13 @@ class Adapter(ABC):
     #: Environment variables set while the harness's own evaluator runs the trained model (a framework
     #: whose patched forward returns no logits unless told to).
     evaluation_env: ClassVar[Mapping[str, str]] = {}
+    #: The framework's own loss on the identical recipe, as the same-loss control (``profile.loss=
+    #: transformers``) needs to know it (docs/explain.md): "transformers" when the model's forward already
+    #: builds the full logits and transformers' ForCausalLMLoss computes the loss from them, so the control
+    #: changes nothing in this framework; "own" when it computes the loss another way (a fused, chunked loss
+    #: in its trainer or its patched forward), so the control puts the harness's common compute_loss in its
+    #: trainer's place (harness/worker/common_loss.py). Either way the run reads back what ran.
+    native_loss: ClassVar[str] = "own"
 
     _REQUIRED: ClassVar[tuple[str, ...]] = ("packages", "distribution", "install_hint", "truncation")
 
