@@ -160,12 +160,28 @@ stage_scaling() {
 # PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (profile.alloc_conf: part of the profiled job, so its own
 # run folder, and the report's Why section names it), under profile=memory (~4 minutes):
 #   R=/tmp/h200-s6 CONTROL=expandable bash benchmarks/h200_session.sh ensure explain pack
-# The same-loss rerun the issue names (every framework with one loss implementation) needs an adapter
-# option that does not exist yet; it is not scripted here.
+# CONTROL=same_loss: the other controlled rerun, which changes exactly the loss: each framework of FW with
+# the same loss implementation, the model's full logits and transformers' ForCausalLMLoss (fp32 upcast), as
+# LLaMA-Factory, ms-swift and axolotl run it anyway (profile.loss=transformers: part of the profiled job, so
+# its own run folder; the report's Why section names it "(loss=transformers)" beside the framework's own
+# profiled run and says what the change did; docs/explain.md). trl's and unsloth's fused losses are replaced,
+# and read back; LLaMA-Factory, ms-swift and axolotl are left as they are (their explain runs above are the
+# reference; FW=llamafactory here only shows the read-back agree). profile=memory then profile=time, one
+# repeat each: the full logits add ~20 GiB to the peak (to ~45 GiB allocated, as LLaMA-Factory's) and at most
+# a few tenths of a second a step, so ~4 + ~4 minutes per framework, one framework per call. Run
+# `pytest -m gpu tests/test_same_loss_gpu.py` once before (~3 minutes: unsloth's switch checked on 0.5B):
+#   R=/tmp/h200-s6 FW=trl CONTROL=same_loss bash benchmarks/h200_session.sh ensure explain pack   (then unsloth)
 stage_explain() {
   if [ "${CONTROL:-}" = expandable ]; then
     python3 -m harness run experiment=throughput_7b framework=llamafactory profile=memory \
       profile.alloc_conf=expandable_segments:True repeats=1 $OFFLINE results_dir=$R report=false
+  elif [ "${CONTROL:-}" = same_loss ]; then
+    for f in ${FW//,/ }; do
+      for p in memory time; do
+        python3 -m harness run experiment=throughput_7b framework=$f profile=$p profile.loss=transformers \
+          repeats=1 $OFFLINE results_dir=$R report=false
+      done
+    done
   else
     python3 -m pytest -m gpu tests/measure/test_memory_profile_gpu.py -p no:cacheprovider -q
     for f in ${FW//,/ }; do

@@ -7,7 +7,7 @@ when the model computes its loss, with the loss taken out of the model:
 
 - the model's forward runs without labels, so it returns the full-vocabulary logits whatever loss it
   would have fused: trl's fused LM head runs only when called with ``fused_lm_head=True``
-  (trl/trainer/utils.py:1600-1608, 1.16.0), and unsloth's patched forward builds the logits when it has
+  (trl/trainer/utils.py:1599-1609, 1.16.0), and unsloth's patched forward builds the logits when it has
   no labels (unsloth/models/llama.py:2141-2154, 2026.10.9). The model is *called* with its labels and a
   forward pre-hook of ours, registered after every other (:meth:`CommonLoss.attach`, at train begin, after
   the StepMeter's), takes them out: the hooks that count a batch's supervised tokens from the forward's
