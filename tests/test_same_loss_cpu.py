@@ -50,7 +50,7 @@ def test_the_control_switches_trl_to_full_logits_and_transformers_loss_read_back
     assert fused["path"].startswith("no full logits")
     common = sweep[("trl", "transformers")]["profile"]["loss_path"]
     assert common["requested"] == "transformers"
-    assert common["compute_loss"] == "harness.worker.common_loss.CommonLoss.compute_loss"
+    assert common["compute_loss"] == "harness.worker.common_loss.common_compute_loss"
     assert common["common_loss_calls"] == common["head_calls"] == common["micro_steps"] == 3
     vocab = json.loads((TINY / "config.json").read_text())["vocab_size"]
     assert common["logits_shape"][0] == 4 and common["logits_shape"][-1] == vocab  # batch x length x vocabulary

@@ -7,8 +7,8 @@ finds each subclass through ``adapter:`` in ``conf/framework/NAME.yaml``.
 
 Which process calls what: the parent (which never imports torch) reads the declarations (``packages``,
 ``distribution``, ``faults``, ``compare_rank``, ``multi_gpu_unsupported``) and calls nothing heavy;
-the worker calls ``import_framework``, ``train`` and reads ``truncation``, ``checkpointing_kind`` and
-``evaluation_env``. Adapter modules therefore import only light modules at their top; the framework
+the worker calls ``import_framework``, ``train`` and reads ``truncation``, ``checkpointing_kind``,
+``evaluation_env`` and ``native_loss``. Adapter modules therefore import only light modules at their top; the framework
 itself is imported inside ``train`` / ``import_framework``. The built-in adapters keep ``native_args``
 and ``train`` as module functions too (the bare benchmark scripts and the silent-defaults tests import
 them) and their class delegates to them.

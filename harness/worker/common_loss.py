@@ -40,10 +40,14 @@ def _logits(outputs: Any) -> Any:
     return getattr(outputs, "logits", None)
 
 
+def common_compute_loss(trainer: Any, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                        num_items_in_batch: Any = None) -> Any:
+    """What a trainer's ``compute_loss`` is under the control (bound to it by :meth:`CommonLoss.install`)."""
+    return trainer._harness_common_loss.compute_loss(trainer, model, inputs, return_outputs, num_items_in_batch)
+
+
 class CommonLoss:
     """``compute_loss`` for one trainer (``install``), counting what it computed."""
-
-    name = f"{__name__}.CommonLoss.compute_loss"
 
     def __init__(self) -> None:
         self.calls = 0
@@ -72,13 +76,8 @@ class CommonLoss:
         return args, {k: v for k, v in kwargs.items() if k not in ("labels", "shift_labels")}
 
     def install(self, trainer: Any) -> None:
-        common = self
-
-        def compute_loss(self: Any, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
-                         num_items_in_batch: Any = None) -> Any:
-            return common.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
-
-        trainer.compute_loss = types.MethodType(compute_loss, trainer)
+        trainer._harness_common_loss = self
+        trainer.compute_loss = types.MethodType(common_compute_loss, trainer)
 
     def compute_loss(self, trainer: Any, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:

@@ -5,10 +5,11 @@ Every profiled run (``profile=memory|time``) carries a :class:`LossPathProbe` am
 
 - while the adapter trains, ``transformers.Trainer.__init__`` is wrapped (:meth:`LossPathProbe.watching`),
   so the trainer a framework builds, ours or its own (LLaMA-Factory's, ms-swift's, axolotl's), is found as
-  the one whose callbacks hold this probe: the probe reads its ``compute_loss`` and, under the control, puts
-  the harness's common loss in its place (harness/worker/common_loss.py) for a framework whose own loss is
-  another (``Adapter.native_loss == "own"``);
-- at train begin it reads what the model's forward calls given labels (its ``loss_function``) and hooks the
+  the one whose callbacks hold this probe, and the probe reads its class's ``compute_loss``;
+- at train begin, under the control, it puts the harness's common loss in the trainer's ``compute_loss``
+  place (harness/worker/common_loss.py) for a framework whose own loss is another (``Adapter.native_loss ==
+  "own"``), then reads what is in place;
+- it reads what the model's forward calls given labels (its ``loss_function``) and hooks the
   LM head module (``get_output_embeddings()``) and the model's forward: a training micro-step whose head
   module runs built the full logits (their shape and dtype are read from its output); a fused loss reads
   the head's weight and never calls the module.
@@ -50,7 +51,7 @@ class LossPathProbe(TrainerCallback):
         self.switch = requested == "transformers" and native_loss != "transformers"
         self.native_loss = native_loss
         self.common = CommonLoss() if self.switch else None
-        self.trainer_found = False
+        self.trainer: Any = None
         self.handles: list[Any] = []
 
     # ---- the trainer ------------------------------------------------------------------------------
@@ -78,19 +79,19 @@ class LossPathProbe(TrainerCallback):
         handler = getattr(trainer, "callback_handler", None)
         if not any(cb is self for cb in getattr(handler, "callbacks", ())):
             return
-        self.trainer_found = True
+        self.trainer = trainer
         self.record.trainer_compute_loss = qualname(type(trainer).compute_loss)
-        if self.common is not None:
-            self.common.install(trainer)
-            self.record.compute_loss = CommonLoss.name
-        else:
-            self.record.compute_loss = qualname(trainer.compute_loss)
 
     # ---- the model --------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if self.switch and not self.trainer_found:
+        if self.switch and self.trainer is None:
             raise FrameworkUnavailable("profile.loss=transformers: the run's trainer was not built through "
                                        "transformers.Trainer.__init__, so its compute_loss could not be replaced")
+        if self.common is not None:
+            # here, not at the trainer's init: a subclass's __init__ runs on after transformers.Trainer's
+            self.common.install(self.trainer)
+        if self.trainer is not None:
+            self.record.compute_loss = qualname(self.trainer.compute_loss)  # what training_step will call
         if model is None:
             self.record.notes.append("no model at train begin: the LM head was not watched")
             return
@@ -131,6 +132,7 @@ class LossPathProbe(TrainerCallback):
     def finish(self) -> LossPath:
         self.stop()
         rec = self.record
+        self.trainer = None
         if self.common is not None:
             self.common.detach()  # kept past train end: the framework's own evaluation calls compute_loss too
             rec.common_loss_calls = self.common.calls
