@@ -40,11 +40,17 @@ def repeat_row(run: Result) -> dict[str, Any]:
                        [float(s["time_s"]) for s in steps]) if len(steps) >= 2 else None
     timed = run.gpu_clocks.timed if run.gpu_clocks is not None else None
     mallocs = [s.get("cuda_mallocs") for s in steps]
+    gc_s = [s.get("gc_s") for s in steps]
+    gen2 = [s.get("gc_gen2") for s in steps]
     return {"repeat": run.repeat or 0, "tokens_per_s": run.train.tokens_per_s if run.train else None,
             "sm_mhz": timed.sm_mhz_mean if timed else None, "power_capped": timed.power_capped_share if timed else None,
             "fixed_s": line[0] if line else None, "per_token_us": line[1] * 1e6 if line else None,
             # recorded from session 5 on: the allocator's trips to the driver in the timed steps
-            "cuda_mallocs": sum(mallocs) if steps and None not in mallocs else None}
+            "cuda_mallocs": sum(mallocs) if steps and None not in mallocs else None,
+            # recorded from session 6 on (host_pauses.py): time in Python's collector, full collections
+            "gc_s": sum(gc_s) if steps and None not in gc_s else None,
+            "gc_gen2": sum(gen2) if steps and None not in gen2 else None,
+            "timed_s": sum(float(s["time_s"]) for s in steps)}
 
 
 def _cause(tps: float | None, clock: float | None, fixed: float | None, per_token: float | None,
@@ -86,11 +92,24 @@ def spread_section(runs: list[Result]) -> list[dict[str, Any]]:
             cause = (f"timed over different steps (after steps {', '.join(map(str, starts))}): different batches, "
                      "so not comparable (recorded before the timing window was fixed)")
         else:
-            cause = _cause(tps, clock, fixed, per_token, share)
+            cause = _gc_cause(rows) or _cause(tps, clock, fixed, per_token, share)
             if tps is not None and tps <= SMALL:
                 cause = f"within {SMALL:.0%}; {cause}"
         out.append({"label": label, "repeats": rows, "spread": tps, "clock_spread": clock, "cause": cause})
     return out
+
+
+def _gc_cause(rows: list[dict[str, Any]]) -> str | None:
+    """The collector, when the difference of its time between repeats is most of the difference of their timed
+    windows (same steps, same batches: so it is what made the slowest repeat slow)."""
+    if any(r["gc_s"] is None for r in rows):
+        return None
+    slow, fast = max(rows, key=lambda r: r["timed_s"]), min(rows, key=lambda r: r["timed_s"])
+    window, collector = slow["timed_s"] - fast["timed_s"], slow["gc_s"] - fast["gc_s"]
+    if window <= 0 or collector < EXPLAINS * window:
+        return None
+    return (f"Python's garbage collector: {collector:.2f} s of the slowest repeat's {window:.2f} s more "
+            f"({slow['gc_gen2']} full collections against {fast['gc_gen2']}), a host pause the GPU waited out")
 
 
 def _fixed_share(run: Result, row: dict[str, Any]) -> float | None:

@@ -55,3 +55,27 @@ def test_driver_allocations_summed_over_the_timed_steps_only():
     first, older = g["repeats"]
     assert first["cuda_mallocs"] == 8
     assert older["cuda_mallocs"] is None  # results recorded before session 5
+
+
+def test_collector_time_that_makes_up_the_slower_window_is_named():
+    fast, slow = _run(0, 0.25, 1e-4, 1900), _run(1, 0.25, 1e-4, 1900)
+    for run, pause in ((fast, 0.0), (slow, 0.2)):
+        for s in run.train.log:
+            s["gc_s"], s["gc_gen2"] = 0.001, 0
+        step = run.train.log[5]  # a timed step: the slow repeat spent 0.2 s more there, all of it collecting
+        step["time_s"] += pause
+        step["gc_s"] += pause
+        step["gc_gen2"] = 1 if pause else 0
+    slow.train.tokens_per_s *= sum(s["time_s"] for s in fast.train.log[2:]) / sum(s["time_s"] for s in slow.train.log[2:])
+    (g,) = spread_section([fast, slow])
+    assert "garbage collector: 0.20 s" in g["cause"] and "(1 full collections against 0)" in g["cause"]
+    assert g["repeats"][1]["gc_s"] == pytest.approx(0.208)
+
+
+def test_collector_time_too_small_to_explain_the_window_is_not_blamed():
+    fast, slow = _run(0, 0.25, 1e-4, 1900), _run(1, 0.30, 1e-4, 1900)
+    for run in (fast, slow):
+        for s in run.train.log:
+            s["gc_s"], s["gc_gen2"] = 0.001, 0
+    (g,) = spread_section([fast, slow])
+    assert "garbage collector" not in g["cause"] and "host side" in g["cause"]
