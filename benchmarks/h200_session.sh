@@ -77,6 +77,7 @@ stage_host() {
   nvidia-smi --query-gpu=index,name,memory.used,utilization.gpu --format=csv
   nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv
   uptime
+  lscpu | grep -E '^(Model name|Socket|Core|Thread|NUMA|CPU\(s\))' ; nvidia-smi topo -m
 }
 stage_seed() { python3 -m harness run experiment=seed_0.5b $OFFLINE results_dir=$R -m; }
 # One real OOM (batch 1024 cannot fit), then an ordinary run: the sweep goes on.
@@ -118,10 +119,25 @@ stage_recipes() {
 # Issue 13, the repeat spread of one framework (trl's was 2.2% in session 5): three fresh repeats of the
 # suite in their own folder, with the per-step host readings of session 6 (collector time, preemptions), so
 # a slow repeat's slow steps can be matched against them (report: "Repeats: their spread"). ~100 s a repeat.
+# PIN=gpu: the whole harness (parent, worker) pinned with taskset to the first half of the CPUs NVML names as
+# the GPU's local ones (a fixed set of cores, the same in every repeat), into $R/spread-pinned; each result
+# records its cpu_affinity. Then per repeat: tokens/s beside the host work between steps (host_speed_summary).
 stage_spread() {
-  python3 -m harness run experiment=throughput_7b framework=$FW $OFFLINE repeats=${REPEATS:-3} \
-    results_dir=$R/spread report=false
-  python3 -m harness report $R/spread/throughput_7b
+  local pre="" dir=$R/spread
+  if [ "${PIN:-}" = gpu ]; then
+    PIN=$(python3 -c '
+import os
+try:  # the GPU-local CPUs per NVML; without NVML (a CPU dry run) all of them
+    import pynvml as n; n.nvmlInit(); m = n.nvmlDeviceGetCpuAffinity(n.nvmlDeviceGetHandleByIndex(0), 4)
+    c = [w * 64 + b for w, x in enumerate(m) for b in range(64) if x >> b & 1]
+except Exception:
+    c = sorted(os.sched_getaffinity(0))
+print(",".join(map(str, c[:max(1, len(c) // 2)])))')
+    pre="taskset -c $PIN"; dir=$R/spread-pinned; echo "pinned to CPUs $PIN"
+  fi
+  $pre python3 -m harness run experiment=throughput_7b framework=$FW $OFFLINE repeats=${REPEATS:-3} \
+    results_dir=$dir report=false
+  python3 benchmarks/host_speed_summary.py $dir/throughput_7b
 }
 # Harness overhead and the suite's repeats in one: round k runs, per framework in FW, repeat k of
 # throughput_7b under the harness ($R/throughput_7b) and then the bare script (benchmarks/bare_<framework>.py)
