@@ -79,3 +79,25 @@ def test_collector_time_too_small_to_explain_the_window_is_not_blamed():
             s["gc_s"], s["gc_gen2"] = 0.001, 0
     (g,) = spread_section([fast, slow])
     assert "garbage collector" not in g["cause"] and "host side" in g["cause"]
+
+
+def _with_host_work(run, host_s_per_step: float):
+    for s in run.train.log:
+        s["compute_s"] = s["time_s"] - host_s_per_step
+    return run
+
+
+def test_host_work_apart_far_more_than_the_speed_and_in_its_order_is_the_hosts_speed():
+    # the slower repeat is the one whose host took longer for the same work between steps
+    runs = [_with_host_work(_run(0, 0.25, 1e-4, 1900), 0.004), _with_host_work(_run(1, 0.27, 1e-4, 1900), 0.005),
+            _with_host_work(_run(2, 0.26, 1e-4, 1900), 0.0045)]
+    (g,) = spread_section(runs)
+    assert "the host's speed" in g["cause"] and "took 22% longer" in g["cause"]
+    assert [r["host_work_s"] for r in g["repeats"]] == pytest.approx([0.032, 0.040, 0.036])
+
+
+def test_host_work_in_another_order_than_the_speed_is_not_blamed():
+    runs = [_with_host_work(_run(0, 0.25, 1e-4, 1900), 0.005), _with_host_work(_run(1, 0.27, 1e-4, 1900), 0.004),
+            _with_host_work(_run(2, 0.26, 1e-4, 1900), 0.0045)]
+    (g,) = spread_section(runs)
+    assert "the host's speed" not in g["cause"] and "host side" in g["cause"]
