@@ -34,10 +34,13 @@
 # so first `python3 -m pip show numba llvmlite` there, and if the versions differ build the env against the
 # image's (the pins are CPU-side facts). Then, one framework per call, carrying .whl/<fw> .whl/base .hub:
 #   R=/tmp/h200-sN FW=swift bash benchmarks/h200_session.sh setup throughput pack        (then qlora, then axolotl)
-# Session 6 (planned): unsloth rounds 1 and 2, one call (~400 s), carrying .whl/unsloth .whl/base .hub:
-#   R=/tmp/h200-s6 FW=unsloth ROUNDS="1 2" bash benchmarks/h200_session.sh ensure host gputests overhead pack
-#   (copy results/h200/session5/throughput_7b and overhead/unsloth into /tmp/h200-s6 first, so the resume
-#   runs only repeats 1 and 2), then the next issue's GPU work.
+# Session 6 (one H200, nothing else on the host). Setup for unsloth and trl once (carry .whl/unsloth .whl/trl
+# .whl/base .hub: ~43 MiB with the tree), then unsloth's overhead rounds 1 and 2 (round 0 and the first
+# repeat are session 5's, copied in first so the resume runs only the missing ones), then trl's spread:
+#   FW=unsloth,trl R=/tmp/h200-s6 bash benchmarks/h200_session.sh ensure
+#   FW=unsloth R=/tmp/h200-s6 ROUNDS=1 GPUTESTS=tests/measure bash benchmarks/h200_session.sh host gputests overhead pack
+#   FW=unsloth R=/tmp/h200-s6 ROUNDS=2 bash benchmarks/h200_session.sh ensure host overhead pack
+#   FW=trl R=/tmp/h200-s6 bash benchmarks/h200_session.sh ensure host spread pack
 # FW picks the frameworks of a stage (default: every compared framework, from the registry). Results go to results/h200*, reports to
 # reports/; the stages append to $LOG.
 set -uo pipefail
@@ -46,7 +49,8 @@ export HARNESS_CACHE=${HARNESS_CACHE:-/tmp/harness-cache} HARNESS_ENV_ROOT=${HAR
 export PYTHONUNBUFFERED=1
 LOG=${LOG:-session.log}
 mkdir -p "$(dirname "$LOG")"
-OFFLINE=model.weights=random   # no weights offline: seeded random init from config.json
+# no weights offline: seeded random init from config.json (a CPU dry run of a stage sets its own, e.g. model=tiny)
+OFFLINE=${OFFLINE:-model.weights=random}
 R=${R:-results/h200}
 # FW unset: every framework a plain `-m` compares, from the registry (read once the base wheels are in).
 compared() { python3 -c 'from harness.frameworks import registry; print(",".join(registry.compared()))'; }
@@ -73,6 +77,7 @@ stage_host() {
   nvidia-smi --query-gpu=index,name,memory.used,utilization.gpu --format=csv
   nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv
   uptime
+  lscpu | grep -E '^(Model name|Socket|Core|Thread|NUMA|CPU\(s\))' ; nvidia-smi topo -m
 }
 stage_seed() { python3 -m harness run experiment=seed_0.5b $OFFLINE results_dir=$R -m; }
 # One real OOM (batch 1024 cannot fit), then an ordinary run: the sweep goes on.
@@ -92,7 +97,8 @@ stage_regression() {
   python3 -m harness compare results/h200-regression --suite seed_0.5b
   echo "compare exit: $? (1 expected: regression caught)"
 }
-stage_gputests() { python3 -m pytest -m gpu tests/ -p no:cacheprovider -q; }
+# GPUTESTS narrows them (tests/recipes needs the LLaMA-Factory env and the liger wheel: recipes_setup).
+stage_gputests() { python3 -m pytest -m gpu ${GPUTESTS:-tests/} -p no:cacheprovider -q; }
 stage_throughput() { python3 -m harness run experiment=throughput_7b framework=$FW $OFFLINE repeats=3 results_dir=$R -m; }
 stage_qlora() { python3 -m harness run experiment=qlora_7b framework=$FW $OFFLINE results_dir=$R -m; }
 # Issue 17: each framework's recommended recipe beside its identical run (docs/recipes.md). Liger is GPU-only:
@@ -109,6 +115,29 @@ stage_recipes_setup() {
 stage_recipes() {
   python3 -m harness run experiment=throughput_7b framework=$FW 'recipe=identical,recommended' $OFFLINE results_dir=$R -m
   python3 -m harness run experiment=qlora_7b framework=$FW 'recipe=identical,recommended' $OFFLINE results_dir=$R -m
+}
+# Issue 13, the repeat spread of one framework (trl's was 2.2% in session 5): three fresh repeats of the
+# suite in their own folder, with the per-step host readings of session 6 (collector time, preemptions), so
+# a slow repeat's slow steps can be matched against them (report: "Repeats: their spread"). ~100 s a repeat.
+# PIN=gpu: the whole harness (parent, worker) pinned with taskset to the first half of the CPUs NVML names as
+# the GPU's local ones (a fixed set of cores, the same in every repeat), into $R/spread-pinned; each result
+# records its cpu_affinity. Then per repeat: tokens/s beside the host work between steps (host_speed_summary).
+stage_spread() {
+  local pre="" dir=$R/spread
+  if [ "${PIN:-}" = gpu ]; then
+    PIN=$(python3 -c '
+import os
+try:  # the GPU-local CPUs per NVML; without NVML (a CPU dry run) all of them
+    import pynvml as n; n.nvmlInit(); m = n.nvmlDeviceGetCpuAffinity(n.nvmlDeviceGetHandleByIndex(0), 4)
+    c = [w * 64 + b for w, x in enumerate(m) for b in range(64) if x >> b & 1]
+except Exception:
+    c = sorted(os.sched_getaffinity(0))
+print(",".join(map(str, c[:max(1, len(c) // 2)])))')
+    pre="taskset -c $PIN"; dir=$R/spread-pinned; echo "pinned to CPUs $PIN"
+  fi
+  $pre python3 -m harness run experiment=throughput_7b framework=$FW $OFFLINE repeats=${REPEATS:-3} \
+    results_dir=$dir report=false
+  python3 benchmarks/host_speed_summary.py $dir/throughput_7b
 }
 # Harness overhead and the suite's repeats in one: round k runs, per framework in FW, repeat k of
 # throughput_7b under the harness ($R/throughput_7b) and then the bare script (benchmarks/bare_<framework>.py)
