@@ -14,6 +14,13 @@ from tests.cli import REPO_ROOT, harness
 
 TINY_TRAIN = REPO_ROOT / "harness/assets/tiny/medical_train.jsonl"
 FAST = ("framework=fake", "train.max_steps=1", "train.measure_warmup_steps=0", "report=false")
+FAST_ANY_FRAMEWORK = FAST[1:]  # for tests that name their own framework (a key given twice is refused)
+
+
+def fast(*overrides: str) -> tuple[str, ...]:
+    """FAST without the keys ``overrides`` set, then ``overrides``: a key given twice is refused on its own."""
+    keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    return (*(o for o in FAST if o.split("=", 1)[0] not in keys), *overrides)
 
 
 def refused(tmp_path: Path, *args: str, culprit: str | tuple[str, ...]) -> str:
@@ -53,13 +60,13 @@ def record(i: int) -> dict:
 def test_unknown_group_option(tmp_path, override, group, option):
     # the framework group is the framework registry, whose message is "Unknown framework X. Available: ..."
     listing = "Available:" if group == "framework" else "available:"
-    line = refused(tmp_path, *FAST, override, culprit=(f"{group}={option}", listing))
+    line = refused(tmp_path, *fast(override), culprit=(f"{group}={option}", listing))
     assert "Config search path" not in line
 
 
 def test_unknown_option_in_a_sweep_refuses_the_whole_sweep(tmp_path):
     # the valid first job (fake) must not run before the bad second one is found
-    line = refused(tmp_path, *FAST, "framework=fake,bogus", "-m", culprit="framework=bogus")
+    line = refused(tmp_path, *FAST_ANY_FRAMEWORK, "framework=fake,bogus", "-m", culprit="framework=bogus")
     assert "fake" in line  # listed among the available options
 
 
@@ -79,7 +86,8 @@ def test_bad_value_in_a_later_sweep_job_refuses_before_the_first(tmp_path):
     ("timeout_s=0", "timeout_s"),
 ])
 def test_zero_or_negative_number(tmp_path, override, field):
-    refused(tmp_path, *FAST, override, culprit=field)
+    line = refused(tmp_path, *fast(override), culprit=field)
+    assert "twice" not in line
 
 
 def test_max_length_beyond_model_positions(tmp_path):
@@ -110,7 +118,39 @@ def test_wrong_type_or_unknown_field(tmp_path, override, culprit):
     (("framework=fake,trl",), "framework=fake,trl"),
 ])
 def test_bad_override_syntax(tmp_path, args, culprit):
+    line = refused(tmp_path, *fast(*(a for a in args if not a.startswith("-"))), *(a for a in args if a.startswith("-")),
+                   culprit=culprit)
+    assert "twice" not in line
+
+
+# ---- overrides that contradict each other (Hydra would silently keep the last, or dataset.path win) --------
+@pytest.mark.parametrize("args,culprit", [
+    (("train.lr=1e-4", "train.lr=2e-4"), ("train.lr", "twice", "train.lr=1e-4", "train.lr=2e-4")),
+    (("train.lr=1e-4", "train.lr=2e-4", "-m"), ("train.lr", "twice")),
+    (("train.lr=1e-4", "+train.lr=2e-4"), ("train.lr", "twice")),
+    (("train.lr=1e-4,2e-4", "train.lr=3e-4", "-m"), ("train.lr", "twice", "train.lr=A,B")),
+])
+def test_a_key_given_twice(tmp_path, args, culprit):
     refused(tmp_path, *FAST, *args, culprit=culprit)
+
+
+def test_framework_given_twice(tmp_path):
+    # FAST names framework=fake; a second framework= used to replace it silently
+    refused(tmp_path, *FAST, "framework=trl", culprit=("framework", "twice", "framework=fake", "framework=trl"))
+
+
+@pytest.mark.parametrize("other", ["dataset.eval_file", "dataset.train_file", "dataset.hub_id"])
+def test_dataset_path_beside_what_it_would_ignore(tmp_path, other):
+    path = write_lines(tmp_path / "mine.jsonl", [record(i) for i in range(20)])
+    value = "someorg/somedata" if other == "dataset.hub_id" else str(write_lines(tmp_path / "other.jsonl", [record(99)]))
+    refused(tmp_path, *FAST, f"dataset.path={path}", f"{other}={value}", "dataset.num_eval=4",
+            culprit=(other, "dataset.path", "conflicts"))
+
+
+def test_dataset_path_beside_a_null_eval_file_is_no_conflict(tmp_path):
+    path = write_lines(tmp_path / "mine.jsonl", [record(i) for i in range(20)])
+    run = harness("plan", *FAST, f"dataset.path={path}", "dataset.eval_file=null", "dataset.num_eval=4", timeout=60)
+    assert run.returncode == 0, run.stderr
 
 
 # ---- dataset files ----------------------------------------------------------------------------------------
@@ -283,13 +323,13 @@ def test_overhead_benchmark_passes_the_harness_refusal_through(tmp_path):
 # ---- framework version and interpreter (issue 12, points 3 and 4) -----------------------------------------
 def test_unknown_framework_version_is_refused_not_unavailable(tmp_path):
     """A typo in framework.version is bad input (exit 2 naming the pinned versions), not an 'unavailable' run."""
-    line = refused(tmp_path, *FAST, "framework=trl", "framework.version=9.9.9",
+    line = refused(tmp_path, *FAST_ANY_FRAMEWORK, "framework=trl", "framework.version=9.9.9",
                    culprit=("framework.version=9.9.9", "1.16.0"))
     assert "known versions" in line
 
 
 def test_unknown_framework_version_under_the_current_interpreter(tmp_path):
-    refused(tmp_path, *FAST, "framework=trl", "framework.python=current", "framework.version=9.9.9",
+    refused(tmp_path, *FAST_ANY_FRAMEWORK, "framework=trl", "framework.python=current", "framework.version=9.9.9",
             culprit=("framework.version=9.9.9", "1.16.0"))
 
 
@@ -298,7 +338,7 @@ def test_framework_python_that_does_not_exist(tmp_path):
 
 
 def test_framework_python_that_is_not_python(tmp_path):
-    refused(tmp_path, *FAST, "framework=trl", "framework.python=/bin/ls", culprit=("framework.python", "/bin/ls"))
+    refused(tmp_path, *FAST_ANY_FRAMEWORK, "framework=trl", "framework.python=/bin/ls", culprit=("framework.python", "/bin/ls"))
 
 
 @pytest.mark.parametrize("folder", ["/proc/x", "/proc/x/y"])
@@ -388,7 +428,7 @@ def test_num_eval_beyond_a_split_file(tmp_path):
     ("train.lr=1e-4,0.0001", "train.lr=1e-4,0.0001"),
 ])
 def test_same_job_twice_in_a_sweep(tmp_path, sweep, culprit):
-    refused(tmp_path, *FAST, sweep, "-m", culprit=("same job twice", culprit))
+    refused(tmp_path, *FAST_ANY_FRAMEWORK, sweep, "-m", culprit=("same job twice", culprit))
 
 
 def test_duplicate_framework_in_a_sweep(tmp_path):

@@ -15,6 +15,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from harness.config.schema import ConfigError, register_configs
 from harness.config.validation import validate
+from harness.config.conflicts import check_conflicting_overrides
 from harness.data.dataset import prepare
 from harness.hub import REPO_ROOT
 from harness.config.input_checks import (check_framework, check_known_keys, check_lora_targets,
@@ -190,6 +191,7 @@ def composed_jobs(overrides: list[str], multirun: bool) -> Iterator[tuple[list[s
     """Each Hydra job of the command as ``(its overrides, its composed config)``, composition errors as one
     ConfigError line naming the override; shared by ``run``'s preflight and ``plan``."""
     check_override_syntax(overrides)
+    check_conflicting_overrides(overrides)
     try:
         jobs = expand_sweep(overrides, multirun)
     except Exception as err:  # a sweep value hydra's grammar refuses (range(...), choice(...))
