@@ -53,7 +53,14 @@ def main(argv: list[str]) -> int:
 
 
 def console_main() -> None:
-    code = main(sys.argv[1:])
+    try:
+        code = main(sys.argv[1:])
+    except KeyboardInterrupt:
+        # Ctrl-C before a sweep installs its own handlers (preflight reading a large dataset, a Hub lookup) or
+        # in another command: one line and 130, not a traceback. Results are written atomically, so nothing
+        # is torn; a sweep's own interruptions never get here (harness.launch.interrupts, exit 128 + N).
+        before = " before any run started" if sys.argv[1:2] == ["run"] else ""
+        code = _fail(f"interrupted by SIGINT (Ctrl-C){before}", code=130)
     # Done: spare the exit a garbage collection of every object Hydra, pandas and matplotlib created (a tenth
     # of a second or more per command); atexit handlers still run and the standard streams are still flushed.
     gc.freeze()

@@ -121,3 +121,40 @@ def test_a_timed_out_test_run_leaves_no_worker_behind(tmp_path):
         assert eventually(lambda: pid_gone(pid) and group_gone(pgid)), f"rank {pid} outlived the timed-out run"
     assert eventually(lambda: not alive_with(str(results_dir))), alive_with(str(results_dir))
 
+
+
+def test_ctrl_c_during_preflight_is_one_line_and_130(tmp_path):
+    """Ctrl-C while preflight still checks the jobs (a large dataset, a Hub lookup): one line, exit 130,
+    nothing written, never a traceback. The model check is held (announced on stdout) so the signal
+    lands inside preflight, whatever the machine's speed; everything around it is the real CLI."""
+    import os
+    import sys
+
+    from tests.cli import REPO_ROOT
+
+    results_dir = tmp_path / "results"
+    driver = ("import sys, time\n"
+              "import harness.config.preflight as preflight\n"
+              "def held(cfg):\n"
+              "    print('preflight: checking the model', flush=True)\n"
+              "    time.sleep(300)\n"
+              "preflight.check_model = held\n"
+              "from harness.__main__ import console_main\n"
+              "sys.argv = ['harness', *sys.argv[1:]]\n"
+              "console_main()\n")
+    # SIGINT at its default in the child even when this test runs where SIGINT is ignored (a background job)
+    proc = subprocess.Popen([sys.executable, "-c", driver, "run", *FAST[1:], f"results_dir={results_dir}"],
+                            cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert proc.stdout.readline().startswith("preflight: checking the model")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err.splitlines() == ["error: interrupted by SIGINT (Ctrl-C) before any run started"], err
+    assert not results_dir.exists()
