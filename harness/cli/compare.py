@@ -86,6 +86,10 @@ def run(argv: Sequence[str], *, out=None, err=None) -> int:
         baseline = load_baseline(path)
         require_same_machine(machine, baseline, path)
         result = compare(ok_records(records, suite), baseline, checks)
+        if not result.rows and result.matched:
+            raise CompareError(f"nothing to check in suite {suite}: {', '.join(result.unmeasured)} "
+                               f"{'was' if len(result.unmeasured) == 1 else 'were'} measured neither in these "
+                               f"results nor in the baseline {path} (a CPU run has no GPU memory or energy)")
         if not result.rows:
             raise CompareError(f"no result of suite {suite} matches a point/framework of the baseline {path} "
                                f"(--accept to make them the baseline)")
@@ -93,6 +97,9 @@ def run(argv: Sequence[str], *, out=None, err=None) -> int:
         print(result.table(), file=out)
         for note in result.notes:
             print(f"note: {note}", file=out)
+        if result.unmeasured:
+            print(f"note: not measured in these results or the baseline, so not checked: "
+                  f"{', '.join(result.unmeasured)}", file=out)
         for framework, version, point in result.missing:
             print(f"{'note' if args.allow_missing else 'MISSING'}: baseline {framework} {version} at point {point} "
                   f"has no current ok result (it failed or was not run)", file=out)

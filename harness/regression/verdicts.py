@@ -42,6 +42,11 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
     # baseline entries with no current ok result: (framework, version, point_hash)
     missing: list[tuple[str, str, str]] = field(default_factory=list)
+    # (point, framework) pairs found in both the baseline and the results
+    matched: int = 0
+    # checked metrics measured neither in the baseline nor in the results of any matched pair (NVML peaks
+    # on a CPU machine): not checked, and said so, never silently
+    unmeasured: list[str] = field(default_factory=list)
 
     @property
     def regressions(self) -> list[Row]:
@@ -102,6 +107,9 @@ def compare(records: Iterable[Result], baseline: dict[str, Any], checks: Sequenc
     for (point, framework), entry in sorted(entries.items()):
         if (point, framework) not in seen:
             result.missing.append((framework, str(entry.get("version")), point))
+    result.matched = len(seen)
+    checked = {row.metric for row in result.rows}
+    result.unmeasured = [check.metric for check in checks if check.metric not in checked] if seen else []
     return result
 
 

@@ -362,3 +362,19 @@ def test_results_of_several_machines_name_a_folder_per_machine(tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "gpu (" + MACHINE + ")" in err and "laptop (" + OTHER_MACHINE + ")" in err
+
+
+def test_a_check_of_what_was_not_measured_says_so(dirs, capsys):
+    """A CPU machine has no NVML peak: checking peak_mem alone is an error naming it, not 'no result matches';
+    beside a measured check it is a note naming what was not checked."""
+    base, cur, baselines = dirs
+    write_results(base, [{"peak_mem": None}])
+    write_results(cur, [{"peak_mem": None}])
+    accept(base, baselines)
+    capsys.readouterr()
+    assert run_compare(cur, baselines, "--check", "peak_mem:+5%") == 2
+    err = capsys.readouterr().err
+    assert "peak_mem" in err and "measured neither" in err and "matches" not in err, err
+    assert run_compare(cur, baselines, "--check", "tokens_per_s:-5% peak_mem:+5%") == 0
+    out = capsys.readouterr().out
+    assert "not checked: peak_mem" in out and " tokens_per_s " in out, out
