@@ -8,11 +8,24 @@ from pathlib import Path
 from typing import Any
 
 
+def _process_umask() -> int:
+    # os.umask can only be read by setting it; done once, at import, before any thread of ours runs.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _process_umask()
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates the file 0600; the result must be what open() would have made (0644 under the
+        # usual umask), or a team's shared results dir, report server or CI artifact cannot read it.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
