@@ -72,3 +72,33 @@ def test_model_build_is_its_own_phase():
     assert d["imports"] == 18.0 and d["model_build"] == 16.0 and d["model_load"] == 4.0
     old = durations({"process_start": 0.0, "imports_done": 18.0, "model_loaded": 38.0})  # results before the phase
     assert old["model_build"] is None and old["model_load"] == 20.0
+
+
+def test_data_reached_with_the_model_has_no_time_of_its_own():
+    """LLaMA-Factory, ms-swift and axolotl load model and data inside one call (both marked at the Trainer's
+    init): their data time is unknown (None, shown '–'), never 0 s that a report would rank first."""
+    from harness.phases import durations
+
+    together = durations({"process_start": 0.0, "imports_done": 2.0, "model_loaded": 9.0, "data_ready": 9.0,
+                          "train_start": 9.5})
+    assert together["data"] is None and together["model_load"] == 7.0 and together["setup"] == 0.5
+    apart = durations({"process_start": 0.0, "imports_done": 2.0, "model_loaded": 9.0, "data_ready": 9.25})
+    assert apart["data"] == 0.25
+
+
+def test_the_trainer_init_marks_model_and_data_together_unless_an_adapter_marked_them():
+    import harness.phases as phases
+    from harness.worker.live_objects import LiveObjects
+
+    saved = dict(phases._marks)
+    try:
+        phases._marks.clear()
+        LiveObjects().on_init_end(None, None, None)
+        assert phases._marks["model_loaded"] == phases._marks["data_ready"]
+        phases._marks.clear()
+        phases.mark("model_loaded", 1.0)
+        LiveObjects().on_init_end(None, None, None)
+        assert phases._marks["model_loaded"] == 1.0 and phases._marks["data_ready"] > 1.0
+    finally:
+        phases._marks.clear()
+        phases._marks.update(saved)

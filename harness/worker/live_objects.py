@@ -11,7 +11,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from harness.phases import mark
+from harness.phases import mark, mark_together
 
 
 class LiveObjects(TrainerCallback):
@@ -38,8 +38,7 @@ class LiveObjects(TrainerCallback):
     def on_init_end(self, args, state, control, **kwargs):
         # Frameworks that load model and data inside their own entry point (LLaMA-Factory) reach
         # both by the time their Trainer exists; marks already set by an adapter are kept.
-        mark("model_loaded")
-        mark("data_ready")
+        mark_together("model_loaded", "data_ready")
         self._take(args, state, kwargs)
 
     def on_train_begin(self, args, state, control, **kwargs):
