@@ -61,10 +61,6 @@ def run_folder(record: Result) -> str:
     return relative_path(Path(record.source).parent) if record.source else relative_path(record.run_dir)
 
 
-def _joined(values: list[Any]) -> str:
-    return ", ".join(str(v) for v in values) or NOT_RECORDED
-
-
 def _git_text(git: Git) -> str:
     if not git.commit:
         return NOT_RECORDED
@@ -94,6 +90,20 @@ def _results_folder(record: Result) -> str:
     return NOT_RECORDED
 
 
+def _host_activity(records: list[Result]) -> list[str]:
+    """What else ran on the host, once when every run saw the same; else per run, named (unnamed, four
+    sentences about CPU load could not be told apart)."""
+    def sentence(r: Result) -> str:
+        return host_sentence(r) or ("no other work recorded" if r.host is not None and r.host.to_dict()
+                                    else NOT_RECORDED)
+
+    runs = sorted((r for r in records if r.ok), key=tables.by_label_and_repeat)
+    if len(distinct(sentence(r) for r in runs)) <= 1:
+        return distinct(sentence(r) for r in runs) or [NOT_RECORDED]
+    several = len({r.label for r in runs}) < len(runs)
+    return [f"{r.label}{f' r{r.repeat or 0}' if several else ''}: {sentence(r)}" for r in runs]
+
+
 def environment_section(records: list[Result]) -> dict[str, Any]:
     envs = [r.env for r in records]
     weights = distinct(r.job.model.weights for r in records)
@@ -103,9 +113,7 @@ def environment_section(records: list[Result]) -> dict[str, Any]:
         ("GPU driver", distinct(e.driver or (NOT_RECORDED if e.gpu_count else "none") for e in envs)),
         ("CUDA", distinct(_cuda_text(r.env, r.framework.packages or {}) for r in records)),
         ("CUDA_VISIBLE_DEVICES", distinct(e.cuda_visible_devices or "not set" for e in envs)),
-        ("host activity", distinct(host_sentence(r) or ("no other work recorded" if r.host is not None
-                                                         and r.host.to_dict() else NOT_RECORDED)
-                                    for r in records if r.ok) or [NOT_RECORDED]),
+        ("host activity", _host_activity(records)),
         ("machine id", distinct(e.machine_id or NOT_RECORDED for e in envs)),
         ("host name", distinct(e.hostname or NOT_RECORDED for e in envs)),
         ("CPU cores", distinct(e.cpu_count or NOT_RECORDED for e in envs)),
@@ -120,7 +128,11 @@ def environment_section(records: list[Result]) -> dict[str, Any]:
         ("recipe", distinct(r.recipe_name for r in records)),
         ("results", distinct(_results_folder(r) for r in records)),
     ]
-    rows = [{"name": name, "value": _joined(vals), "varies": len(vals) > 1} for name, vals in common]
+    rows = [{"name": name, "value": ", ".join(str(v) for v in vals) or NOT_RECORDED, "varies": len(vals) > 1}
+            for name, vals in common]
+    for row, (name, vals) in zip(rows, common):
+        if name == "host activity" and len(vals) > 1:
+            row["lines"] = [str(v) for v in vals]  # one sentence per run: their own commas and semicolons stay readable
     frameworks = []
     for label, runs in tables.group_by_label(records).items():
         packages: dict[str, Any] = {}

@@ -397,3 +397,22 @@ def test_trend_page_and_index(tmp_path, capsys, monkeypatch):
     assert re.findall(r'<tr class="mismatch" data-trend-run="([^"]+)"', html) == ["trl-2", "trl-3"]
     index = (tmp_path / "reports" / "index.html").read_text(encoding="utf-8")
     assert 'href="trend.html"' in index
+
+
+def test_host_activity_that_differs_between_runs_names_each_run():
+    """Four runs each on a busy CPU gave four unnamed sentences joined by commas; each is now its run's line."""
+    from harness.report.sections import environment_section
+
+    def busy(record: Result, cores: float) -> Result:
+        data = record.to_dict()
+        data["host"] = {"cpu_count": 2, "cpu_shared": True, "other_busy_cores_mean": cores, "other_busy_cores_max": 1.9,
+                        "disclosure": {"shared": True, "because": [f"other processes kept {cores} of 2 CPU cores busy"]}}
+        return Result.from_dict(data)
+
+    records = [busy(make_record("trl", "1.16.0", 0), 1.3), busy(make_record("unsloth", "2026.10.9", 0), 1.5)]
+    (row,) = [r for r in environment_section(records)["rows"] if r["name"] == "host activity"]
+    assert row["varies"] and len(row["lines"]) == 2
+    assert row["lines"][0].startswith("trl-1.16.0: ") and "1.3 of 2" in row["lines"][0]
+    assert row["lines"][1].startswith("unsloth-2026.10.9: ") and "1.5 of 2" in row["lines"][1]
+    (same,) = [r for r in environment_section(records[:1])["rows"] if r["name"] == "host activity"]
+    assert "lines" not in same and not same["value"].startswith("trl")
