@@ -3,6 +3,7 @@ itself prints the whole usage first), ``--help`` prints help and exits 0."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import NoReturn
 
@@ -30,3 +31,14 @@ def single_line(message: str) -> str:
     """Preflight errors are one line: later lines of a library's message are folded in."""
     parts = [p.strip() for p in str(message).strip().splitlines() if p.strip()]
     return " | ".join(parts) if parts else "invalid input"
+
+
+def default_results_dir() -> str:
+    """What ``run`` writes to when results_dir is not given (conf/config.yaml), so report, compare and audit
+    read the same place by default (and a test's or CI's HARNESS_RESULTS_DIR keeps them out of the checkout)."""
+    return os.environ.get("HARNESS_RESULTS_DIR") or "results"
+
+
+def default_reports_dir() -> str:
+    """What ``run`` renders into when reports_dir is not given (conf/config.yaml)."""
+    return os.environ.get("HARNESS_REPORTS_DIR") or "reports"

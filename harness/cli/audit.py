@@ -11,15 +11,15 @@ import sys
 from pathlib import Path
 
 from harness.audit.fairness import audit_sweep, write_audit
-from harness.cli.args import OneLineParser, parse
+from harness.cli.args import OneLineParser, default_results_dir, parse
 from harness.results.load import load_records
 
 
 def main(argv: list[str]) -> int:
     parser = OneLineParser(prog="python -m harness audit", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results", nargs="*", type=Path, default=[Path("results")],
-                        help="result folders or result.json files (default results/)")
+    parser.add_argument("results", nargs="*", type=Path, default=[Path(default_results_dir())],
+                        help="result folders or result.json files (default: $HARNESS_RESULTS_DIR or results)")
     parser.add_argument("--fairness", choices=("strict", "native"), default="strict")
     parser.add_argument("--out", type=Path, help="write the audit as JSON here")
     args = parse(parser, argv)

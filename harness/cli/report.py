@@ -11,8 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-DEFAULT_RESULTS = "results"
-DEFAULT_OUT = "reports"
+from harness.cli.args import default_reports_dir, default_results_dir
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,8 +22,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m harness report", description="Render the HTML comparison report of results.")
-    p.add_argument("results", nargs="*", default=[DEFAULT_RESULTS], help="result folders or result.json files")
-    p.add_argument("--out", default=DEFAULT_OUT, help="reports folder (default: reports)")
+    p.add_argument("results", nargs="*", default=[default_results_dir()],
+                   help="result folders or result.json files (default: $HARNESS_RESULTS_DIR or results)")
+    p.add_argument("--out", default=default_reports_dir(), help="reports folder (default: $HARNESS_REPORTS_DIR or reports)")
     p.add_argument("--reference", default=None, help="framework the ratios are against (default: the framework "
                    "registry's reference, the first of a plain -m; else the first)")
     p.add_argument("--name", default=None, help="report file name (default: SUITE-TIMESTAMP)")

@@ -250,6 +250,21 @@ def test_cli_through_python_m_harness(results_tree, tmp_path):
     assert (out / "index.html").is_file()
 
 
+def test_report_and_audit_default_to_where_run_writes(results_tree, tmp_path):
+    """run writes to $HARNESS_RESULTS_DIR / $HARNESS_REPORTS_DIR when set; report and audit with no folder read
+    and write the same places (they used results/ and reports/ of the current folder: the checkout)."""
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HARNESS_RESULTS_DIR": str(results_tree[0]),
+           "HARNESS_REPORTS_DIR": str(out)}
+    proc = subprocess.run([sys.executable, "-m", "harness", "report", "--name", "defaults"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"report: {out / 'defaults.html'}" and (out / "defaults.html").is_file()
+    audit = subprocess.run([sys.executable, "-m", "harness", "audit"], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=300, env=env)
+    assert "no such results" not in audit.stderr and "point " in audit.stdout, audit.stderr
+
+
 # ---- numbers on hand-made records ------------------------------------------------------------------------
 def _ok_point():
     return [make_record("trl", "1.16.0", 0, tps=1000, mem=4 * 2**30, loss=2.500),
