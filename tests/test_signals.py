@@ -9,6 +9,7 @@ started, the results dir's lock released, and a report of what finished.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 
@@ -158,3 +159,35 @@ def test_ctrl_c_during_preflight_is_one_line_and_130(tmp_path):
     assert proc.returncode == 130, err
     assert err.splitlines() == ["error: interrupted by SIGINT (Ctrl-C) before any run started"], err
     assert not results_dir.exists()
+
+
+def test_a_worker_whose_parent_was_killed_ends_its_own_group(tmp_path):
+    """kill -9 of the harness (the OOM killer, a hard kill) runs no handler of the parent's: the worker, in a
+    session of its own, trained on as an orphan. It now sees its parent gone and ends its process group."""
+    results_dir = tmp_path / "results"
+    sweep = Sweep("killed", [*FAST, "framework.fault=hang", f"results_dir={results_dir}", "report=false"], tmp_path)
+    try:
+        ((pid, pgid),) = wait_until("the hanging worker", lambda: hanging_workers(results_dir), sweep)
+        sweep.proc.kill()
+        assert sweep.wait(timeout=60) == -signal.SIGKILL
+        assert eventually(lambda: group_gone(pgid), timeout=60), f"worker {pid} outlived its killed parent"
+    finally:
+        sweep.stop()
+        if not group_gone(pgid):  # what this test started, by its process group
+            os.killpg(pgid, signal.SIGKILL)
+    log = next(results_dir.rglob("worker.log")).read_text()
+    assert "the harness parent" in log and "is gone" in log
+
+
+def test_parent_alive_tells_a_live_parent_from_a_gone_or_reused_pid(tmp_path):
+    import sys
+
+    from harness.parent_watch import parent_alive, parent_token
+
+    token = parent_token()
+    assert parent_alive(token)
+    pid, start = token.split(":")
+    assert not parent_alive(f"{pid}:{float(start) - 100:.3f}")  # same pid, another process's start time
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    assert not parent_alive(f"{done.stdout.strip()}:{start}")  # exited
+    assert not parent_alive("not-a-pid:0")

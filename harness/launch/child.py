@@ -53,6 +53,9 @@ def _child_env() -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    from harness.parent_watch import PARENT_ENV, parent_token  # noqa: PLC0415  (light: psutil only)
+
+    env[PARENT_ENV] = parent_token()  # the worker ends its own group if this process dies unseen (SIGKILL)
     return env
 
 

@@ -237,6 +237,9 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m harness.worker RUN_DIR", file=sys.stderr)
         return 2
+    from harness.parent_watch import watch_parent  # noqa: PLC0415
+
+    watch_parent()  # a parent killed with SIGKILL cannot end this group itself
     result = run(Path(argv[0]))
     if rank() == 0:
         print(f"worker: {result.status} {result.reason}".rstrip(), flush=True)
