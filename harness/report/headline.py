@@ -71,7 +71,7 @@ def headline(runs: list[Result], audit: dict[str, Any] | None = None,
              reference: str | None = None) -> dict[str, Any]:
     """``{text, unfair, kind, clauses, fair, check_failures, disclosures}`` for one sweep point; ``kind`` is
     unfair / checks_failed / compared / single / none. ``fair``: the strict audit passed and every failed
-    cross-check is explained (None without an audit)."""
+    cross-check is explained (None without an audit, or when it compared fewer than two frameworks)."""
     groups = group_by_label(runs)
     ok = {label: rs for label, rs in groups.items() if any(r.ok for r in rs)}
     failed = {label: rs for label, rs in groups.items() if label not in ok}
@@ -114,6 +114,8 @@ def headline(runs: list[Result], audit: dict[str, Any] | None = None,
     if failures:
         text += " " + " ".join(f["text"] for f in failures)
     fair = None if audit is None else bool(audit.get("valid", True)) and not unexplained
+    if fair and audit.get("labels") is not None and len(audit["labels"]) < 2:
+        fair = None  # the audit compared nothing (no or one framework succeeded): "fair" would be vacuous
     return {"text": prefix + text, "unfair": bool(prefix), "kind": kind, "clauses": clauses, "fair": fair,
             "check_failures": failures, "disclosures": disclosures(runs),
             "point_hash": runs[0].point_hash if runs else None}

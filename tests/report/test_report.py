@@ -318,6 +318,26 @@ def test_headline_unfair_first_and_single_framework():
     assert text.startswith("Only trl-1 succeeded") and "unsloth-2 (failed)" in text
 
 
+def test_a_point_with_fewer_than_two_successes_is_not_called_fair(tmp_path):
+    """An interrupted sweep's only run, or one framework left: the audit compared nothing, so the headline
+    and the point say "nothing compared", never "fair · strict audit passed"."""
+    from harness.audit.fairness import audit_sweep
+    from harness.report.headline import headline
+    from harness.report.render import render_report
+
+    none_ok = [make_record("trl", "1.16.0", 0, status="interrupted")]
+    single = [make_record("trl", "1.16.0", 0), make_record("unsloth", "2026.10.9", 0, status="failed")]
+    pair = _ok_point()
+    for r in single + pair:  # make_record's runs carry an unexplained failed cross-check: not this test's subject
+        r.checks = [c for c in r.checks if c.passed is not False]
+    for runs, fair in ((none_ok, None), (single, None), (pair, True)):
+        assert headline(runs, audit_sweep(runs, "strict")[0])["fair"] is fair
+    path = render_report(none_ok, tmp_path / "out", name="interrupted")
+    page = path.read_text(encoding="utf-8")
+    assert "strict audit passed" not in page and 'class="badge ok">fair<' not in page
+    assert "nothing compared" in page
+
+
 def test_table_marks_best_and_ratios():
     from harness.report.tables import comparison_table
 
