@@ -50,11 +50,23 @@ def _checkout_stays_untouched():
 def _isolated_environment(tmp_path_factory, _checkout_stays_untouched):
     """Set for the whole session, before any module or session fixture starts a run (a function-scoped
     fixture would come after those): random-weight models are cached per session, a test that forgets
-    results_dir= or reports_dir= writes under the session's tmp folder, and the offline mirror is unset."""
+    results_dir= or reports_dir= writes under the session's tmp folder, and the offline mirror is unset.
+
+    On a machine without a GPU the workers and framework probes also run torch with one intra-op thread. With
+    torch's default (one OpenMP thread per core) every op of the tiny model ends at a barrier that waits for a
+    thread the kernel has descheduled whenever anything else wants a core: the parent's sampler, torchrun's
+    second rank, an environment being built, another job on a shared 2-core machine. The quick-start trl run
+    (60 steps) took 47 s wall and 39-45 s CPU with two threads on a busy 2-core machine, 15 s and 12 s with one.
+    No CPU test asserts a speed, and every framework of a comparison runs with the same setting. An
+    OMP_NUM_THREADS already set is kept."""
+    from harness.sampling.devices import cuda_available
+
     scratch = tmp_path_factory.getbasetemp()
     with pytest.MonkeyPatch.context() as env:
         env.setenv("HARNESS_CACHE", str(scratch / "harness-cache"))
         env.delenv("HARNESS_HUB_MIRROR", raising=False)
         env.setenv("HARNESS_RESULTS_DIR", str(scratch / "default-results"))
         env.setenv("HARNESS_REPORTS_DIR", str(scratch / "default-reports"))
+        if "OMP_NUM_THREADS" not in os.environ and not cuda_available():
+            env.setenv("OMP_NUM_THREADS", "1")
         yield
