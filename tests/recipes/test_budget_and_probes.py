@@ -130,3 +130,26 @@ def test_probe_features_turns_applied_into_active_or_not_seen():
     assert [(f["id"], f["status"]) for f in out] == [("padding_free", "active"), ("liger", "unavailable"),
                                                      ("no_such_probe", "not checked"), ("fused_adamw", "not seen")]
     assert all("evidence" in f for f in out if f["status"] != "unavailable")
+
+
+def test_a_packed_row_padded_with_a_segment_of_its_own_counts_no_padding():
+    """axolotl's multipack collator pads a packed row with pad ids, labels -100 and position_ids range(remainder):
+    a segment of padding, which is neither tokens nor a sample (the framework's own count agrees)."""
+    from harness.worker.step_meter import StepMeter
+
+    pad = 0
+    ids = torch.tensor([[5, 6, 7, 8, 9, pad, pad, pad], [4, 3, 2, pad, pad, pad, pad, pad]])
+    pos = torch.tensor([[0, 1, 0, 1, 2, 0, 1, 2], [0, 1, 2, 0, 1, 2, 3, 4]])
+    labels = torch.tensor([[-100, 6, -100, 8, 9, -100, -100, -100], [-100, 3, 2, -100, -100, -100, -100, -100]])
+    meter = StepMeter(warmup_steps=0)
+    meter.pad_token_id = pad
+    meter.count_batch({"input_ids": ids, "position_ids": pos, "labels": labels})
+    assert meter._read_counts() == (8, 5, 3)  # tokens, supervised (shifted), samples
+    record = batch_record({"input_ids": ids, "position_ids": pos, "labels": labels}, pad_token_id=pad)
+    assert record["input_ids"] == [[5, 6], [7, 8, 9], [4, 3, 2]] and record["tokens"] == 8 and record["sequences"] == 3
+    # padding-free rows with no pad id in them count as before: every token, one sample per restart
+    free = StepMeter(warmup_steps=0)
+    free.pad_token_id = pad
+    free.count_batch({"input_ids": ids[:1, :5], "position_ids": pos[:1, :5], "labels": labels[:1, :5]})
+    assert free._read_counts() == (5, 3, 2)
+
