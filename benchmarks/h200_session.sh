@@ -102,14 +102,19 @@ stage_gputests() { python3 -m pytest -m gpu ${GPUTESTS:-tests/} -p no:cacheprovi
 stage_throughput() { python3 -m harness run experiment=throughput_7b framework=$FW $OFFLINE repeats=3 results_dir=$R -m; }
 stage_qlora() { python3 -m harness run experiment=qlora_7b framework=$FW $OFFLINE results_dir=$R -m; }
 # Issue 17: each framework's recommended recipe beside its identical run (docs/recipes.md). Liger is GPU-only:
-# its wheel (envs/gpu/recipes.txt, carried as .whl/recipes) goes into the trl and LLaMA-Factory envs after setup;
-# without it the liger feature is recorded unavailable and the rest of each recipe runs.
+# its wheel (envs/gpu/recipes.txt, carried as .whl/recipes) goes into the trl and LLaMA-Factory envs after setup,
+# axolotl's own pin (envs/gpu/recipes-axolotl.txt, .whl/recipes-axolotl) into the axolotl env; without it the
+# liger feature is recorded unavailable and the rest of each recipe runs.
 #   R=/tmp/h200-s6 FW=trl,llamafactory bash benchmarks/h200_session.sh ensure recipes_setup recipes pack
+#   R=/tmp/h200-sN FW=axolotl bash benchmarks/h200_session.sh ensure recipes_setup recipes pack   (.whl/axolotl too)
 stage_recipes_setup() {
-  local env
-  for env in "$HARNESS_ENV_ROOT"/trl-* "$HARNESS_ENV_ROOT"/llamafactory-*; do
-    [ -x "$env/bin/python" ] && python3 -m pip --python "$env/bin/python" install -q --no-index --no-deps \
-      --no-compile .whl/recipes/*.whl
+  local env wheels
+  for env in "$HARNESS_ENV_ROOT"/*-*; do
+    case "$(basename "$env")" in trl-*|llamafactory-*) wheels=.whl/recipes ;; axolotl-*) wheels=.whl/recipes-axolotl ;;
+      *) continue ;; esac
+    if [ -x "$env/bin/python" ] && [ -d "$wheels" ]; then
+      python3 -m pip --python "$env/bin/python" install -q --no-index --no-deps --no-compile "$wheels"/*.whl || return
+    fi
   done
 }
 stage_recipes() {
