@@ -142,14 +142,13 @@ def test_axolotl_multipack_takes_the_budget_in_micro_batch_size_and_cpu_keeps_wh
     job = job_for("tiny", "axolotl", recipe="recommended")
     job["runtime"]["recipe_budget"] = {"rows_per_step": 3, "steps": 47}
     job["runtime"]["recipe_unavailable"] = recipes.missing_requirements(job, "cpu", lambda name: object())
-    assert set(job["runtime"]["recipe_unavailable"]) == {"sdpa_varlen", "lora_kernels", "liger", "tf32",
-                                                          "dataloader_workers"}
+    assert set(job["runtime"]["recipe_unavailable"]) == {"sdpa_varlen", "lora_kernels", "liger", "tf32"}
     args = native("axolotl", job)
     # the rows per step are axolotl's micro_batch_size (per_device_train_batch_size would be an unknown key)
     assert (args["micro_batch_size"], args["max_steps"]) == (3, 47) and "per_device_train_batch_size" not in args
     assert (args["sample_packing"], args["pad_to_sequence_len"], args["optimizer"]) == (True, True, "adamw_torch_fused")
-    # what needs CUDA stays as the identical recipe pins it, and no Liger plugin is named
-    assert (args["lora_mlp_kernel"], args["tf32"], args["dataloader_num_workers"]) == (False, False, 0)
+    # what needs CUDA stays as the identical recipe pins it, and no Liger plugin is named; the workers are axolotl's
+    assert (args["lora_mlp_kernel"], args["tf32"]) == (False, False) and "dataloader_num_workers" not in args
     assert "sdpa_varlen" not in args and args["plugins"] == [AXOLOTL_PLUGIN]
     off = job_for("tiny", "axolotl", recipe="recommended", **{"recipe.packing": "off"})
     status = {f["id"]: f["status"] for f in recipes.feature_plan(off)}

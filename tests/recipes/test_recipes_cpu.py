@@ -1,8 +1,8 @@
 """Real training of both recipes on CPU (slow: run once, after changes to recipes or adapters), through the real
 CLI: trl's padding-free batching with SDPA runs on CPU and is read back from the live objects (one row, the same
 records, supervised tokens and eval loss as its identical twin); LLaMA-Factory's neat_packing packs with a
-block-diagonal mask under the token budget; axolotl's multipack packs padded rows under it (its GPU-only kernels
-recorded unavailable); Liger, which needs Triton on a GPU, is a recorded reason. A feature
+block-diagonal mask under the token budget; axolotl's multipack packs padded rows under it, with its data loader
+workers (its GPU-only kernels recorded unavailable); Liger, which needs Triton on a GPU, is a recorded reason. A feature
 whose package is missing is recorded unavailable and the run stays ok (the fault-injecting test double)."""
 from __future__ import annotations
 
@@ -83,7 +83,8 @@ def test_axolotl_multipack_on_cpu_under_the_token_budget(sweep):
     features = _features(rec)
     assert features["multipack"]["status"] == "active", features["multipack"]
     assert features["fused_adamw"]["status"] == "active" and rec["audit"]["optimizer_options"]["fused"] is True
-    for gpu_only in ("sdpa_varlen", "lora_kernels", "liger", "tf32", "dataloader_workers"):
+    assert features["dataloader_workers"]["status"] == "active", features["dataloader_workers"]
+    for gpu_only in ("sdpa_varlen", "lora_kernels", "liger", "tf32"):
         assert features[gpu_only]["status"] == "unavailable" and "cuda" in features[gpu_only]["reason"], gpu_only
     # micro_batch_size rows of sequence_len (padded to it), several records in each, under the budget
     budget = rec["recipe"]["budget"]
