@@ -24,6 +24,8 @@ STRICT_FIELDS: tuple[str, ...] = (
     "trainable_params", "total_params",
     "lora_modules", "lora_module_count", "lora_r", "lora_alpha", "lora_dropout", "lora_scaling",
     "use_rslora", "use_dora", "lora_bias",
+    # the adapters' weights as training starts (seed and init of every lora_A / lora_B, in module order)
+    "lora_init_hash",
     "quantization", "base_dtype", "trainable_dtype", "mixed_precision", "attn_implementation",
     # optimisation
     "optimizer", "lr", "betas", "eps", "weight_decay", "max_grad_norm",
@@ -54,6 +56,7 @@ INFORMATIONAL_FIELDS: tuple[str, ...] = (
     "gradient_checkpointing_kind", "gradient_checkpointing_func", "gradient_checkpointing_args",
     "lora_config_targets", "lora_init", "lora_modules_to_save",
     "lora_B_nonzero", "lora_B_norm", "lora_A_norm", "collator", "pad_to_multiple_of",
+    "lora_init_tensors", "lora_init_A_norm", "lora_init_B_norm", "lora_init_B_nonzero", "lora_init_read_at",
 )
 
 # recipe=recommended (issue 17): what stays the task when each framework runs its own features, strict across

@@ -4,6 +4,10 @@ trl, unsloth and LLaMA-Factory all end in ``transformers.Trainer``, whose callba
 live model, tokenizer, optimizer, scheduler and dataloaders. Reading them here is how the audit sees
 what was really built (not what we asked for) and how the worker gets the trained model back from
 frameworks that do not return it (LLaMA-Factory's ``run_exp``).
+
+Two readings must be taken before the first optimizer step changes them, so they are taken here at
+``on_train_begin``: gradient checkpointing as installed, and the LoRA weights as initialised
+(``live_fields/lora_init.py``).
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ class LiveObjects(TrainerCallback):
         self.state: Any = None
         self.eval_metrics: dict[str, float] = {}
         self.train_begin_checkpointing: dict[str, Any] | None = None
+        self.train_begin_lora_init: dict[str, Any] | None = None
 
     def _take(self, args: Any, state: Any, kwargs: dict[str, Any]) -> None:
         self.args, self.state = args, state
@@ -47,8 +52,14 @@ class LiveObjects(TrainerCallback):
         self._take(args, state, kwargs)
         if self.model is not None:
             from harness.worker.live_fields.checkpointing import checkpointing_snapshot
+            from harness.worker.live_fields.lora_init import lora_init_snapshot
 
             self.train_begin_checkpointing = checkpointing_snapshot(self.model, args)
+            try:
+                self.train_begin_lora_init = lora_init_snapshot(self.model)
+            except Exception as err:  # noqa: BLE001  an unreadable field is None plus a note, never a failure
+                self.train_begin_lora_init = {"lora_init_hash": None,
+                                              "lora_init_error": f"{type(err).__name__}: {str(err)[:200]}"}
 
     def on_train_end(self, args, state, control, **kwargs):
         mark("train_end")

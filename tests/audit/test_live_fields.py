@@ -46,15 +46,15 @@ class Collate:
         return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask), "labels": torch.tensor(labels)}
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def _train(tmp, *, lora_seed: int | None = None) -> dict:
+    """2 steps of 2 micro-batches of transformers.Trainer. ``lora_seed``: the generator reseeded right before
+    get_peft_model (else it continues from the model's construction)."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, Trainer, TrainingArguments
 
     from harness.worker.live_objects import LiveObjects
     from harness.data.tokenize import tokenize_record
 
-    tmp = tmp_path_factory.mktemp("live")
     data_dir = tmp / "data"
     data_dir.mkdir()
     shutil.copy(ASSETS / "medical_train.jsonl", data_dir / "train.jsonl")
@@ -69,6 +69,8 @@ def trained(tmp_path_factory):
     config = Qwen2Config.from_pretrained(str(ASSETS))
     config._attn_implementation = "eager"
     model = Qwen2ForCausalLM(config)
+    if lora_seed is not None:
+        torch.manual_seed(lora_seed)
     model = get_peft_model(model, LoraConfig(r=R, lora_alpha=ALPHA, lora_dropout=0.05, target_modules=TARGETS,
                                              bias="none", task_type="CAUSAL_LM"))
     live, meter = LiveObjects(), StandInMeter(tokenizer.pad_token_id)
@@ -87,7 +89,12 @@ def trained(tmp_path_factory):
     args.max_length = max_length  # what SFTConfig would carry; plain TrainingArguments has no such field
     audit = read_live_fields(live, meter, job)
     return {"audit": audit, "model": model, "records": records, "tokenizer": tokenizer, "meter": meter,
-            "max_length": max_length, "data_dir": data_dir}
+            "max_length": max_length, "data_dir": data_dir, "trainer": trainer, "config": config}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return _train(tmp_path_factory.mktemp("live"))
 
 
 def test_is_json_serialisable(trained):
@@ -196,3 +203,47 @@ def test_missing_objects_give_none_not_errors():
     json.dumps(audit)
     assert audit["optimizer"] is None and audit["first_batch_hash"] is None
     assert audit["notes"]
+
+
+# ---- the LoRA weights as training starts ------------------------------------------------------------------
+def _lora_config():
+    from peft import LoraConfig
+
+    return LoraConfig(r=R, lora_alpha=ALPHA, lora_dropout=0.05, target_modules=TARGETS, bias="none",
+                      task_type="CAUSAL_LM")
+
+
+@pytest.fixture(scope="module")
+def reseeded(tmp_path_factory):
+    return _train(tmp_path_factory.mktemp("reseeded"), lora_seed=1)
+
+
+def test_lora_init_fingerprint_is_read_before_the_first_step(trained):
+    from peft import get_peft_model
+    from transformers import Qwen2ForCausalLM
+
+    from harness.worker.live_fields.lora_init import lora_init_snapshot
+
+    a = trained["audit"]
+    assert a["lora_init_read_at"] == "train_begin" and a["lora_init_tensors"] == 2 * a["lora_module_count"]
+    # peft's default init: B is zero when training starts; two steps later it is not
+    assert a["lora_init_B_nonzero"] is False and a["lora_init_B_norm"] == 0.0 and a["lora_B_nonzero"] is True
+    # The same construction again, untrained: the same fingerprint, to the bit.
+    torch.manual_seed(0)
+    again = get_peft_model(Qwen2ForCausalLM(trained["config"]), _lora_config())
+    snapshot = lora_init_snapshot(again)
+    assert snapshot["lora_init_hash"] == a["lora_init_hash"] and len(a["lora_init_hash"]) == 64
+    assert snapshot["lora_init_A_norm"] == a["lora_init_A_norm"] != a["lora_A_norm"]  # A moved in training
+    # The same numbers rounded through bf16 (trl's QLoRA cast, cast back up) are another initialisation.
+    for name, param in again.named_parameters():
+        if "lora_A" in name:
+            param.data = param.data.to(torch.bfloat16).float()
+    assert lora_init_snapshot(again)["lora_init_hash"] != a["lora_init_hash"]
+
+
+def test_another_lora_seed_fails_the_strict_audit(trained, reseeded):
+    from harness.audit.fairness import diff_point
+
+    assert reseeded["audit"]["lora_init_hash"] != trained["audit"]["lora_init_hash"]
+    diff = diff_point({"seeded": trained["audit"], "reseeded": reseeded["audit"]})
+    assert [m["field"] for m in diff["mismatches"]] == ["lora_init_hash"] and diff["valid"] is False

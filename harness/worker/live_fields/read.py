@@ -27,6 +27,7 @@ Where each field comes from (``live.`` omitted):
 - gradient checkpointing: the base model's modules (``gradient_checkpointing`` flags) and the
   checkpoint function installed on them (``_gradient_checkpointing_func``), not ``args``: LLaMA-Factory
   enables it on the model itself.
+- lora_init_*: the LoRA weights at ``on_train_begin`` (``live.train_begin_lora_init``, lora_init.py).
 - loss_mask_share, first_batch_hash, first_batches_multiset_hash: ``meter.first_batches``.
 - eval_set_hash / train_set_hash / records_truncated: the prepared files in ``job.runtime.data_dir``
   tokenised with the live tokenizer."""
@@ -87,6 +88,14 @@ def read_live_fields(live: Any, meter: Any, job: dict[str, Any], adapter: Any = 
             out.update(begin)
         else:
             section("gradient_checkpointing", lambda: read_gradient_checkpointing(model, getattr(live, "args", None), out, notes))
+        lora_init = getattr(live, "train_begin_lora_init", None)
+        if lora_init:
+            out.update(lora_init)
+            if lora_init.get("lora_init_error"):
+                notes.append(f"lora_init: {lora_init['lora_init_error']}")
+        else:
+            out["lora_init_hash"] = None
+            notes.append("lora_init_hash unknown: the LoRA weights were not read at train begin")
         if out.get("gradient_checkpointing_kind") is not None and adapter is not None:
             out["gradient_checkpointing_kind"] = adapter.checkpointing_kind(out.get("gradient_checkpointing_func") or [])
     section("optimizer", lambda: read_optimizer(getattr(live, "optimizer", None), out, notes))
