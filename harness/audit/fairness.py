@@ -30,6 +30,8 @@ STRICT_FIELDS: tuple[str, ...] = (
     # optimisation
     "optimizer", "lr", "betas", "eps", "weight_decay", "max_grad_norm",
     "lr_scheduler", "warmup_steps", "total_steps",
+    # how a step's loss is normalised over its micro-batches and ranks, as observed in the first steps
+    "loss_normalization",
     # batching and data
     "per_device_batch", "grad_accum", "world_size", "effective_batch",
     "max_length", "packing", "padding_free", "loss_mask_share", "padded_lengths",
@@ -57,6 +59,8 @@ INFORMATIONAL_FIELDS: tuple[str, ...] = (
     "lora_config_targets", "lora_init", "lora_modules_to_save",
     "lora_B_nonzero", "lora_B_norm", "lora_A_norm", "collator", "pad_to_multiple_of",
     "lora_init_tensors", "lora_init_A_norm", "lora_init_B_norm", "lora_init_B_nonzero", "lora_init_read_at",
+    "loss_normalization_source", "loss_normalization_flags", "loss_normalization_mechanism",
+    "loss_normalization_trainer", "loss_normalization_steps",
 )
 
 # recipe=recommended (issue 17): what stays the task when each framework runs its own features, strict across
@@ -73,8 +77,10 @@ TASK_FIELDS: tuple[str, ...] = (
 
 UNORDERED_FIELDS: frozenset[str] = frozenset({"lora_modules", "lora_config_targets", "lora_modules_to_save"})
 
-# Fields that are per-run evidence (expected to differ even between repeats): listed, never "mismatch".
-_EVIDENCE_FIELDS: frozenset[str] = frozenset({"lora_B_norm", "lora_A_norm", "lr_final", "global_step"})
+# Fields that are per-run evidence (expected to differ even between repeats, or between frameworks whose classes
+# differ while the math is the same: the loss probe's trainer classes and raw readings): listed, never "mismatch".
+_EVIDENCE_FIELDS: frozenset[str] = frozenset({"lora_B_norm", "lora_A_norm", "lr_final", "global_step",
+                                              "loss_normalization_trainer", "loss_normalization_steps"})
 
 
 def _canon(field: str, value: Any) -> Any:
