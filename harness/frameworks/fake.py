@@ -105,6 +105,7 @@ class FakeAdapter(Adapter):
     install_hint = INSTALL_HINT
     truncation = "none"
     faults = FAULTS
+    native_loss = "transformers"  # a plain transformers.Trainer
     # compare_rank stays None: a test double is never part of a plain -m
 
     def native_args(self, job: Job) -> dict[str, Any]:

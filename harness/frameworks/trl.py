@@ -107,6 +107,7 @@ class TrlAdapter(Adapter):
     install_hint = INSTALL_HINT
     truncation = "trl truncation_mode (keep_start: the tail of prompt+completion beyond max_length is dropped)"
     compare_rank = 0  # the reference the reports compare the others against
+    native_loss = "own"  # trl's fused, chunked LM head and loss (docs/explain.md)
 
     def native_args(self, job: Job) -> dict[str, Any]:
         return native_args(job)
