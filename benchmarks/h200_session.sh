@@ -41,6 +41,16 @@
 #   FW=unsloth R=/tmp/h200-s6 ROUNDS=1 GPUTESTS=tests/measure bash benchmarks/h200_session.sh host gputests overhead pack
 #   FW=unsloth R=/tmp/h200-s6 ROUNDS=2 bash benchmarks/h200_session.sh ensure host overhead pack
 #   FW=trl R=/tmp/h200-s6 bash benchmarks/h200_session.sh ensure host spread pack
+# Session 7 (planned, issue 15: the explain runs; one H200, nothing else on the host). Carry .whl/trl
+# .whl/llamafactory .whl/base .hub (~57 MB with the tree; bitsandbytes sits in both framework folders). Each run
+# ~3.5-4 minutes, so two runs a call:
+#   FW=trl,llamafactory R=/tmp/h200-s7 bash benchmarks/h200_session.sh ensure; then in the same call
+#   FW=trl R=/tmp/h200-s7 PROFILES=memory bash benchmarks/h200_session.sh host explain pack   (its known-answer test first)
+#   FW=trl R=/tmp/h200-s7 PROFILES=time bash benchmarks/h200_session.sh ensure explain pack
+#     (the time trace of trl also answers issue 13's open question: which part of trl's step waits on the host)
+#   FW=llamafactory R=/tmp/h200-s7 bash benchmarks/h200_session.sh ensure explain pack
+#   R=/tmp/h200-s7 CONTROL=expandable bash benchmarks/h200_session.sh ensure explain pack
+#   then session 8: unsloth (carry .whl/unsloth) and CONTROL=same_loss for trl and unsloth.
 # FW picks the frameworks of a stage (default: every compared framework, from the registry). Results go to results/h200*, reports to
 # reports/; the stages append to $LOG.
 set -uo pipefail
@@ -205,13 +215,14 @@ stage_scaling() {
 # a few tenths of a second a step, so ~4 + ~4 minutes per framework, one framework per call. Run
 # `pytest -m gpu tests/test_same_loss_gpu.py` once before (~3 minutes: unsloth's switch checked on 0.5B):
 #   R=/tmp/h200-s6 FW=trl CONTROL=same_loss bash benchmarks/h200_session.sh ensure explain pack   (then unsloth)
+# PROFILES narrows the profiles of one call (default "memory time"), so a framework's two runs can go in two calls.
 stage_explain() {
   if [ "${CONTROL:-}" = expandable ]; then
     python3 -m harness run experiment=throughput_7b framework=llamafactory profile=memory \
       profile.alloc_conf=expandable_segments:True repeats=1 $OFFLINE results_dir=$R report=false
   elif [ "${CONTROL:-}" = same_loss ]; then
     for f in ${FW//,/ }; do
-      for p in memory time; do
+      for p in ${PROFILES:-memory time}; do
         python3 -m harness run experiment=throughput_7b framework=$f profile=$p profile.loss=transformers \
           repeats=1 $OFFLINE results_dir=$R report=false
       done
@@ -219,7 +230,7 @@ stage_explain() {
   else
     python3 -m pytest -m gpu tests/measure/test_memory_profile_gpu.py -p no:cacheprovider -q
     for f in ${FW//,/ }; do
-      for p in memory time; do
+      for p in ${PROFILES:-memory time}; do
         python3 -m harness run experiment=throughput_7b framework=$f profile=$p repeats=1 $OFFLINE \
           results_dir=$R report=false
       done
