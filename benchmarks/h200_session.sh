@@ -34,10 +34,23 @@
 # so first `python3 -m pip show numba llvmlite` there, and if the versions differ build the env against the
 # image's (the pins are CPU-side facts). Then, one framework per call, carrying .whl/<fw> .whl/base .hub:
 #   R=/tmp/h200-sN FW=swift bash benchmarks/h200_session.sh setup throughput pack        (then qlora, then axolotl)
-# Session 6 (planned): unsloth rounds 1 and 2, one call (~400 s), carrying .whl/unsloth .whl/base .hub:
-#   R=/tmp/h200-s6 FW=unsloth ROUNDS="1 2" bash benchmarks/h200_session.sh ensure host gputests overhead pack
-#   (copy results/h200/session5/throughput_7b and overhead/unsloth into /tmp/h200-s6 first, so the resume
-#   runs only repeats 1 and 2), then the next issue's GPU work.
+# Session 6 (one H200, nothing else on the host). Setup for unsloth and trl once (carry .whl/unsloth .whl/trl
+# .whl/base .hub: ~43 MiB with the tree), then unsloth's overhead rounds 1 and 2 (round 0 and the first
+# repeat are session 5's, copied in first so the resume runs only the missing ones), then trl's spread:
+#   FW=unsloth,trl R=/tmp/h200-s6 bash benchmarks/h200_session.sh ensure
+#   FW=unsloth R=/tmp/h200-s6 ROUNDS=1 GPUTESTS=tests/measure bash benchmarks/h200_session.sh host gputests overhead pack
+#   FW=unsloth R=/tmp/h200-s6 ROUNDS=2 bash benchmarks/h200_session.sh ensure host overhead pack
+#   FW=trl R=/tmp/h200-s6 bash benchmarks/h200_session.sh ensure host spread pack
+# Session 7 (planned, issue 15: the explain runs; one H200, nothing else on the host). Carry .whl/trl
+# .whl/llamafactory .whl/base .hub (~57 MB with the tree; bitsandbytes sits in both framework folders). Each run
+# ~3.5-4 minutes, so two runs a call:
+#   FW=trl,llamafactory R=/tmp/h200-s7 bash benchmarks/h200_session.sh ensure; then in the same call
+#   FW=trl R=/tmp/h200-s7 PROFILES=memory bash benchmarks/h200_session.sh host explain pack   (its known-answer test first)
+#   FW=trl R=/tmp/h200-s7 PROFILES=time bash benchmarks/h200_session.sh ensure explain pack
+#     (the time trace of trl also answers issue 13's open question: which part of trl's step waits on the host)
+#   FW=llamafactory R=/tmp/h200-s7 bash benchmarks/h200_session.sh ensure explain pack
+#   R=/tmp/h200-s7 CONTROL=expandable bash benchmarks/h200_session.sh ensure explain pack
+#   then session 8: unsloth (carry .whl/unsloth) and CONTROL=same_loss for trl and unsloth.
 # FW picks the frameworks of a stage (default: every compared framework, from the registry). Results go to results/h200*, reports to
 # reports/; the stages append to $LOG.
 set -uo pipefail
@@ -46,7 +59,8 @@ export HARNESS_CACHE=${HARNESS_CACHE:-/tmp/harness-cache} HARNESS_ENV_ROOT=${HAR
 export PYTHONUNBUFFERED=1
 LOG=${LOG:-session.log}
 mkdir -p "$(dirname "$LOG")"
-OFFLINE=model.weights=random   # no weights offline: seeded random init from config.json
+# no weights offline: seeded random init from config.json (a CPU dry run of a stage sets its own, e.g. model=tiny)
+OFFLINE=${OFFLINE:-model.weights=random}
 R=${R:-results/h200}
 # FW unset: every framework a plain `-m` compares, from the registry (read once the base wheels are in).
 compared() { python3 -c 'from harness.frameworks import registry; print(",".join(registry.compared()))'; }
@@ -73,6 +87,7 @@ stage_host() {
   nvidia-smi --query-gpu=index,name,memory.used,utilization.gpu --format=csv
   nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv
   uptime
+  lscpu | grep -E '^(Model name|Socket|Core|Thread|NUMA|CPU\(s\))' ; nvidia-smi topo -m
 }
 stage_seed() { python3 -m harness run experiment=seed_0.5b $OFFLINE results_dir=$R -m; }
 # One real OOM (batch 1024 cannot fit), then an ordinary run: the sweep goes on.
@@ -92,23 +107,52 @@ stage_regression() {
   python3 -m harness compare results/h200-regression --suite seed_0.5b
   echo "compare exit: $? (1 expected: regression caught)"
 }
-stage_gputests() { python3 -m pytest -m gpu tests/ -p no:cacheprovider -q; }
+# GPUTESTS narrows them (tests/recipes needs the LLaMA-Factory env and the liger wheel: recipes_setup).
+stage_gputests() { python3 -m pytest -m gpu ${GPUTESTS:-tests/} -p no:cacheprovider -q; }
 stage_throughput() { python3 -m harness run experiment=throughput_7b framework=$FW $OFFLINE repeats=3 results_dir=$R -m; }
 stage_qlora() { python3 -m harness run experiment=qlora_7b framework=$FW $OFFLINE results_dir=$R -m; }
 # Issue 17: each framework's recommended recipe beside its identical run (docs/recipes.md). Liger is GPU-only:
-# its wheel (envs/gpu/recipes.txt, carried as .whl/recipes) goes into the trl and LLaMA-Factory envs after setup;
-# without it the liger feature is recorded unavailable and the rest of each recipe runs.
+# its wheel (envs/gpu/recipes.txt, carried as .whl/recipes) goes into the trl and LLaMA-Factory envs after setup,
+# axolotl's own pin (envs/gpu/recipes-axolotl.txt, .whl/recipes-axolotl) into the axolotl env; without it the
+# liger feature is recorded unavailable and the rest of each recipe runs.
 #   R=/tmp/h200-s6 FW=trl,llamafactory bash benchmarks/h200_session.sh ensure recipes_setup recipes pack
+#   R=/tmp/h200-sN FW=axolotl bash benchmarks/h200_session.sh ensure recipes_setup recipes pack   (.whl/axolotl too)
 stage_recipes_setup() {
-  local env
-  for env in "$HARNESS_ENV_ROOT"/trl-* "$HARNESS_ENV_ROOT"/llamafactory-*; do
-    [ -x "$env/bin/python" ] && python3 -m pip --python "$env/bin/python" install -q --no-index --no-deps \
-      --no-compile .whl/recipes/*.whl
+  local env wheels
+  for env in "$HARNESS_ENV_ROOT"/*-*; do
+    case "$(basename "$env")" in trl-*|llamafactory-*) wheels=.whl/recipes ;; axolotl-*) wheels=.whl/recipes-axolotl ;;
+      *) continue ;; esac
+    if [ -x "$env/bin/python" ] && [ -d "$wheels" ]; then
+      python3 -m pip --python "$env/bin/python" install -q --no-index --no-deps --no-compile "$wheels"/*.whl || return
+    fi
   done
 }
 stage_recipes() {
   python3 -m harness run experiment=throughput_7b framework=$FW 'recipe=identical,recommended' $OFFLINE results_dir=$R -m
   python3 -m harness run experiment=qlora_7b framework=$FW 'recipe=identical,recommended' $OFFLINE results_dir=$R -m
+}
+# Issue 13, the repeat spread of one framework (trl's was 2.2% in session 5): three fresh repeats of the
+# suite in their own folder, with the per-step host readings of session 6 (collector time, preemptions), so
+# a slow repeat's slow steps can be matched against them (report: "Repeats: their spread"). ~100 s a repeat.
+# PIN=gpu: the whole harness (parent, worker) pinned with taskset to the first half of the CPUs NVML names as
+# the GPU's local ones (a fixed set of cores, the same in every repeat), into $R/spread-pinned; each result
+# records its cpu_affinity. Then per repeat: tokens/s beside the host work between steps (host_speed_summary).
+stage_spread() {
+  local pre="" dir=$R/spread
+  if [ "${PIN:-}" = gpu ]; then
+    PIN=$(python3 -c '
+import os
+try:  # the GPU-local CPUs per NVML; without NVML (a CPU dry run) all of them
+    import pynvml as n; n.nvmlInit(); m = n.nvmlDeviceGetCpuAffinity(n.nvmlDeviceGetHandleByIndex(0), 4)
+    c = [w * 64 + b for w, x in enumerate(m) for b in range(64) if x >> b & 1]
+except Exception:
+    c = sorted(os.sched_getaffinity(0))
+print(",".join(map(str, c[:max(1, len(c) // 2)])))')
+    pre="taskset -c $PIN"; dir=$R/spread-pinned; echo "pinned to CPUs $PIN"
+  fi
+  $pre python3 -m harness run experiment=throughput_7b framework=$FW $OFFLINE repeats=${REPEATS:-3} \
+    results_dir=$dir report=false
+  python3 benchmarks/host_speed_summary.py $dir/throughput_7b
 }
 # Harness overhead and the suite's repeats in one: round k runs, per framework in FW, repeat k of
 # throughput_7b under the harness ($R/throughput_7b) and then the bare script (benchmarks/bare_<framework>.py)
@@ -160,16 +204,33 @@ stage_scaling() {
 # PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (profile.alloc_conf: part of the profiled job, so its own
 # run folder, and the report's Why section names it), under profile=memory (~4 minutes):
 #   R=/tmp/h200-s6 CONTROL=expandable bash benchmarks/h200_session.sh ensure explain pack
-# The same-loss rerun the issue names (every framework with one loss implementation) needs an adapter
-# option that does not exist yet; it is not scripted here.
+# CONTROL=same_loss: the other controlled rerun, which changes exactly the loss: each framework of FW with
+# the same loss implementation, the model's full logits and transformers' ForCausalLMLoss (fp32 upcast), as
+# LLaMA-Factory, ms-swift and axolotl run it anyway (profile.loss=transformers: part of the profiled job, so
+# its own run folder; the report's Why section names it "(loss=transformers)" beside the framework's own
+# profiled run and says what the change did; docs/explain.md). trl's and unsloth's fused losses are replaced,
+# and read back; LLaMA-Factory, ms-swift and axolotl are left as they are (their explain runs above are the
+# reference; FW=llamafactory here only shows the read-back agree). profile=memory then profile=time, one
+# repeat each: the full logits add ~20 GiB to the peak (to ~45 GiB allocated, as LLaMA-Factory's) and at most
+# a few tenths of a second a step, so ~4 + ~4 minutes per framework, one framework per call. Run
+# `pytest -m gpu tests/test_same_loss_gpu.py` once before (~3 minutes: unsloth's switch checked on 0.5B):
+#   R=/tmp/h200-s6 FW=trl CONTROL=same_loss bash benchmarks/h200_session.sh ensure explain pack   (then unsloth)
+# PROFILES narrows the profiles of one call (default "memory time"), so a framework's two runs can go in two calls.
 stage_explain() {
   if [ "${CONTROL:-}" = expandable ]; then
     python3 -m harness run experiment=throughput_7b framework=llamafactory profile=memory \
       profile.alloc_conf=expandable_segments:True repeats=1 $OFFLINE results_dir=$R report=false
+  elif [ "${CONTROL:-}" = same_loss ]; then
+    for f in ${FW//,/ }; do
+      for p in ${PROFILES:-memory time}; do
+        python3 -m harness run experiment=throughput_7b framework=$f profile=$p profile.loss=transformers \
+          repeats=1 $OFFLINE results_dir=$R report=false
+      done
+    done
   else
     python3 -m pytest -m gpu tests/measure/test_memory_profile_gpu.py -p no:cacheprovider -q
     for f in ${FW//,/ }; do
-      for p in memory time; do
+      for p in ${PROFILES:-memory time}; do
         python3 -m harness run experiment=throughput_7b framework=$f profile=$p repeats=1 $OFFLINE \
           results_dir=$R report=false
       done

@@ -115,6 +115,8 @@ DATASET_FIELD_DEFAULTS = {"config": None, "split": "train", "eval_split": None, 
 
 # Train fields added later, at the value that behaves as every earlier job did (a fixed warm-up).
 TRAIN_FIELD_DEFAULTS = {"settle_factor": None}
+# Profile fields added later, at the value every earlier profiled job ran with (each framework's own loss).
+PROFILE_FIELD_DEFAULTS = {"loss": None}
 
 
 def _hashable(job: Job) -> Job:
@@ -130,6 +132,10 @@ def _hashable(job: Job) -> Job:
             dataset.pop(key)
     if "profile" in hashed and not (hashed["profile"] or {}).get("kind"):
         hashed.pop("profile")  # a profile that is off is no profile (job_from_config drops it already)
+    profile = hashed.get("profile") or {}
+    for key, default in PROFILE_FIELD_DEFAULTS.items():
+        if key in profile and profile[key] == default:
+            profile.pop(key)
     train = hashed.get("train") or {}
     for key, default in TRAIN_FIELD_DEFAULTS.items():
         if key in train and train[key] == default:

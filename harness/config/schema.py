@@ -132,6 +132,8 @@ class TrainConfig:
 
 # ---- profile (Explain): where a run's memory and step time go; off by default, out of the job when off ----
 PROFILE_KINDS = ("memory", "time")
+# profile.loss: the one loss implementation the same-loss control puts in every framework (docs/explain.md).
+PROFILE_LOSSES = ("transformers",)
 
 
 @dataclass
@@ -150,6 +152,11 @@ class ProfileConfig:
     trace_max_mb: float = 50.0
     # A controlled rerun's one change: PYTORCH_CUDA_ALLOC_CONF for the worker (expandable_segments:True).
     alloc_conf: Optional[str] = None
+    # A controlled rerun's one change: the loss. null: each framework's own. transformers: the model's
+    # forward builds the full logits and transformers' ForCausalLMLoss computes the loss (fp32 upcast), in
+    # every framework: what LLaMA-Factory, ms-swift and axolotl run anyway; trl's and unsloth's fused,
+    # chunked losses are replaced by it (harness/worker/common_loss.py; docs/explain.md).
+    loss: Optional[str] = None
 
 
 # ---- launcher (Scale): how the worker is started; nproc is part of the job (it changes the effective batch) ----

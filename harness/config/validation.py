@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from harness.config.schema import (FAIRNESS_MODES, LAUNCHERS, LR_SCHEDULERS, OPTIMIZERS, PROFILE_KINDS,
-                                   QUANTIZATIONS, SEED_RANGE, ConfigError)
+                                   PROFILE_LOSSES, QUANTIZATIONS, SEED_RANGE, ConfigError)
 
 
 def _positive(name: str, value: float | int | None, *, allow_zero: bool = False) -> None:
@@ -81,6 +81,16 @@ def validate_profile(cfg: Any) -> None:
     _positive("profile.trace_max_mb", profile.trace_max_mb)
     if profile.alloc_conf is not None and profile.kind is None:
         raise ConfigError("profile.alloc_conf needs profile=memory|time (an unprofiled run's job never changes)")
+    loss = profile.get("loss") if hasattr(profile, "get") else getattr(profile, "loss", None)
+    if loss is None:
+        return
+    if loss not in PROFILE_LOSSES:
+        raise ConfigError(f"profile.loss must be one of {PROFILE_LOSSES} or null (each framework's own), got {loss!r}")
+    if profile.kind is None:
+        raise ConfigError("profile.loss needs profile=memory|time (an unprofiled run's job never changes)")
+    recipe = cfg.get("recipe") if hasattr(cfg, "get") else getattr(cfg, "recipe", None)
+    if recipe is not None and recipe.name != "identical":
+        raise ConfigError(f"profile.loss needs recipe=identical (recipe={recipe.name} brings fused losses of its own)")
 
 
 def validate_framework(fw: Any) -> None:

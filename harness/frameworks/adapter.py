@@ -7,8 +7,8 @@ finds each subclass through ``adapter:`` in ``conf/framework/NAME.yaml``.
 
 Which process calls what: the parent (which never imports torch) reads the declarations (``packages``,
 ``distribution``, ``faults``, ``compare_rank``, ``multi_gpu_unsupported``) and calls nothing heavy;
-the worker calls ``import_framework``, ``train`` and reads ``truncation``, ``checkpointing_kind`` and
-``evaluation_env``. Adapter modules therefore import only light modules at their top; the framework
+the worker calls ``import_framework``, ``train`` and reads ``truncation``, ``checkpointing_kind``,
+``evaluation_env`` and ``native_loss``. Adapter modules therefore import only light modules at their top; the framework
 itself is imported inside ``train`` / ``import_framework``. The built-in adapters keep ``native_args``
 and ``train`` as module functions too (the bare benchmark scripts and the silent-defaults tests import
 them) and their class delegates to them.
@@ -68,6 +68,13 @@ class Adapter(ABC):
     #: Environment variables set while the harness's own evaluator runs the trained model (a framework
     #: whose patched forward returns no logits unless told to).
     evaluation_env: ClassVar[Mapping[str, str]] = {}
+    #: The framework's own loss on the identical recipe, as the same-loss control (``profile.loss=
+    #: transformers``) needs to know it (docs/explain.md): "transformers" when the model's forward already
+    #: builds the full logits and transformers' ForCausalLMLoss computes the loss from them, so the control
+    #: changes nothing in this framework; "own" when it computes the loss another way (a fused, chunked loss
+    #: in its trainer or its patched forward), so the control puts the harness's common compute_loss in its
+    #: trainer's place (harness/worker/common_loss.py). Either way the run reads back what ran.
+    native_loss: ClassVar[str] = "own"
 
     _REQUIRED: ClassVar[tuple[str, ...]] = ("packages", "distribution", "install_hint", "truncation")
 

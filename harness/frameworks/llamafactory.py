@@ -149,6 +149,8 @@ class LlamaFactoryAdapter(Adapter):
     truncation = ("LLaMA-Factory infer_seqlen: prompt and response each cut, in proportion to their lengths, "
                   "to fit cutoff_len (the response keeps at least its share)")
     compare_rank = 2
+    # the Trainer's compute_loss -> the model's forward -> ForCausalLMLoss (docs/explain.md)
+    native_loss = "transformers"
 
     def native_args(self, job: Job) -> dict[str, Any]:
         return native_args(job)

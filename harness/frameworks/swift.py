@@ -226,6 +226,9 @@ class SwiftAdapter(Adapter):
     truncation = ("ms-swift truncation_strategy right (Template._truncate: the tokens beyond max_length are "
                   "dropped from the end)")
     compare_rank = 3
+    # template.compute_sft_loss -> the model's forward -> ForCausalLMLoss; loss_scale binary, so no per-token
+    # reweighting (docs/explain.md)
+    native_loss = "transformers"
 
     def native_args(self, job: Job) -> dict[str, Any]:
         return native_args(job)

@@ -97,6 +97,7 @@ class UnslothAdapter(Adapter):
     truncation = "trl truncation_mode (unsloth trains through trl's SFTTrainer)"
     multi_gpu_unsupported = MULTI_GPU_UNSUPPORTED
     compare_rank = 1
+    native_loss = "own"  # its patched forward's fused, chunked cross-entropy (docs/explain.md)
     # unsloth's patched forward fuses the loss and returns no logits unless this is set; it reads it per
     # call, so it is switched on for our evaluation only (training keeps unsloth's fused path).
     evaluation_env = {"UNSLOTH_RETURN_LOGITS": "1"}

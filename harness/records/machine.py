@@ -35,6 +35,7 @@ class Env(Record):
     python: str | None = None
     platform: str | None = None
     cpu_count: int | None = None
+    cpu_affinity: str | None = None  # the CPUs the run may use ("0-7"), when fewer than cpu_count (taskset)
     git: Git = field(default_factory=Git, metadata=NULL_AS_EMPTY)
     cuda_visible_devices: str | None = None
     torch_cuda: str | None = None  # the CUDA build torch reports in the worker (None: a CPU build)

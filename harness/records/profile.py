@@ -68,10 +68,36 @@ class TimeProfile(Record):
 
 
 @dataclass
+class LossPath(Record):
+    """Which loss path a profiled run's training steps actually took, read back from the live trainer and
+    model (harness/worker/loss_path.py): what computed the loss, whether the LM head module produced the
+    full-vocabulary logits and in which dtype. ``profile.loss=transformers`` (the same-loss control) says so
+    in ``requested``; a native run records its framework's own path."""
+    requested: str = "native"  # native | transformers (profile.loss)
+    # the trainer's compute_loss (module.qualname of its class's) and the one that ran in its place, if any
+    trainer_compute_loss: str | None = None
+    compute_loss: str | None = None
+    # what the model's forward calls given labels (module.qualname of its loss_function at train begin)
+    model_loss_function: str | None = None
+    # the LM head module's calls in training micro-steps (grad on), and its first output's shape and dtype:
+    # 0 calls means the full logits were never built (a fused loss read the head's weight directly)
+    head_calls: int = 0
+    logits_shape: list[int] | None = None
+    logits_dtype: str | None = None
+    micro_steps: int = 0  # training micro-batches seen (the head calls a full-logits path makes)
+    common_loss_calls: int = 0  # micro-batches the harness's common loss computed (profile.loss=transformers)
+    loss_function: str | None = None  # the function the common loss called (transformers' ForCausalLMLoss)
+    loss_dtype: str | None = None  # the dtype it computed cross-entropy in (ForCausalLMLoss upcasts: float32)
+    path: str | None = None  # the above in one line, for the report
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Profile(Record):
     kind: str | None = None  # memory | time
     memory: MemoryProfile | None = field(default=None, metadata=OMIT_NONE)
     time: TimeProfile | None = field(default=None, metadata=OMIT_NONE)
+    loss_path: LossPath | None = field(default=None, metadata=OMIT_NONE)  # absent before the read-back existed
 
 
 @dataclass
@@ -82,3 +108,4 @@ class ProfileSpec(Record):
     max_entries: int | None = None
     trace_max_mb: float | None = None
     alloc_conf: str | None = None
+    loss: str | None = None  # the same-loss control (profile.loss=transformers); absent/None: the framework's own

@@ -24,6 +24,8 @@ from harness.report.tables import run_label
 EXPLAINS = 0.5
 # The repeat spread the GPU suites aim for (issue 13): below it the cause is noted, not a finding.
 SMALL = 0.01
+# The host work between steps must differ this many times more than tokens/s to be named as the cause.
+HOST_SPEED_FACTOR = 3.0
 
 
 def _timed_steps(run: Result) -> list[dict[str, Any]]:
@@ -40,11 +42,21 @@ def repeat_row(run: Result) -> dict[str, Any]:
                        [float(s["time_s"]) for s in steps]) if len(steps) >= 2 else None
     timed = run.gpu_clocks.timed if run.gpu_clocks is not None else None
     mallocs = [s.get("cuda_mallocs") for s in steps]
+    gc_s = [s.get("gc_s") for s in steps]
+    gen2 = [s.get("gc_gen2") for s in steps]
     return {"repeat": run.repeat or 0, "tokens_per_s": run.train.tokens_per_s if run.train else None,
             "sm_mhz": timed.sm_mhz_mean if timed else None, "power_capped": timed.power_capped_share if timed else None,
             "fixed_s": line[0] if line else None, "per_token_us": line[1] * 1e6 if line else None,
             # recorded from session 5 on: the allocator's trips to the driver in the timed steps
-            "cuda_mallocs": sum(mallocs) if steps and None not in mallocs else None}
+            "cuda_mallocs": sum(mallocs) if steps and None not in mallocs else None,
+            # recorded from session 6 on (host_pauses.py): time in Python's collector, full collections
+            "gc_s": sum(gc_s) if steps and None not in gc_s else None,
+            "gc_gen2": sum(gen2) if steps and None not in gen2 else None,
+            "timed_s": sum(float(s["time_s"]) for s in steps),
+            # the Trainer's work between two steps (fetching and collating the next batch): host Python only,
+            # the same batches in every repeat, so it times the host's own speed in that process
+            "host_work_s": sum(float(s["time_s"]) - float(s["compute_s"]) for s in steps)
+            if steps and all(s.get("compute_s") is not None for s in steps) else None}
 
 
 def _cause(tps: float | None, clock: float | None, fixed: float | None, per_token: float | None,
@@ -86,11 +98,40 @@ def spread_section(runs: list[Result]) -> list[dict[str, Any]]:
             cause = (f"timed over different steps (after steps {', '.join(map(str, starts))}): different batches, "
                      "so not comparable (recorded before the timing window was fixed)")
         else:
-            cause = _cause(tps, clock, fixed, per_token, share)
+            cause = _gc_cause(rows) or _host_speed_cause(rows, tps, clock) or _cause(tps, clock, fixed, per_token, share)
             if tps is not None and tps <= SMALL:
                 cause = f"within {SMALL:.0%}; {cause}"
         out.append({"label": label, "repeats": rows, "spread": tps, "clock_spread": clock, "cause": cause})
     return out
+
+
+def _host_speed_cause(rows: list[dict[str, Any]], tps: float | None, clock: float | None) -> str | None:
+    """The host's own speed, when the same host work between steps differed far more than tokens/s did and the
+    slower the host, the slower the repeat (session 6: trl, 12 repeats, r = 0.97): the step waits on the host."""
+    if not tps or len(rows) < 3 or any(r["host_work_s"] is None for r in rows):
+        return None
+    if clock is not None and clock >= EXPLAINS * tps:
+        return None  # the GPU clock explains it (see _cause)
+    host = _spread([r["host_work_s"] for r in rows])
+    by_host = [r["repeat"] for r in sorted(rows, key=lambda r: r["host_work_s"])]
+    by_speed = [r["repeat"] for r in sorted(rows, key=lambda r: -r["tokens_per_s"])]
+    if host is None or host < HOST_SPEED_FACTOR * tps or by_host != by_speed:
+        return None
+    return (f"the host's speed: the same host work between steps took {host:.0%} longer in the slowest repeat, "
+            "in the order of the speed, at equal clocks (the step waits on the host)")
+
+
+def _gc_cause(rows: list[dict[str, Any]]) -> str | None:
+    """The collector, when the difference of its time between repeats is most of the difference of their timed
+    windows (same steps, same batches: so it is what made the slowest repeat slow)."""
+    if any(r["gc_s"] is None for r in rows):
+        return None
+    slow, fast = max(rows, key=lambda r: r["timed_s"]), min(rows, key=lambda r: r["timed_s"])
+    window, collector = slow["timed_s"] - fast["timed_s"], slow["gc_s"] - fast["gc_s"]
+    if window <= 0 or collector < EXPLAINS * window:
+        return None
+    return (f"Python's garbage collector: {collector:.2f} s of the slowest repeat's {window:.2f} s more "
+            f"({slow['gc_gen2']} full collections against {fast['gc_gen2']}), a host pause the GPU waited out")
 
 
 def _fixed_share(run: Result, row: dict[str, Any]) -> float | None:

@@ -5,7 +5,11 @@ headline, a baseline or a trend (its figures carry the profiler's cost). Here it
 it explains (``harness.job.unprofiled_point_hash``): one stacked bar per framework of the memory peak's
 categories (harness/results/memory_attribution.py) and of a profiled step's parts
 (harness/results/time_attribution.py), and the biggest difference between the frameworks named in one
-sentence with its numbers. Only plain data and figures come out of here; the template lays them out.
+sentence with its numbers. A controlled rerun (one change: ``profile.alloc_conf``, or ``profile.loss`` for
+the same loss in every framework) is its own row, named by its change, left out of that sentence and given
+one of its own: what the change did against the same framework's run without it. Each row shows the loss
+path its training steps took, as the run read it back (harness/worker/loss_path.py). Only plain data and
+figures come out of here; the template lays them out.
 """
 from __future__ import annotations
 
@@ -43,10 +47,42 @@ def _first(runs: list[Result], kind: str) -> dict[str, tuple[Result, Any]]:
     return out
 
 
+def changes(r: Result) -> list[str]:
+    """A controlled rerun's one change, where it has one: the allocator setting (``profile.alloc_conf``),
+    the same loss in every framework (``profile.loss``, as ``loss=transformers``)."""
+    prof = r.job.profile
+    if prof is None:
+        return []
+    return ([prof.alloc_conf] if prof.alloc_conf else []) + ([f"loss={prof.loss}"] if prof.loss else [])
+
+
 def row_label(r: Result) -> str:
-    """framework-version, and the controlled rerun's one change where it has one (profile.alloc_conf)."""
-    conf = r.job.profile.alloc_conf if r.job.profile is not None else None
-    return f"{r.label} ({conf})" if conf else r.label
+    """framework-version, and the controlled rerun's one change where it has one."""
+    named = changes(r)
+    return f"{r.label} ({', '.join(named)})" if named else r.label
+
+
+def loss_cell(r: Result) -> str:
+    """The loss path the run's training steps took, read back (harness/worker/loss_path.py), in a few words."""
+    lp = r.profile.loss_path if r.profile is not None else None
+    if lp is None or not lp.micro_steps:
+        return "not read back"
+    if lp.common_loss_calls:
+        return f"full {lp.logits_dtype} logits -> ForCausalLMLoss ({lp.loss_dtype}), the harness's"
+    if lp.head_calls:
+        return f"full {lp.logits_dtype} logits -> {(lp.model_loss_function or '?').rsplit('.', 1)[-1]}"
+    return "fused: no full logits"
+
+
+def _base(r: Result, row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "framework": r.label, "control": bool(changes(r)), "loss": loss_cell(r),
+            "loss_path": (r.profile.loss_path.path if r.profile is not None and r.profile.loss_path else None)}
+
+
+def _twins(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(controlled rerun, the same framework's run without the change) pairs."""
+    native = {row["framework"]: row for row in rows if not row["control"]}
+    return [(row, native[row["framework"]]) for row in rows if row["control"] and row["framework"] in native]
 
 
 def _stacked(rows: list[tuple[str, dict[str, float]]], keys: tuple[str, ...], labels: dict[str, str],
@@ -89,19 +125,21 @@ def memory_block(runs: list[Result]) -> dict[str, Any] | None:
         cats = prof.categories
         whole = all(cats.get(k) is not None for k in MEMORY_OUTSIDE)
         total = sum(cats.get(k) or 0 for k in MEMORY_CATEGORIES + (MEMORY_OUTSIDE if whole else ()))
-        rows.append({"label": label, "total": total, "scope": "NVML peak" if whole else "allocated peak",
-                     "cells": [_gib(cats.get(k)) for k in MEMORY_CATEGORIES + MEMORY_OUTSIDE],
-                     "coverage": None if prof.coverage is None else f"{prof.coverage * 100:.1f}%",
-                     "adds_up": prof.coverage is not None and abs(prof.coverage - 1) <= ADDS_UP,
-                     "peak": f"step {prof.peak_step}, {prof.peak_phase or 'phase not marked'}",
-                     "alloc_conf": prof.alloc_conf or "default", "notes": prof.notes,
-                     "top": [{"bytes": _gib(a.get("bytes")), "part": a.get("part"), "where": a.get("where")}
-                             for a in prof.top_allocations[:5]],
-                     "parts": _memory_parts(prof)})
+        rows.append(_base(r, {
+            "label": label, "total": total, "scope": "NVML peak" if whole else "allocated peak",
+            "cells": [_gib(cats.get(k)) for k in MEMORY_CATEGORIES + MEMORY_OUTSIDE],
+            "coverage": None if prof.coverage is None else f"{prof.coverage * 100:.1f}%",
+            "adds_up": prof.coverage is not None and abs(prof.coverage - 1) <= ADDS_UP,
+            "peak": f"step {prof.peak_step}, {prof.peak_phase or 'phase not marked'}",
+            "alloc_conf": prof.alloc_conf or "default", "notes": prof.notes,
+            "top": [{"bytes": _gib(a.get("bytes")), "part": a.get("part"), "where": a.get("where")}
+                    for a in prof.top_allocations[:5]],
+            "parts": _memory_parts(prof)}))
     figure = _stacked([(row["label"], row["parts"]) for row in rows], MEMORY_CATEGORIES + MEMORY_OUTSIDE,
                       MEMORY_LABELS, "GiB", "Memory at the training peak, by category")
     return {"columns": [SHORT[k] for k in MEMORY_CATEGORIES + MEMORY_OUTSIDE], "rows": rows,
-            "figure": figure, "sentence": memory_sentence(rows)}
+            "figure": figure, "sentence": memory_sentence([row for row in rows if not row["control"]]),
+            "controls": [memory_control_sentence(c, n) for c, n in _twins(rows)]}
 
 
 def _biggest(hi: dict[str, float], lo: dict[str, float]) -> str:
@@ -125,6 +163,21 @@ def memory_sentence(rows: list[dict[str, Any]]) -> str | None:
             f"{MEMORY_LABELS[key]} ({hi['parts'][key]:.1f} vs {lo['parts'][key]:.1f} GiB).")
 
 
+def _allocated(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "total": sum(row["parts"][k] for k in MEMORY_CATEGORIES) * GiB, "scope": "allocated peak"}
+
+
+def memory_control_sentence(ctl: dict[str, Any], twin: dict[str, Any]) -> str:
+    """What a controlled rerun's one change did to its framework's peak, and in which category."""
+    if ctl["scope"] != twin["scope"]:
+        ctl, twin = _allocated(ctl), _allocated(twin)
+    key = max(ctl["parts"], key=lambda k: abs(ctl["parts"][k] - twin["parts"][k]))
+    return (f"{ctl['label']}: the one change moves {twin['framework']}'s {ctl['scope']} from "
+            f"{twin['total'] / GiB:.1f} to {ctl['total'] / GiB:.1f} GiB ({(ctl['total'] - twin['total']) / GiB:+.1f}), "
+            f"{ctl['parts'][key] - twin['parts'][key]:+.1f} GiB of it {MEMORY_LABELS[key]} "
+            f"({twin['parts'][key]:.1f} to {ctl['parts'][key]:.1f} GiB); loss path {twin['loss']} -> {ctl['loss']}.")
+
+
 def _per_step(prof: TimeProfile) -> dict[str, float]:
     n = max(1, len(prof.steps))
     return {k: (prof.parts_s.get(k) or 0.0) / n for k in TIME_PARTS}
@@ -137,17 +190,27 @@ def time_block(runs: list[Result]) -> dict[str, Any] | None:
     rows = []
     for label, (r, prof) in chosen.items():
         parts = _per_step(prof)
-        rows.append({"label": label, "view": prof.view, "steps": prof.steps, "parts": parts,
-                     "step_s": sum(parts.values()), "cells": [fmt(parts[k], "seconds") for k in TIME_PARTS],
-                     "step_meter": fmt(prof.step_meter_s / max(1, len(prof.steps)), "seconds")
-                     if prof.step_meter_s is not None else "–",
-                     "trace": prof.trace_file, "trace_note": prof.trace_note, "notes": prof.notes,
-                     "top": (prof.top_kernels or prof.top_ops)[:5], "top_kind": "kernels" if prof.top_kernels else "CPU ops"})
+        rows.append(_base(r, {
+            "label": label, "view": prof.view, "steps": prof.steps, "parts": parts,
+            "step_s": sum(parts.values()), "cells": [fmt(parts[k], "seconds") for k in TIME_PARTS],
+            "step_meter": fmt(prof.step_meter_s / max(1, len(prof.steps)), "seconds")
+            if prof.step_meter_s is not None else "–",
+            "trace": prof.trace_file, "trace_note": prof.trace_note, "notes": prof.notes,
+            "top": (prof.top_kernels or prof.top_ops)[:5], "top_kind": "kernels" if prof.top_kernels else "CPU ops"}))
     views = sorted({row["view"] for row in rows})
     figure = _stacked([(row["label"], row["parts"]) for row in rows], TIME_PARTS, TIME_LABELS, "s",
                       f"One profiled step, by part ({' / '.join(views)} view)")
     return {"columns": [SHORT[k] for k in TIME_PARTS], "rows": rows, "figure": figure,
-            "sentence": time_sentence(rows)}
+            "sentence": time_sentence([row for row in rows if not row["control"]]),
+            "controls": [time_control_sentence(c, n) for c, n in _twins(rows)]}
+
+
+def time_control_sentence(ctl: dict[str, Any], twin: dict[str, Any]) -> str:
+    key = max(ctl["parts"], key=lambda k: abs(ctl["parts"][k] - twin["parts"][k]))
+    return (f"{ctl['label']}: the one change moves {twin['framework']}'s profiled step from {twin['step_s']:.3g} to "
+            f"{ctl['step_s']:.3g} s ({ctl['step_s'] - twin['step_s']:+.3g} s), "
+            f"{ctl['parts'][key] - twin['parts'][key]:+.3g} s of it in {TIME_LABELS[key]} "
+            f"({twin['parts'][key]:.3g} to {ctl['parts'][key]:.3g} s); loss path {twin['loss']} -> {ctl['loss']}.")
 
 
 def time_sentence(rows: list[dict[str, Any]]) -> str | None:
@@ -175,7 +238,8 @@ def why_sections(records: list[Result], folder_of: Any = None) -> dict[str, dict
             "point_hash": point, "title": point_title(runs), "memory": memory_block(runs), "time": time_block(runs),
             "runs": [{"run_id": r.run_id, "label": r.label, "repeat": r.repeat, "kind": r.profiled,
                       "status": r.status, "reason": r.reason or "",
-                      "profile_status": _profile_status(r), "folder": folder_of(r) if folder_of else r.run_dir}
+                      "profile_status": _profile_status(r), "folder": folder_of(r) if folder_of else r.run_dir,
+                      "loss_path": r.profile.loss_path.path if r.profile is not None and r.profile.loss_path else None}
                      for r in sorted(runs, key=by_label_and_repeat)]}
     return out
 

@@ -48,6 +48,26 @@ def machine_id(gpu: dict[str, Any]) -> str:
 
 
 @lru_cache(maxsize=1)
+def cpu_affinity() -> str | None:
+    """The CPUs this process (and the worker it starts, which inherits them) may run on, as ranges ("0-3,8"),
+    or None when that is every CPU: a pinned run (``taskset -c 0-7 python -m harness run ...``) says so."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) == os.cpu_count():
+        return None
+    ranges: list[str] = []
+    start = prev = cpus[0]
+    for cpu in cpus[1:] + [None]:
+        if cpu is not None and cpu == prev + 1:
+            prev = cpu
+            continue
+        ranges.append(str(start) if start == prev else f"{start}-{prev}")
+        if cpu is not None:
+            start = prev = cpu
+    return ",".join(ranges)
+
+
 def environment() -> dict[str, Any]:
     from harness.sampling.devices import gpu_environment
 
@@ -59,6 +79,7 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "cpu_affinity": cpu_affinity(),
         "git": git_commit(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }

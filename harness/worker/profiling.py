@@ -38,18 +38,37 @@ def profiler_for(job: dict[str, Any]) -> Any | None:
     return None
 
 
-def finish(profiler: Any, *, step_log: list[dict[str, Any]], memory: dict[str, Any]) -> Profile:
+def loss_probe_for(job: dict[str, Any], native_loss: str) -> Any | None:
+    """The loss-path read-back of a profiled run (and the same-loss control, ``profile.loss``), or None when
+    the job is not profiled. On every rank: the control must change every rank's loss."""
+    profile = job.get("profile") or {}
+    if not profile.get("kind"):
+        return None
+    from harness.worker.loss_path import LossPathProbe
+
+    return LossPathProbe(profile.get("loss"), native_loss)
+
+
+def finish(profiler: Any, *, step_log: list[dict[str, Any]], memory: dict[str, Any],
+           loss_probe: Any = None) -> Profile:
     """The run's profile record from its profiler (after training, whatever its outcome). Never raises:
     a profile that fails is recorded as failed, and the run's own status and figures stand."""
-    from harness.records.profile import MemoryProfile, TimeProfile
+    from harness.records.profile import LossPath, MemoryProfile, TimeProfile
 
     kind = profiler.kind
     try:
         if kind == "memory":
-            return Profile(kind=kind, memory=profiler.finish(memory.get("torch_max_allocated_bytes"),
-                                                             memory.get("torch_max_reserved_bytes")))
-        return Profile(kind=kind, time=profiler.finish(step_log))
+            out = Profile(kind=kind, memory=profiler.finish(memory.get("torch_max_allocated_bytes"),
+                                                            memory.get("torch_max_reserved_bytes")))
+        else:
+            out = Profile(kind=kind, time=profiler.finish(step_log))
     except Exception as err:  # noqa: BLE001
         failed = {"status": "failed", "reason": f"{type(err).__name__}: {str(err)[:300]}"}
-        return Profile(kind=kind, memory=MemoryProfile.from_dict(failed)) if kind == "memory" else \
+        out = Profile(kind=kind, memory=MemoryProfile.from_dict(failed)) if kind == "memory" else \
             Profile(kind=kind, time=TimeProfile.from_dict(failed))
+    if loss_probe is not None:
+        try:
+            out.loss_path = loss_probe.finish()
+        except Exception as err:  # noqa: BLE001
+            out.loss_path = LossPath(notes=[f"read-back failed: {type(err).__name__}: {str(err)[:300]}"])
+    return out

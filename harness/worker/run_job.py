@@ -17,6 +17,7 @@ from harness import phases
 
 phases.mark("process_start")
 
+import contextlib  # noqa: E402
 import importlib.metadata  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
@@ -112,7 +113,10 @@ def _train_and_measure(job: dict[str, Any], adapter: Adapter, result: WorkerResu
     from harness.worker.step_meter import StepMeter, torch_memory
 
     t = job["train"]
-    live = LiveObjects()
+    from harness.worker.loss_probe import LOSS_PROBE_STEPS
+
+    # The loss probe's hooks stay inside the untimed warm-up steps (at least the first step is watched).
+    live = LiveObjects(loss_probe_steps=max(1, min(LOSS_PROBE_STEPS, t["measure_warmup_steps"])))
     meter = StepMeter(warmup_steps=t["measure_warmup_steps"], settle_factor=t.get("settle_factor"))
     eval_records = read_split(job["runtime"]["data_dir"], "eval")
     from harness.worker.progress import ProgressPrinter
@@ -126,14 +130,21 @@ def _train_and_measure(job: dict[str, Any], adapter: Adapter, result: WorkerResu
     profiler = profiling.profiler_for(job)  # None unless profile=memory|time: right after the StepMeter
     if profiler is not None:
         callbacks.insert(callbacks.index(meter) + 1, profiler)
+    # profiled runs: which loss path ran, read back; profile.loss=transformers puts the common loss in place.
+    # Last: its hook that takes the labels out of the forward must run after the StepMeter's, which counts them.
+    loss_probe = profiling.loss_probe_for(job, adapter.native_loss)
+    if loss_probe is not None:
+        callbacks.append(loss_probe)
     try:
-        trained = adapter.train(job, callbacks)
+        with loss_probe.watching() if loss_probe is not None else contextlib.nullcontext():
+            trained = adapter.train(job, callbacks)
     finally:
         # Whatever happened, keep what was measured so far (an OOM keeps its peak and its steps).
         result.train = Train.from_dict(meter.summary(), "train")
         result.memory = Memory.from_dict(meter.train_memory or torch_memory(), "memory")
         if profiler is not None:
-            result.profile = profiling.finish(profiler, step_log=meter.records, memory=result.memory.to_dict())
+            result.profile = profiling.finish(profiler, step_log=meter.records, memory=result.memory.to_dict(),
+                                              loss_probe=loss_probe)
     if meter.dist_backend:
         job["runtime"]["dist_backend"] = meter.dist_backend
     headline = _memory_headline(meter.train_memory_per_rank, result.memory.to_dict())

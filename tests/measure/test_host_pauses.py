@@ -32,3 +32,16 @@ def test_involuntary_switches_are_a_non_negative_count_on_linux() -> None:
     taken = meter.take()
     meter.stop()
     assert taken["involuntary_switches"] >= 0
+
+
+def test_a_pinned_process_records_its_cpus_as_ranges_and_an_unpinned_one_nothing() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from harness.results.machine import cpu_affinity
+
+    assert cpu_affinity() is None or len(os.sched_getaffinity(0)) < os.cpu_count()
+    code = "import os; os.sched_setaffinity(0, {0}); from harness.results.machine import cpu_affinity; print(cpu_affinity())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ("0" if os.cpu_count() > 1 else "None")

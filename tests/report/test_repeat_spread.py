@@ -55,3 +55,49 @@ def test_driver_allocations_summed_over_the_timed_steps_only():
     first, older = g["repeats"]
     assert first["cuda_mallocs"] == 8
     assert older["cuda_mallocs"] is None  # results recorded before session 5
+
+
+def test_collector_time_that_makes_up_the_slower_window_is_named():
+    fast, slow = _run(0, 0.25, 1e-4, 1900), _run(1, 0.25, 1e-4, 1900)
+    for run, pause in ((fast, 0.0), (slow, 0.2)):
+        for s in run.train.log:
+            s["gc_s"], s["gc_gen2"] = 0.001, 0
+        step = run.train.log[5]  # a timed step: the slow repeat spent 0.2 s more there, all of it collecting
+        step["time_s"] += pause
+        step["gc_s"] += pause
+        step["gc_gen2"] = 1 if pause else 0
+    slow.train.tokens_per_s *= sum(s["time_s"] for s in fast.train.log[2:]) / sum(s["time_s"] for s in slow.train.log[2:])
+    (g,) = spread_section([fast, slow])
+    assert "garbage collector: 0.20 s" in g["cause"] and "(1 full collections against 0)" in g["cause"]
+    assert g["repeats"][1]["gc_s"] == pytest.approx(0.208)
+
+
+def test_collector_time_too_small_to_explain_the_window_is_not_blamed():
+    fast, slow = _run(0, 0.25, 1e-4, 1900), _run(1, 0.30, 1e-4, 1900)
+    for run in (fast, slow):
+        for s in run.train.log:
+            s["gc_s"], s["gc_gen2"] = 0.001, 0
+    (g,) = spread_section([fast, slow])
+    assert "garbage collector" not in g["cause"] and "host side" in g["cause"]
+
+
+def _with_host_work(run, host_s_per_step: float):
+    for s in run.train.log:
+        s["compute_s"] = s["time_s"] - host_s_per_step
+    return run
+
+
+def test_host_work_apart_far_more_than_the_speed_and_in_its_order_is_the_hosts_speed():
+    # the slower repeat is the one whose host took longer for the same work between steps
+    runs = [_with_host_work(_run(0, 0.25, 1e-4, 1900), 0.004), _with_host_work(_run(1, 0.27, 1e-4, 1900), 0.005),
+            _with_host_work(_run(2, 0.26, 1e-4, 1900), 0.0045)]
+    (g,) = spread_section(runs)
+    assert "the host's speed" in g["cause"] and "took 22% longer" in g["cause"]
+    assert [r["host_work_s"] for r in g["repeats"]] == pytest.approx([0.032, 0.040, 0.036])
+
+
+def test_host_work_in_another_order_than_the_speed_is_not_blamed():
+    runs = [_with_host_work(_run(0, 0.25, 1e-4, 1900), 0.005), _with_host_work(_run(1, 0.27, 1e-4, 1900), 0.004),
+            _with_host_work(_run(2, 0.26, 1e-4, 1900), 0.0045)]
+    (g,) = spread_section(runs)
+    assert "the host's speed" not in g["cause"] and "host side" in g["cause"]

@@ -140,3 +140,42 @@ def test_an_unprofiled_result_round_trips_without_a_profile_key(records):
     # a profiled result round-trips exactly through the typed records (profile sections are typed fields)
     assert parse_result(profiled.to_dict()).to_dict() == profiled.to_dict()
     assert profiled.profile.memory is not None or profiled.profile.time is not None
+
+
+def _loss_path(**kw) -> dict:
+    base = {"requested": "native", "micro_steps": 48, "head_calls": 0, "common_loss_calls": 0,
+            "model_loss_function": "transformers.loss.loss_utils.ForCausalLMLoss",
+            "trainer_compute_loss": "trl.trainer.sft_trainer.SFTTrainer.compute_loss", "notes": []}
+    return {**base, **kw}
+
+
+def test_the_same_loss_rerun_is_named_and_said_what_its_one_change_did(records, tmp_path):
+    from harness.report.render import render_report
+    from harness.report.why import why_sections
+
+    trl = next(r for r in records if r.profiled == "memory" and r.framework.name == "trl")
+    native = copy.deepcopy(trl.to_dict())
+    native["profile"]["loss_path"] = _loss_path(path="no full logits")
+    data = copy.deepcopy(trl.to_dict())
+    data["job"]["profile"]["loss"] = "transformers"
+    data["job_hash"], data["run_id"] = job_hash(data["job"]), data["run_id"] + "-same-loss"
+    data["profile"]["memory"]["categories"]["logits_loss"] = int(26.0 * GiB)  # LLaMA-Factory's, by construction
+    data["profile"]["loss_path"] = _loss_path(
+        requested="transformers", head_calls=48, common_loss_calls=48, logits_shape=[16, 1024, 152064],
+        logits_dtype="bfloat16", loss_dtype="float32", loss_function="transformers.loss.loss_utils.ForCausalLMLoss",
+        path="full logits (bfloat16 [16, 1024, 152064]) -> ForCausalLMLoss in float32")
+    others = [r for r in records if r.run_id != trl.run_id]
+    (section,) = why_sections(others + [parse_result(native), parse_result(data)]).values()
+    rows = {row["label"]: row for row in section["memory"]["rows"]}
+    assert rows["trl-1.16.0 (loss=transformers)"]["loss"] == "full bfloat16 logits -> ForCausalLMLoss (float32), the harness's"
+    assert rows["trl-1.16.0"]["loss"] == "fused: no full logits"
+    assert rows["llamafactory-0.9.5"]["loss"] == "not read back"  # a result from before the read-back
+    # the biggest difference between the frameworks is still among their own runs; the rerun has its own sentence
+    assert section["memory"]["sentence"].startswith("llamafactory-0.9.5's NVML peak is 44.7 GiB higher than unsloth")
+    assert section["memory"]["controls"] == [
+        "trl-1.16.0 (loss=transformers): the one change moves trl-1.16.0's NVML peak from 27.8 to 51.8 GiB (+24.0), "
+        "+24.0 GiB of it logits and loss temporaries (2.0 to 26.0 GiB); loss path fused: no full logits -> "
+        "full bfloat16 logits -> ForCausalLMLoss (float32), the harness's."]
+    html = render_report(others + [parse_result(native), parse_result(data)], tmp_path, name="same-loss").read_text()
+    assert html.count('data-why-control="memory"') == 1 and "loss=transformers" in html
+    assert "loss path: full logits (bfloat16 [16, 1024, 152064])" in html

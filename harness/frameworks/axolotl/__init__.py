@@ -89,6 +89,8 @@ class AxolotlAdapter(Adapter):
     truncation = ("axolotl excess_length_strategy truncate (axolotl/utils/data/utils.py truncate_long_seq: the "
                   "tokens beyond sequence_len are dropped from the end)")
     compare_rank = 4  # it trains on CPU: part of the plain -m (the Quick start), after ms-swift
+    # AxolotlTrainer.compute_loss -> the Trainer's -> the model's forward -> ForCausalLMLoss (docs/explain.md)
+    native_loss = "transformers"
 
     def native_args(self, job: Job) -> dict[str, Any]:
         return native_args(job)
