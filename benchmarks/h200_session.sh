@@ -30,9 +30,9 @@
 # Issue 19 (ms-swift, axolotl): wheelhouses .whl/swift (~17 MB) and .whl/axolotl (~26 MB, bitsandbytes copied in,
 # wandb repacked without wandb/bin) were downloaded for cp312 from envs/swift-4.6.0.txt and envs/axolotl-0.19.0.txt
 # (axolotl-contribs-* built with `pip wheel --no-deps`: sdist only). llvmlite 0.50.0 (57 MB) and numba 0.68.1 are
-# kept apart in .whl/axolotl-llvm: too big to carry with the tree; the GPU image has numba and llvmlite (KINDS.md),
-# so first `python3 -m pip show numba llvmlite` there, and if the versions differ build the env against the
-# image's (the pins are CPU-side facts). Then, one framework per call, carrying .whl/<fw> .whl/base .hub:
+# kept apart in .whl/axolotl-llvm: too big to carry with the tree. The GPU image has numba 0.68.0 and llvmlite
+# 0.50.0 (`pip show` there, session 6), so the env file pins them for Python < 3.12 only and on the image they come
+# from the base like torch. Then, one framework per call, carrying .whl/<fw> .whl/base .hub:
 #   R=/tmp/h200-sN FW=swift bash benchmarks/h200_session.sh setup throughput pack        (then qlora, then axolotl)
 # Session 6 (one H200, nothing else on the host). Setup for unsloth and trl once (carry .whl/unsloth .whl/trl
 # .whl/base .hub: ~43 MiB with the tree), then unsloth's overhead rounds 1 and 2 (round 0 and the first
