@@ -30,9 +30,9 @@
 # Issue 19 (ms-swift, axolotl): wheelhouses .whl/swift (~17 MB) and .whl/axolotl (~26 MB, bitsandbytes copied in,
 # wandb repacked without wandb/bin) were downloaded for cp312 from envs/swift-4.6.0.txt and envs/axolotl-0.19.0.txt
 # (axolotl-contribs-* built with `pip wheel --no-deps`: sdist only). llvmlite 0.50.0 (57 MB) and numba 0.68.1 are
-# kept apart in .whl/axolotl-llvm: too big to carry with the tree; the GPU image has numba and llvmlite (KINDS.md),
-# so first `python3 -m pip show numba llvmlite` there, and if the versions differ build the env against the
-# image's (the pins are CPU-side facts). Then, one framework per call, carrying .whl/<fw> .whl/base .hub:
+# kept apart in .whl/axolotl-llvm: too big to carry with the tree. The GPU image has numba 0.68.0 and llvmlite
+# 0.50.0 (`pip show` there, session 6), so the env file pins them for Python < 3.12 only and on the image they come
+# from the base like torch. Then, one framework per call, carrying .whl/<fw> .whl/base .hub:
 #   R=/tmp/h200-sN FW=swift bash benchmarks/h200_session.sh setup throughput pack        (then qlora, then axolotl)
 # Session 6 (one H200, nothing else on the host). Setup for unsloth and trl once (carry .whl/unsloth .whl/trl
 # .whl/base .hub: ~43 MiB with the tree), then unsloth's overhead rounds 1 and 2 (round 0 and the first
@@ -41,6 +41,16 @@
 #   FW=unsloth R=/tmp/h200-s6 ROUNDS=1 GPUTESTS=tests/measure bash benchmarks/h200_session.sh host gputests overhead pack
 #   FW=unsloth R=/tmp/h200-s6 ROUNDS=2 bash benchmarks/h200_session.sh ensure host overhead pack
 #   FW=trl R=/tmp/h200-s6 bash benchmarks/h200_session.sh ensure host spread pack
+# Session 7 (planned, issue 15: the explain runs; one H200, nothing else on the host). Carry .whl/trl
+# .whl/llamafactory .whl/base .hub (~57 MB with the tree; bitsandbytes sits in both framework folders). Each run
+# ~3.5-4 minutes, so two runs a call:
+#   FW=trl,llamafactory R=/tmp/h200-s7 bash benchmarks/h200_session.sh ensure; then in the same call
+#   FW=trl R=/tmp/h200-s7 PROFILES=memory bash benchmarks/h200_session.sh host explain pack   (its known-answer test first)
+#   FW=trl R=/tmp/h200-s7 PROFILES=time bash benchmarks/h200_session.sh ensure explain pack
+#     (the time trace of trl also answers issue 13's open question: which part of trl's step waits on the host)
+#   FW=llamafactory R=/tmp/h200-s7 bash benchmarks/h200_session.sh ensure explain pack
+#   R=/tmp/h200-s7 CONTROL=expandable bash benchmarks/h200_session.sh ensure explain pack
+#   then session 8: unsloth (carry .whl/unsloth) and CONTROL=same_loss for trl and unsloth.
 # FW picks the frameworks of a stage (default: every compared framework, from the registry). Results go to results/h200*, reports to
 # reports/; the stages append to $LOG.
 set -uo pipefail
@@ -102,14 +112,19 @@ stage_gputests() { python3 -m pytest -m gpu ${GPUTESTS:-tests/} -p no:cacheprovi
 stage_throughput() { python3 -m harness run experiment=throughput_7b framework=$FW $OFFLINE repeats=3 results_dir=$R -m; }
 stage_qlora() { python3 -m harness run experiment=qlora_7b framework=$FW $OFFLINE results_dir=$R -m; }
 # Issue 17: each framework's recommended recipe beside its identical run (docs/recipes.md). Liger is GPU-only:
-# its wheel (envs/gpu/recipes.txt, carried as .whl/recipes) goes into the trl and LLaMA-Factory envs after setup;
-# without it the liger feature is recorded unavailable and the rest of each recipe runs.
+# its wheel (envs/gpu/recipes.txt, carried as .whl/recipes) goes into the trl and LLaMA-Factory envs after setup,
+# axolotl's own pin (envs/gpu/recipes-axolotl.txt, .whl/recipes-axolotl) into the axolotl env; without it the
+# liger feature is recorded unavailable and the rest of each recipe runs.
 #   R=/tmp/h200-s6 FW=trl,llamafactory bash benchmarks/h200_session.sh ensure recipes_setup recipes pack
+#   R=/tmp/h200-sN FW=axolotl bash benchmarks/h200_session.sh ensure recipes_setup recipes pack   (.whl/axolotl too)
 stage_recipes_setup() {
-  local env
-  for env in "$HARNESS_ENV_ROOT"/trl-* "$HARNESS_ENV_ROOT"/llamafactory-*; do
-    [ -x "$env/bin/python" ] && python3 -m pip --python "$env/bin/python" install -q --no-index --no-deps \
-      --no-compile .whl/recipes/*.whl
+  local env wheels
+  for env in "$HARNESS_ENV_ROOT"/*-*; do
+    case "$(basename "$env")" in trl-*|llamafactory-*) wheels=.whl/recipes ;; axolotl-*) wheels=.whl/recipes-axolotl ;;
+      *) continue ;; esac
+    if [ -x "$env/bin/python" ] && [ -d "$wheels" ]; then
+      python3 -m pip --python "$env/bin/python" install -q --no-index --no-deps --no-compile "$wheels"/*.whl || return
+    fi
   done
 }
 stage_recipes() {
@@ -200,13 +215,14 @@ stage_scaling() {
 # a few tenths of a second a step, so ~4 + ~4 minutes per framework, one framework per call. Run
 # `pytest -m gpu tests/test_same_loss_gpu.py` once before (~3 minutes: unsloth's switch checked on 0.5B):
 #   R=/tmp/h200-s6 FW=trl CONTROL=same_loss bash benchmarks/h200_session.sh ensure explain pack   (then unsloth)
+# PROFILES narrows the profiles of one call (default "memory time"), so a framework's two runs can go in two calls.
 stage_explain() {
   if [ "${CONTROL:-}" = expandable ]; then
     python3 -m harness run experiment=throughput_7b framework=llamafactory profile=memory \
       profile.alloc_conf=expandable_segments:True repeats=1 $OFFLINE results_dir=$R report=false
   elif [ "${CONTROL:-}" = same_loss ]; then
     for f in ${FW//,/ }; do
-      for p in memory time; do
+      for p in ${PROFILES:-memory time}; do
         python3 -m harness run experiment=throughput_7b framework=$f profile=$p profile.loss=transformers \
           repeats=1 $OFFLINE results_dir=$R report=false
       done
@@ -214,7 +230,7 @@ stage_explain() {
   else
     python3 -m pytest -m gpu tests/measure/test_memory_profile_gpu.py -p no:cacheprovider -q
     for f in ${FW//,/ }; do
-      for p in memory time; do
+      for p in ${PROFILES:-memory time}; do
         python3 -m harness run experiment=throughput_7b framework=$f profile=$p repeats=1 $OFFLINE \
           results_dir=$R report=false
       done

@@ -136,3 +136,35 @@ def test_runs_are_labelled_by_the_data_they_train_on():
     assert label(name="mine", hub_id="someorg/cardiology-qa") == "mine"
     assert dataset_label(OmegaConf.create({"name": "medical", "path": None, "hub_id": "shibing624/medical",
                                            "train_file": "finetune/train_zh_0.json"})) == "medical"
+
+
+def test_reports_go_beside_the_results_unless_the_results_are_the_default(tmp_path, monkeypatch):
+    """reports_dir not given: reports/ for the default results/ (the checkout's own layout), else RESULTS_DIR/reports;
+    reports_dir= and HARNESS_REPORTS_DIR still win."""
+    monkeypatch.delenv("HARNESS_RESULTS_DIR", raising=False)
+    monkeypatch.delenv("HARNESS_REPORTS_DIR", raising=False)
+    assert compose_job([]).reports_dir == "reports"
+    assert compose_job(["results_dir=results"]).reports_dir == "reports"
+    assert compose_job([f"results_dir={Path.cwd() / 'results'}"]).reports_dir == "reports"
+    assert compose_job([f"results_dir={tmp_path / 'elsewhere'}"]).reports_dir == str(tmp_path / "elsewhere" / "reports")
+    assert compose_job(["results_dir=scratch/results"]).reports_dir == "scratch/results/reports"
+    assert compose_job([f"results_dir={tmp_path}", "reports_dir=/r"]).reports_dir == "/r"
+    monkeypatch.setenv("HARNESS_RESULTS_DIR", str(tmp_path / "from-env"))
+    assert compose_job([]).reports_dir == str(tmp_path / "from-env" / "reports")
+    monkeypatch.setenv("HARNESS_REPORTS_DIR", str(tmp_path / "reports-env"))
+    assert compose_job([]).reports_dir == str(tmp_path / "reports-env")
+
+
+def test_a_sweep_into_another_results_dir_keeps_its_report_there(tmp_path, monkeypatch):
+    """The report and the reports index of a sweep with results_dir outside the checkout are written under it
+    (they used to go to the checkout's reports/; tests/conftest.py fails the session if anything lands there)."""
+    from tests.cli import harness
+
+    monkeypatch.delenv("HARNESS_REPORTS_DIR", raising=False)
+    results_dir = tmp_path / "elsewhere"
+    # an unavailable run: recorded and reported, without training anything
+    run = harness("run", "framework=fake", "framework.fault=unavailable", f"results_dir={results_dir}", timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    (report,) = (results_dir / "reports").glob("default-*.html")
+    assert f"report: {report}" in run.stdout, run.stdout
+    assert (results_dir / "reports" / "index.html").exists()

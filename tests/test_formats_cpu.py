@@ -11,8 +11,10 @@ import pytest
 
 from tests.cli import harness, results
 
+# Two micro-batches of 2 per step (cpu_smoke's 4 samples a step): multi-turn records hold very different numbers
+# of supervised tokens, so how a step's loss is normalised over its micro-batches matters, and is audited.
 RECIPE = ("framework=trl,llamafactory", "experiment=cpu_smoke", "train.max_steps=6", "train.max_length=512",
-          "train.measure_warmup_steps=1")
+          "train.measure_warmup_steps=1", "train.batch_size=2", "train.grad_accum=2")
 
 
 @pytest.fixture(scope="module", params=[("tiny_sharegpt", "all_assistant"), ("tiny_messages", "last_assistant")],
@@ -53,3 +55,16 @@ def test_same_tokens_same_supervision_same_losses(sweep):
     for a, b in zip(trl["train"]["log"], lf["train"]["log"]):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-3)
     assert trl["eval"]["loss"] == pytest.approx(lf["eval"]["loss"], abs=1e-3)
+
+
+def test_both_weigh_every_supervised_token_of_a_step_alike(sweep):
+    # trl computes the loss in its own compute_loss (fused LM head), LLaMA-Factory in the model's forward; both
+    # divide each micro-batch's token-loss sum by the step's supervised tokens, as observed in the first step.
+    _, records, _ = sweep
+    for name in ("trl", "llamafactory"):
+        audit = records[name]["audit"]
+        assert (audit["loss_normalization"], audit["loss_normalization_source"]) == ("step_token_mean", "observed")
+        (step,) = audit["loss_normalization_steps"]  # the probe stays in the one warm-up step
+        assert step["micro_batches"] == 2 and step["trainer_items"] == sum(step["supervised"])
+        assert step["weight_x_step_tokens"] == pytest.approx([1.0, 1.0], rel=1e-4)
+    assert records["trl"]["audit"]["lora_init_hash"] == records["llamafactory"]["audit"]["lora_init_hash"]

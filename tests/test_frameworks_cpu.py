@@ -58,3 +58,24 @@ def test_trl_and_other_built_the_same_job(default_sweep, other):
     # Same tokens, same order, same math: the loss curves agree to float tolerance.
     for a, b in zip(records["trl"]["train"]["log"], records[other]["train"]["log"]):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-3)
+
+
+def test_every_framework_starts_from_the_same_lora_weights(default_sweep):
+    # Read at on_train_begin, before the first step: the same seed set right before peft draws the A matrices
+    # (trl's SFTTrainer, LLaMA-Factory's get_train_args, ms-swift's seed_everything, the axolotl plugin's
+    # pre_lora_load), the same modules wrapped in the same order: the same bits, across three peft versions.
+    _, records, _ = default_sweep
+    audits = {fw: records[fw]["audit"] for fw in ("trl", "llamafactory", "swift", "axolotl")}
+    hashes = {fw: a["lora_init_hash"] for fw, a in audits.items()}
+    assert len(set(hashes.values())) == 1 and None not in hashes.values(), hashes
+    assert all(a["lora_init_B_nonzero"] is False and a["lora_init_read_at"] == "train_begin" for a in audits.values())
+
+
+def test_every_framework_weighs_the_tokens_of_a_step_alike(default_sweep):
+    # One micro-batch per step here: every normalisation is the token mean; what was observed must say so, from
+    # the backpropagated loss of each probed step (grad_accum=2: tests/test_formats_cpu.py, tests/test_scale.py).
+    _, records, _ = default_sweep
+    for fw in ("trl", "llamafactory", "swift", "axolotl"):
+        audit = records[fw]["audit"]
+        assert (audit["loss_normalization"], audit["loss_normalization_source"]) == ("step_token_mean", "observed"), fw
+        assert all(s["weight_x_step_tokens"] == pytest.approx([1.0], rel=1e-4) for s in audit["loss_normalization_steps"])

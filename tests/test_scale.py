@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from harness.records import Result
 
 import csv
+import json
 import os
 import time
 from pathlib import Path
@@ -56,6 +57,34 @@ def test_torchrun_two_ranks_sum_their_batches(one_and_two):
     assert one["audit"]["world_size"] == 1 and one["audit"]["effective_batch"] == 4 * 2
     assert len(two["memory"]["per_rank"]) == 2
     assert two["eval"]["loss"] > 0 and two["train"]["step_time_s"]["median"] > 0
+    # Every supervised token of a step weighs the same over both micro-batches and, under DDP, both ranks (the
+    # count handed to the loss is the step's over both ranks, as the StepMeter counted them).
+    for audit in (one["audit"], two["audit"]):
+        assert (audit["loss_normalization"], audit["loss_normalization_source"]) == ("step_token_mean", "observed")
+        assert audit["loss_normalization_steps"][0]["micro_batches"] == 2
+    step = two["audit"]["loss_normalization_steps"][0]
+    assert step["trainer_items"] == two["train"]["log"][0]["supervised_tokens"] > sum(step["supervised"])
+
+
+def test_a_run_normalising_its_loss_per_micro_batch_fails_the_audit(one_and_two, tmp_path):
+    """Known answer: the faithful fake run and one whose Trainer averages micro-batch means (fault
+    micro_batch_loss, what axolotl's Trainer did for Qwen2), labelled as another framework of the same point."""
+    import shutil
+
+    root, _ = one_and_two
+    faithful = Path(_by_nproc(root)[1]["run_dir"])
+    shutil.copytree(faithful, tmp_path / faithful.relative_to(root))
+    run = harness(*FAST, "launcher=local", "framework.version=micro_batch_loss", "framework.fault=micro_batch_loss",
+                  "report=false", f"results_dir={tmp_path}", timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr  # alone it is a fair sweep of one framework
+    deviant = next(r for r in results(tmp_path) if r["framework"]["version"] == "micro_batch_loss")
+    assert deviant["point_hash"] == _by_nproc(root)[1]["point_hash"]
+    assert deviant["audit"]["loss_normalization"] == "micro_batch_mean"
+    audit = harness("audit", str(tmp_path), "--out", str(tmp_path / "audit.json"), timeout=120)
+    assert audit.returncode == 3, audit.stdout + audit.stderr
+    (point,) = json.loads((tmp_path / "audit.json").read_text())
+    assert [m["field"] for m in point["mismatches"]] == ["loss_normalization"]
+    assert "strict loss_normalization" in audit.stdout
 
 
 def test_only_rank_0_writes(one_and_two):
@@ -77,6 +106,12 @@ def test_progress_lines_and_scaling_report(one_and_two):
     assert 'id="scaling"' in html and 'data-scaling="fake-0-2"' in html
 
 
+# A rank of LLaMA-Factory can hang in teardown after rank 0 wrote the result (harness/launch/child.py
+# TEARDOWN_GRACE_S: gloo's ~ProcessGroupGloo, ~1 run in 10 on a loaded machine); the harness then ends the group
+# and keeps the result. Here that costs this grace instead of the default 60 s: what the test reads is the result.
+TEARDOWN_GRACE_S = 15
+
+
 @pytest.mark.parametrize("framework", ["trl", "llamafactory"])
 def test_real_frameworks_under_torchrun(tmp_path, framework):
     """Two gloo ranks of the real framework: batches summed, every rank leaves the group cleanly (a rank that
@@ -84,7 +119,7 @@ def test_real_frameworks_under_torchrun(tmp_path, framework):
     with ours averaged its way (LLaMA-Factory: transformers' token-weighted mean per eval step under DDP)."""
     run = harness("run", f"framework={framework}", "train.max_steps=3", "train.measure_warmup_steps=1", "train.batch_size=4",
                   "launcher=torchrun", "launcher.nproc=2", "env_auto_build=false", "report=false",
-                  f"results_dir={tmp_path}", timeout=180)
+                  f"results_dir={tmp_path}", timeout=180, env={"HARNESS_TEARDOWN_GRACE_S": str(TEARDOWN_GRACE_S)})
     (record,) = results(tmp_path)
     if record["status"] == "unavailable":
         pytest.skip(f"{framework} environment not built here: {record['reason']}")

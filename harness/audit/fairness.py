@@ -24,10 +24,14 @@ STRICT_FIELDS: tuple[str, ...] = (
     "trainable_params", "total_params",
     "lora_modules", "lora_module_count", "lora_r", "lora_alpha", "lora_dropout", "lora_scaling",
     "use_rslora", "use_dora", "lora_bias",
+    # the adapters' weights as training starts (seed and init of every lora_A / lora_B, in module order)
+    "lora_init_hash",
     "quantization", "base_dtype", "trainable_dtype", "mixed_precision", "attn_implementation",
     # optimisation
     "optimizer", "lr", "betas", "eps", "weight_decay", "max_grad_norm",
     "lr_scheduler", "warmup_steps", "total_steps",
+    # how a step's loss is normalised over its micro-batches and ranks, as observed in the first steps
+    "loss_normalization",
     # batching and data
     "per_device_batch", "grad_accum", "world_size", "effective_batch",
     "max_length", "packing", "padding_free", "loss_mask_share", "padded_lengths",
@@ -54,6 +58,9 @@ INFORMATIONAL_FIELDS: tuple[str, ...] = (
     "gradient_checkpointing_kind", "gradient_checkpointing_func", "gradient_checkpointing_args",
     "lora_config_targets", "lora_init", "lora_modules_to_save",
     "lora_B_nonzero", "lora_B_norm", "lora_A_norm", "collator", "pad_to_multiple_of",
+    "lora_init_tensors", "lora_init_A_norm", "lora_init_B_norm", "lora_init_B_nonzero", "lora_init_read_at",
+    "loss_normalization_source", "loss_normalization_flags", "loss_normalization_mechanism",
+    "loss_normalization_trainer", "loss_normalization_steps",
 )
 
 # recipe=recommended (issue 17): what stays the task when each framework runs its own features, strict across
@@ -70,8 +77,10 @@ TASK_FIELDS: tuple[str, ...] = (
 
 UNORDERED_FIELDS: frozenset[str] = frozenset({"lora_modules", "lora_config_targets", "lora_modules_to_save"})
 
-# Fields that are per-run evidence (expected to differ even between repeats): listed, never "mismatch".
-_EVIDENCE_FIELDS: frozenset[str] = frozenset({"lora_B_norm", "lora_A_norm", "lr_final", "global_step"})
+# Fields that are per-run evidence (expected to differ even between repeats, or between frameworks whose classes
+# differ while the math is the same: the loss probe's trainer classes and raw readings): listed, never "mismatch".
+_EVIDENCE_FIELDS: frozenset[str] = frozenset({"lora_B_norm", "lora_A_norm", "lr_final", "global_step",
+                                              "loss_normalization_trainer", "loss_normalization_steps"})
 
 
 def _canon(field: str, value: Any) -> Any:

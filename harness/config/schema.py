@@ -8,6 +8,7 @@ field, turned into exit code 2 by the CLI before anything trains.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -195,7 +196,9 @@ class Config:
     # A results dir is held by one sweep at a time (RESULTS_DIR/.sweep.lock): a second sweep into it
     # exits 2 naming the holder, or with wait_for_lock=true waits for it and then resumes.
     wait_for_lock: bool = False
-    reports_dir: str = "reports"
+    # Where the sweep's HTML report goes (and the reports index is rebuilt): by default reports/ for the
+    # default results dir, else RESULTS_DIR/reports (see _default_reports_dir).
+    reports_dir: str = "${default_reports_dir:${results_dir}}"
     report: bool = True
     # Keep each run's framework output (adapters, checkpoints) and data copy; off: results stay small.
     keep_outputs: bool = False
@@ -226,12 +229,27 @@ def _reference_framework() -> str | None:
     return registry.reference()
 
 
+DEFAULT_RESULTS_DIR = "results"
+DEFAULT_REPORTS_DIR = "reports"
+
+
+def _default_reports_dir(results_dir: str) -> str:
+    """``reports_dir`` when it is not given: the working directory's ``reports/`` for its ``results/`` (the
+    checkout's own layout, where committed reports and their index live), else ``RESULTS_DIR/reports``, so a
+    sweep into a results dir elsewhere (a scratch folder, a test's tmp_path) keeps its report beside its
+    results and never rewrites the checkout's reports or index."""
+    if Path(results_dir).expanduser().resolve() == Path(DEFAULT_RESULTS_DIR).resolve():
+        return DEFAULT_REPORTS_DIR
+    return str(Path(results_dir).expanduser() / DEFAULT_REPORTS_DIR)
+
+
 def register_configs() -> None:
-    """The schema, and the resolvers conf/config.yaml reads the framework registry with:
-    ``${reference_framework:}`` (a run's default framework) and ``${compared_frameworks:}`` (what a plain
-    ``-m`` sweeps)."""
+    """The schema, and the resolvers conf/config.yaml reads: ``${reference_framework:}`` (a run's default
+    framework) and ``${compared_frameworks:}`` (what a plain ``-m`` sweeps) from the framework registry,
+    ``${default_reports_dir:RESULTS_DIR}`` (where reports go unless reports_dir is given)."""
     from omegaconf import OmegaConf
 
     ConfigStore.instance().store(name="harness_schema", node=Config)
     OmegaConf.register_new_resolver("reference_framework", _reference_framework, replace=True)
     OmegaConf.register_new_resolver("compared_frameworks", _compared_frameworks, replace=True)
+    OmegaConf.register_new_resolver("default_reports_dir", _default_reports_dir, replace=True)

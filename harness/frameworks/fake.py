@@ -2,7 +2,11 @@
 
 It drives the real runner and worker through every status on CPU without trl, unsloth or
 LLaMA-Factory installed (``framework=fake framework.fault=oom``). With ``fault=none`` it really
-trains, through the same callbacks as the real adapters.
+trains, through the same callbacks as the real adapters, seeding the LoRA initialisation as trl does.
+One fault trains to the end but builds another job, silently, as a real framework did (the strict audit must
+catch it): ``micro_batch_loss`` turns the Trainer's ``model_accepts_loss_kwargs`` off, so each micro-batch's
+loss is its own token mean divided by the accumulation steps (what axolotl's Trainer does for Qwen2 unless
+the harness's plugin restores transformers' reading).
 """
 from __future__ import annotations
 
@@ -23,7 +27,10 @@ from harness.phases import mark
 PACKAGES = ("transformers", "peft", "torch")
 INSTALL_HINT = "pip install transformers peft"
 # What ``framework.fault=`` can ask for (none: train normally).
-FAULTS = ("none", "exception", "import_error", "unavailable", "oom", "segfault", "hang", "exit", "hang_at_exit")
+FAULTS = ("none", "exception", "import_error", "unavailable", "oom", "segfault", "hang", "exit", "hang_at_exit",
+          "micro_batch_loss")
+# Faults that train to the end, with a job that differs from the one asked for.
+DEVIATIONS = ("micro_batch_loss",)
 
 
 def native_args(job: Job) -> dict[str, Any]:
@@ -70,12 +77,13 @@ def train(job: Job, callbacks: list[Any]) -> Trained:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer,
-                              TrainingArguments)
+                              TrainingArguments, set_seed)
 
     fault = job["framework"].get("fault", "none")
     args = native_args(job)
     tokenizer = AutoTokenizer.from_pretrained(job["model"]["path"])
     model = AutoModelForCausalLM.from_pretrained(job["model"]["path"], dtype=getattr(torch, torch_dtype_name(job)))
+    set_seed(job["train"]["seed"])  # right before peft draws the A matrices, as trl's SFTTrainer does
     model = get_peft_model(model, LoraConfig(**args["lora_config"]))
     mark("model_loaded")
     train_set = _dataset(job, tokenizer, "train")
@@ -83,7 +91,9 @@ def train(job: Job, callbacks: list[Any]) -> Trained:
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, pad_to_multiple_of=PAD_TO_MULTIPLE_OF)
     trainer = Trainer(model=model, args=TrainingArguments(**args["training_arguments"]), train_dataset=train_set,
                       data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
-    if fault not in ("none", "import_error", "unavailable"):
+    if fault == "micro_batch_loss":
+        trainer.model_accepts_loss_kwargs = False
+    if fault not in ("none", "import_error", "unavailable", *DEVIATIONS):
         _inject(fault)
     trainer.train()
     return Trained(model=trainer.model, tokenizer=tokenizer)

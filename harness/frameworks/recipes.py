@@ -242,12 +242,13 @@ def packs(job: Mapping[str, Any]) -> bool:
 
 
 def apply_recipe(job: Mapping[str, Any], native: dict[str, Any], *, flat: str | None = None,
-                 trainer_section: str | None = None) -> dict[str, Any]:
+                 trainer_section: str | None = None, batch_key: str = "per_device_train_batch_size") -> dict[str, Any]:
     """``native`` with the applied features' ``args`` merged in and their ``drop`` names removed (a copy;
     ``native`` itself is never changed). ``flat``: the section name whose arguments are ``native``'s own
     top level (LLaMA-Factory's one flat dict); ``trainer_section``: where the Trainer's
     ``per_device_train_batch_size`` / ``max_steps`` live (None: the top level), which the token budget
-    sets when a feature packs. An identical job's ``native`` comes back unchanged (equal, not copied)."""
+    sets when a feature packs; ``batch_key``: the name of the rows per step there (axolotl's
+    ``micro_batch_size``). An identical job's ``native`` comes back unchanged (equal, not copied)."""
     if not is_recommended(job):
         return native
     out = copy.deepcopy(native)
@@ -267,7 +268,7 @@ def apply_recipe(job: Mapping[str, Any], native: dict[str, Any], *, flat: str | 
     budget = (job.get("runtime") or {}).get("recipe_budget")
     if packs(job) and budget:
         trainer = out if trainer_section is None else out[trainer_section]
-        trainer["per_device_train_batch_size"] = int(budget["rows_per_step"])
+        trainer[batch_key] = int(budget["rows_per_step"])
         trainer["max_steps"] = int(budget["steps"])
     return out
 

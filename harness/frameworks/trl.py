@@ -43,7 +43,9 @@ def adapters_to_fp32(model: Any) -> int:
     With a quantized base, trl's SFTTrainer casts the adapters to bf16 (its reading of the QLoRA paper),
     so the adapter weights and AdamW's updates run in bf16, where peft, LLaMA-Factory and unsloth keep
     them in fp32 (H200, 7B QLoRA: eval loss 0.017 apart after 30 steps). Called after the Trainer is built
-    and before ``train()`` creates the optimizer, so the optimizer sees fp32 parameters.
+    and before ``train()`` creates the optimizer, so the optimizer sees fp32 parameters. The initial values
+    survive the round trip: peft >= 0.20 already rounded the adapters over a 4-bit layer to its bf16 compute
+    dtype when it made them (tests/audit/test_lora_init_qlora.py).
     """
     import torch
 
@@ -55,7 +57,8 @@ def adapters_to_fp32(model: Any) -> int:
     return cast
 
 
-def train(job: Job, callbacks: list[Any]) -> Trained:
+def build_trainer(job: Job, callbacks: list[Any]) -> tuple[Any, Any]:
+    """trl's SFTTrainer for ``job`` (QLoRA: adapters back in float32), and the tokenizer."""
     import torch
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
@@ -87,6 +90,11 @@ def train(job: Job, callbacks: list[Any]) -> Trained:
     )
     if quant is not None and not flags.get("keep_bf16_adapters"):
         adapters_to_fp32(trainer.model)
+    return trainer, tokenizer
+
+
+def train(job: Job, callbacks: list[Any]) -> Trained:
+    trainer, tokenizer = build_trainer(job, callbacks)
     train_call_s = timed_train(trainer)
     metrics = trainer.evaluate()
     return Trained(model=trainer.model, tokenizer=tokenizer, framework_eval_loss=metrics.get("eval_loss"),

@@ -113,7 +113,10 @@ def _train_and_measure(job: dict[str, Any], adapter: Adapter, result: WorkerResu
     from harness.worker.step_meter import StepMeter, torch_memory
 
     t = job["train"]
-    live = LiveObjects()
+    from harness.worker.loss_probe import LOSS_PROBE_STEPS
+
+    # The loss probe's hooks stay inside the untimed warm-up steps (at least the first step is watched).
+    live = LiveObjects(loss_probe_steps=max(1, min(LOSS_PROBE_STEPS, t["measure_warmup_steps"])))
     meter = StepMeter(warmup_steps=t["measure_warmup_steps"], settle_factor=t.get("settle_factor"))
     eval_records = read_split(job["runtime"]["data_dir"], "eval")
     from harness.worker.progress import ProgressPrinter

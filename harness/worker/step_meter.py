@@ -10,12 +10,14 @@ What is counted, per micro-batch, by a forward pre-hook on the outermost model t
 runs inside layers, not through the outer model, so it is not counted twice):
 
 * tokens: non-padding tokens entering the model = ``attention_mask.sum()`` when a 2-D mask is passed;
-  padding-free / packed batches pass ``position_ids`` and no mask: every token is real, ``input_ids.numel()``;
+  padding-free / packed batches pass ``position_ids`` and no mask: every token is real, ``input_ids.numel()``,
+  except a segment of pad ids only (axolotl pads a packed row with one: ``padding_segments``);
   with neither (and a known pad id) ``(input_ids != pad_token_id).sum()``.
 * supervised tokens: tokens whose prediction enters the loss *after the causal shift*, i.e.
   ``labels[..., 1:] != -100`` (the label of a row's first token is never predicted). When the trainer
   passes ``shift_labels`` (already shifted) we count ``shift_labels != -100`` instead.
-* samples: rows; for a packed batch (``position_ids`` given) sequences = ``(position_ids == 0).sum()``.
+* samples: rows; for a packed batch (``position_ids`` given) sequences = ``(position_ids == 0).sum()``, less
+  the padding segments.
 
 Counts are accumulated as device tensors and read with one ``.item()`` per optimizer step: a host
 sync per micro-batch would itself slow the run we are measuring.
@@ -51,7 +53,7 @@ import torch
 from transformers import TrainerCallback
 
 from harness.worker.host_pauses import HostPauseMeter
-from harness.worker.live_fields.batches import batch_record, block_mask_segments
+from harness.worker.live_fields.batches import batch_record, block_mask_segments, padding_segments
 from harness.worker.torch_memory import allocator_counters, sync_cuda, torch_memory  # noqa: F401  (torch_memory: the worker's)
 from harness.worker.train_summary import settle_evidence, train_summary
 
@@ -67,8 +69,9 @@ class StepMeter(TrainerCallback):
     """Counts tokens / supervised tokens / samples from real batches and times every optimizer step.
 
     ``warmup_steps`` first steps are excluded from the throughput figures (compilation, allocator
-    growth, cuDNN autotuning). ``pad_token_id`` is only used for batches with neither an attention mask
-    nor position ids (falls back to the trainer's ``processing_class.pad_token_id``).
+    growth, cuDNN autotuning). ``pad_token_id`` is only used for batches with no attention mask: with no
+    position ids either, and for the padding segments of packed rows (falls back to the trainer's
+    ``processing_class.pad_token_id``).
     """
 
     def __init__(self, warmup_steps: int, pad_token_id: int | None = None, settle_factor: float | None = None,
@@ -117,12 +120,18 @@ class StepMeter(TrainerCallback):
         mask = kwargs.get("attention_mask")
         position_ids = kwargs.get("position_ids")
         blocks = block_mask_segments(mask, to_cpu=False) if torch.is_tensor(mask) and mask.dim() == 4 else None
+        padding = None
         if torch.is_tensor(mask) and mask.dim() == 2:
             tokens = mask.sum()
         elif blocks is not None:  # a block-diagonal mask (packed rows): the tokens that attend to themselves
             tokens = blocks[0].sum()
         elif position_ids is None and input_ids is not None and self.pad_token_id is not None:
             tokens = (input_ids != self.pad_token_id).sum()
+        elif (mask is None and input_ids is not None and self.pad_token_id is not None
+              and torch.is_tensor(position_ids) and position_ids.shape == input_ids.shape):
+            # packed rows without a mask: every token but a padding segment's (axolotl pads rows with one)
+            padding = padding_segments(input_ids, position_ids, self.pad_token_id)
+            tokens = padding.numel() - padding.sum()
         else:
             tokens = shape[0] * shape[-1] if len(shape) > 1 else shape[0]
         shift_labels = kwargs.get("shift_labels")
@@ -134,7 +143,9 @@ class StepMeter(TrainerCallback):
         else:
             supervised = 0
             self._supervised_known = False
-        if torch.is_tensor(position_ids) and position_ids.dim() == 2:
+        if padding is not None:
+            samples = ((position_ids == 0) & ~padding).sum()
+        elif torch.is_tensor(position_ids) and position_ids.dim() == 2:
             samples = (position_ids == 0).sum()
         elif blocks is not None:  # packed rows with a block-diagonal mask: one sample per block
             samples = blocks[1].sum()

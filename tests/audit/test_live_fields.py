@@ -46,15 +46,17 @@ class Collate:
         return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask), "labels": torch.tensor(labels)}
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def _train(tmp, *, lora_seed: int | None = None, micro_batch_loss: bool = False, drop_token_count: bool = False) -> dict:
+    """2 steps of 2 micro-batches of transformers.Trainer. ``lora_seed``: the generator reseeded right before
+    get_peft_model (else it continues from the model's construction); ``micro_batch_loss``: the Trainer's
+    ``model_accepts_loss_kwargs`` off (each micro-batch's loss its own token mean, divided by the accumulation);
+    ``drop_token_count``: a Trainer subclass whose compute_loss drops the token count it is given, flags left on."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, Trainer, TrainingArguments
 
     from harness.worker.live_objects import LiveObjects
     from harness.data.tokenize import tokenize_record
 
-    tmp = tmp_path_factory.mktemp("live")
     data_dir = tmp / "data"
     data_dir.mkdir()
     shutil.copy(ASSETS / "medical_train.jsonl", data_dir / "train.jsonl")
@@ -69,9 +71,11 @@ def trained(tmp_path_factory):
     config = Qwen2Config.from_pretrained(str(ASSETS))
     config._attn_implementation = "eager"
     model = Qwen2ForCausalLM(config)
+    if lora_seed is not None:
+        torch.manual_seed(lora_seed)
     model = get_peft_model(model, LoraConfig(r=R, lora_alpha=ALPHA, lora_dropout=0.05, target_modules=TARGETS,
                                              bias="none", task_type="CAUSAL_LM"))
-    live, meter = LiveObjects(), StandInMeter(tokenizer.pad_token_id)
+    live, meter = LiveObjects(loss_probe_steps=2), StandInMeter(tokenizer.pad_token_id)
     model.register_forward_pre_hook(meter.hook, with_kwargs=True)
     args = TrainingArguments(
         output_dir=str(tmp / "out"), use_cpu=True, report_to="none", max_steps=2, per_device_train_batch_size=2,
@@ -79,15 +83,27 @@ def trained(tmp_path_factory):
         weight_decay=0.01, adam_beta2=0.98, adam_epsilon=1e-7, seed=7, gradient_checkpointing=True,
         gradient_checkpointing_kwargs={"use_reentrant": False}, save_strategy="no", logging_steps=1,
         disable_tqdm=True, dataloader_num_workers=0, remove_unused_columns=False)
-    trainer = Trainer(model=model, args=args, train_dataset=feats, data_collator=Collate(tokenizer.pad_token_id),
-                      processing_class=tokenizer, callbacks=[live])
+    class DropsTokenCount(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch=None)
+
+    trainer_class = DropsTokenCount if drop_token_count else Trainer
+    trainer = trainer_class(model=model, args=args, train_dataset=feats, data_collator=Collate(tokenizer.pad_token_id),
+                            processing_class=tokenizer, callbacks=[live])
+    if micro_batch_loss:
+        trainer.model_accepts_loss_kwargs = False
     trainer.train()
     job = {"framework": {"name": "trl", "version": "test"}, "runtime": {"data_dir": str(data_dir)},
            "train": {"max_length": 9999}}  # job values must NOT be read (max_length comes from live objects)
     args.max_length = max_length  # what SFTConfig would carry; plain TrainingArguments has no such field
     audit = read_live_fields(live, meter, job)
     return {"audit": audit, "model": model, "records": records, "tokenizer": tokenizer, "meter": meter,
-            "max_length": max_length, "data_dir": data_dir}
+            "max_length": max_length, "data_dir": data_dir, "trainer": trainer, "config": config}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return _train(tmp_path_factory.mktemp("live"))
 
 
 def test_is_json_serialisable(trained):
@@ -196,3 +212,95 @@ def test_missing_objects_give_none_not_errors():
     json.dumps(audit)
     assert audit["optimizer"] is None and audit["first_batch_hash"] is None
     assert audit["notes"]
+
+
+# ---- the LoRA weights as training starts, and how a step's loss is normalised -----------------------------
+def _lora_config():
+    from peft import LoraConfig
+
+    return LoraConfig(r=R, lora_alpha=ALPHA, lora_dropout=0.05, target_modules=TARGETS, bias="none",
+                      task_type="CAUSAL_LM")
+
+
+@pytest.fixture(scope="module")
+def reseeded(tmp_path_factory):
+    return _train(tmp_path_factory.mktemp("reseeded"), lora_seed=1)
+
+
+@pytest.fixture(scope="module")
+def micro_batch_mean(tmp_path_factory):
+    return _train(tmp_path_factory.mktemp("micro"), micro_batch_loss=True)
+
+
+def test_lora_init_fingerprint_is_read_before_the_first_step(trained):
+    from peft import get_peft_model
+    from transformers import Qwen2ForCausalLM
+
+    from harness.worker.live_fields.lora_init import lora_init_snapshot
+
+    a = trained["audit"]
+    assert a["lora_init_read_at"] == "train_begin" and a["lora_init_tensors"] == 2 * a["lora_module_count"]
+    # peft's default init: B is zero when training starts; two steps later it is not
+    assert a["lora_init_B_nonzero"] is False and a["lora_init_B_norm"] == 0.0 and a["lora_B_nonzero"] is True
+    # The same construction again, untrained: the same fingerprint, to the bit.
+    torch.manual_seed(0)
+    again = get_peft_model(Qwen2ForCausalLM(trained["config"]), _lora_config())
+    snapshot = lora_init_snapshot(again)
+    assert snapshot["lora_init_hash"] == a["lora_init_hash"] and len(a["lora_init_hash"]) == 64
+    assert snapshot["lora_init_A_norm"] == a["lora_init_A_norm"] != a["lora_A_norm"]  # A moved in training
+    # The same numbers rounded through bf16 (trl's QLoRA cast, cast back up) are another initialisation.
+    for name, param in again.named_parameters():
+        if "lora_A" in name:
+            param.data = param.data.to(torch.bfloat16).float()
+    assert lora_init_snapshot(again)["lora_init_hash"] != a["lora_init_hash"]
+
+
+def test_another_lora_seed_fails_the_strict_audit(trained, reseeded):
+    from harness.audit.fairness import diff_point
+
+    assert reseeded["audit"]["lora_init_hash"] != trained["audit"]["lora_init_hash"]
+    diff = diff_point({"seeded": trained["audit"], "reseeded": reseeded["audit"]})
+    assert [m["field"] for m in diff["mismatches"]] == ["lora_init_hash"] and diff["valid"] is False
+
+
+def test_token_mean_over_the_step_is_observed(trained):
+    a = trained["audit"]
+    assert (a["loss_normalization"], a["loss_normalization_source"]) == ("step_token_mean", "observed")
+    assert a["loss_normalization_flags"] == "step_token_mean"
+    assert a["loss_normalization_mechanism"] == "num_items_in_batch passed to the model's forward"
+    assert a["loss_normalization_trainer"]["model_accepts_loss_kwargs"] is True
+    steps = a["loss_normalization_steps"]
+    assert [s["step"] for s in steps] == [1, 2] and all(s["micro_batches"] == 2 for s in steps)
+    # micro-batches of one step with different token counts: what tells the normalisations apart
+    assert any(len(set(s["supervised"])) > 1 for s in steps)
+    for s in steps:
+        assert s["trainer_items"] == sum(s["supervised"])  # the loop counted the step's supervised tokens
+        assert s["weight_x_step_tokens"] == pytest.approx([1.0, 1.0], rel=1e-4)
+
+
+def test_micro_batch_mean_is_observed_and_fails_the_strict_audit(trained, micro_batch_mean):
+    from harness.audit.fairness import diff_point
+
+    b = micro_batch_mean["audit"]
+    assert (b["loss_normalization"], b["loss_normalization_source"]) == ("micro_batch_mean", "observed")
+    assert b["loss_normalization_flags"] == "micro_batch_mean"
+    assert b["loss_normalization_mechanism"] == "no token count: each micro-batch's loss is its own mean"
+    for s in b["loss_normalization_steps"]:
+        # each token weighs 1 / (accumulation x its micro-batch's tokens): N / (2 n_i) times the token mean's
+        expected = [sum(s["supervised"]) / (2 * n) for n in s["supervised"]]
+        assert s["weight_x_step_tokens"] == pytest.approx(expected, rel=1e-4)
+    assert b["lora_init_hash"] == trained["audit"]["lora_init_hash"]
+    diff = diff_point({"token_mean": trained["audit"], "micro_batch_mean": b})
+    assert [m["field"] for m in diff["mismatches"]] == ["loss_normalization"] and diff["valid"] is False
+
+
+def test_what_the_trainer_does_wins_over_its_flags(tmp_path):
+    # A compute_loss that drops the token count: the flags still read as the stock token mean, but each
+    # micro-batch's loss is its own mean and nothing divides by the accumulation steps (the gradient is
+    # twice the token mean's at 2 micro-batches). Only the observation says so.
+    a = _train(tmp_path, drop_token_count=True)["audit"]
+    assert a["loss_normalization_flags"] == "step_token_mean" and a["loss_normalization_source"] == "observed"
+    assert a["loss_normalization"].startswith("other (token weight x step tokens: ")
+    for s in a["loss_normalization_steps"]:
+        assert s["weight_x_step_tokens"] == pytest.approx([sum(s["supervised"]) / n for n in s["supervised"]], rel=1e-4)
+    assert any("observed other" in note and "flags read as step_token_mean" in note for note in a["notes"])

@@ -84,6 +84,9 @@ if job["runtime"].get("quantization_only"):
     result["frozen_dtypes"] = sorted({str(p.dtype) for p in model.parameters()
                                       if not p.requires_grad and p.is_floating_point()})
     result["trainable_dtypes"] = sorted({str(p.dtype) for p in model.parameters() if p.requires_grad})
+    from harness.worker.live_fields.lora_init import lora_init_snapshot
+
+    result["lora_init"] = lora_init_snapshot(model)  # compared with trl's in tests/audit/test_lora_init_qlora.py
 else:
     meta = load_datasets(cfg=cfg, cli_args=TrainerCliArgs())
     trainer, model, tokenizer, peft_config, _ = setup_model_and_trainer(cfg, meta)

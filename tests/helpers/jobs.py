@@ -7,11 +7,7 @@ strings (lists as ``[a,b]``).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CONF_DIR = REPO_ROOT / "conf"
 
 
 def _value(value: Any) -> str:
@@ -26,18 +22,12 @@ def _value(value: Any) -> str:
 
 def make_job(overrides: dict[str, Any] | None = None, *, runtime: dict[str, Any] | None = None,
              **kw: Any) -> dict[str, Any]:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from harness.config.schema import register_configs
     from harness.config.job import job_from_config
+    from harness.config.preflight import compose_job  # composed as a run composes it (once per override list)
 
     items = dict(overrides or {})
     items.update({k.replace("__", "."): v for k, v in kw.items()})
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        cfg = compose(config_name="config", overrides=[f"{k}={_value(v)}" for k, v in items.items()])
+    cfg = compose_job([f"{k}={_value(v)}" for k, v in items.items()])
     job = job_from_config(cfg, data_digest="test")
     job["runtime"] = {"device": "cpu", "run_dir": "/tmp/x", "data_dir": "/tmp/x/data", "world_size": 1}
     job["runtime"].update(runtime or {})

@@ -1,6 +1,7 @@
 """The identical recipe's native arguments as they were before recipes existed (issue 17), per adapter and job:
 ``python -m tests.recipes.golden`` rewrote ``identical_native_args.json`` once, at the commit before the
-recipe group; tests/recipes/test_recipes_identical.py checks today's adapters still produce exactly these."""
+recipe group; tests/recipes/test_recipe_args.py checks today's adapters still produce exactly these. axolotl's
+entries were added, captured the same way, at the commit before its recommended recipe (branch axrecipe)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 GOLDEN = Path(__file__).with_name("identical_native_args.json")
-FRAMEWORKS = ("trl", "unsloth", "llamafactory", "swift")
+FRAMEWORKS = ("trl", "unsloth", "llamafactory", "swift", "axolotl")
 # The committed suites' jobs: the CPU default (tiny), and the two H200 jobs (cuda runtime, bf16).
 JOBS: dict[str, dict[str, Any]] = {
     "tiny": {"overrides": {}, "runtime": {}},

@@ -130,3 +130,83 @@ def test_probe_features_turns_applied_into_active_or_not_seen():
     assert [(f["id"], f["status"]) for f in out] == [("padding_free", "active"), ("liger", "unavailable"),
                                                      ("no_such_probe", "not checked"), ("fused_adamw", "not seen")]
     assert all("evidence" in f for f in out if f["status"] != "unavailable")
+
+
+def test_a_packed_row_padded_with_a_segment_of_its_own_counts_no_padding():
+    """axolotl's multipack collator pads a packed row with pad ids, labels -100 and position_ids range(remainder):
+    a segment of padding, which is neither tokens nor a sample (the framework's own count agrees)."""
+    from harness.worker.step_meter import StepMeter
+
+    pad = 0
+    ids = torch.tensor([[5, 6, 7, 8, 9, pad, pad, pad], [4, 3, 2, pad, pad, pad, pad, pad]])
+    pos = torch.tensor([[0, 1, 0, 1, 2, 0, 1, 2], [0, 1, 2, 0, 1, 2, 3, 4]])
+    labels = torch.tensor([[-100, 6, -100, 8, 9, -100, -100, -100], [-100, 3, 2, -100, -100, -100, -100, -100]])
+    meter = StepMeter(warmup_steps=0)
+    meter.pad_token_id = pad
+    meter.count_batch({"input_ids": ids, "position_ids": pos, "labels": labels})
+    assert meter._read_counts() == (8, 5, 3)  # tokens, supervised (shifted), samples
+    record = batch_record({"input_ids": ids, "position_ids": pos, "labels": labels}, pad_token_id=pad)
+    assert record["input_ids"] == [[5, 6], [7, 8, 9], [4, 3, 2]] and record["tokens"] == 8 and record["sequences"] == 3
+    # padding-free rows with no pad id in them count as before: every token, one sample per restart
+    free = StepMeter(warmup_steps=0)
+    free.pad_token_id = pad
+    free.count_batch({"input_ids": ids[:1, :5], "position_ids": pos[:1, :5], "labels": labels[:1, :5]})
+    assert free._read_counts() == (5, 3, 2)
+
+
+class MultipackBatchSampler:  # the class name the multipack probe reads (under accelerate's shard wrapper)
+    pass
+
+
+def test_multipack_probe_needs_its_sampler_and_packed_batches():
+    args = SimpleNamespace(sample_packing=True, multipack_real_batches=True, sample_packing_drop_attention_mask=True)
+    shard = SimpleNamespace(batch_sampler=MultipackBatchSampler())
+    live = _live(args=args, dataloader=SimpleNamespace(batch_sampler=shard, collate_fn=None))
+    assert PROBES["multipack"](live, {"batch_packed": True})[0] is True
+    assert PROBES["multipack"](live, {"batch_packed": False})[0] is False
+    assert PROBES["multipack"](live, {})[0] is None
+    plain = _live(args=args, dataloader=SimpleNamespace(batch_sampler=SimpleNamespace(), collate_fn=None))
+    assert PROBES["multipack"](plain, {"batch_packed": True})[0] is False
+
+
+def test_lora_kernels_probe_sees_kernels_bound_to_instances_only():
+    import types
+
+    def apply_lora_mlp_swiglu(self, x):  # what the kernels bind: a layer's mlp.forward
+        return x
+
+    def apply_lora_qkv(self, x):
+        return x, x, x
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    assert PROBES["lora_kernels"](_live(model=model), {})[0] is False
+    model[0].forward = types.MethodType(apply_lora_mlp_swiglu, model[0])
+    model[1].apply_qkv = types.MethodType(apply_lora_qkv, model[1])
+    active, evidence = PROBES["lora_kernels"](_live(model=model), {})
+    assert active is True and "apply_lora_mlp_swiglu': 1" in evidence and "apply_lora_qkv': 1" in evidence
+
+
+def test_sdpa_varlen_probe_reads_the_registered_attention_function():
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    original = ALL_ATTENTION_FUNCTIONS["sdpa"]
+    assert PROBES["sdpa_varlen"](_live(), {"attn_implementation": "sdpa"})[0] is False
+
+    def sdpa_varlen_forward(*args, **kwargs):
+        return original(*args, **kwargs)
+
+    ALL_ATTENTION_FUNCTIONS.register("sdpa", sdpa_varlen_forward)
+    try:
+        active, evidence = PROBES["sdpa_varlen"](_live(), {"attn_implementation": "sdpa"})
+        assert active is True and "sdpa_varlen_forward" in evidence
+        assert PROBES["sdpa_varlen"](_live(), {"attn_implementation": "eager"})[0] is False
+    finally:
+        ALL_ATTENTION_FUNCTIONS.register("sdpa", original)
+
+
+def test_tf32_and_dataloader_worker_probes_read_the_process_and_the_dataloader():
+    assert PROBES["tf32"](_live(args=SimpleNamespace(tf32=False)), {})[0] is torch.backends.cuda.matmul.allow_tf32
+    workers = SimpleNamespace(num_workers=1, pin_memory=True, prefetch_factor=256)
+    assert PROBES["dataloader_workers"](_live(dataloader=workers), {})[0] is True
+    assert PROBES["dataloader_workers"](_live(dataloader=SimpleNamespace(num_workers=0)), {})[0] is False
+    assert PROBES["dataloader_workers"](_live(), {})[0] is None

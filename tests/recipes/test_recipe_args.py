@@ -10,6 +10,7 @@ import pytest
 
 from harness.config.job import identical_twin, job_hash, point_hash
 from harness.frameworks import recipes
+from harness.frameworks.axolotl.config import PLUGIN as AXOLOTL_PLUGIN
 from tests.recipes.golden import FRAMEWORKS, GOLDEN, JOBS, hashes, job_for, native
 
 GOLDEN_DATA = json.loads(GOLDEN.read_text())
@@ -55,9 +56,19 @@ EXPECTED = {
                      "optim": ("adamw_torch", "adamw_torch_fused"), "packing": (False, True),
                      "use_reentrant_gc": (False, True)},
     "swift": {"optim": ("adamw_torch", "adamw_torch_fused"), "use_liger_kernel": (False, True)},
+    "axolotl": {"sample_packing": (False, True), "pad_to_sequence_len": ("<absent>", True),
+                "sdpa_varlen": ("<absent>", True), "lora_mlp_kernel": (False, True), "lora_qkv_kernel": (False, True),
+                "lora_o_kernel": (False, True), "lora_embedding_kernel": (False, True),
+                "liger_rope": ("<absent>", True), "liger_rms_norm": ("<absent>", True),
+                "liger_glu_activation": ("<absent>", False), "liger_fused_linear_cross_entropy": ("<absent>", True),
+                "plugins": ([AXOLOTL_PLUGIN], [AXOLOTL_PLUGIN, "axolotl.integrations.liger.LigerPlugin"]),
+                "optimizer": ("adamw_torch", "adamw_torch_fused"), "tf32": (False, True),
+                "dataloader_num_workers": (0, "<absent>")},
 }
 QLORA_ADDS = {"llamafactory": {"upcast_layernorm": (False, True)}}
-FLAGS = {("trl", "throughput_7b"): {"pretruncate": True}, ("trl", "qlora_7b"): {"pretruncate": True, "keep_bf16_adapters": True},
+FLAGS = {("axolotl", "throughput_7b"): {"plugins": ["axolotl.integrations.liger.LigerPlugin"]},
+         ("axolotl", "qlora_7b"): {"plugins": ["axolotl.integrations.liger.LigerPlugin"]},
+         ("trl", "throughput_7b"): {"pretruncate": True}, ("trl", "qlora_7b"): {"pretruncate": True, "keep_bf16_adapters": True},
          ("unsloth", "throughput_7b"): {"auto_padding_free": True}, ("unsloth", "qlora_7b"): {"auto_padding_free": True}}
 
 
@@ -125,6 +136,24 @@ def test_token_budget_sets_rows_and_steps_of_a_packing_recipe():
     plain = job_for("tiny", "trl", recipe="recommended")
     plain["runtime"]["recipe_budget"] = {"rows_per_step": 2, "steps": 40}
     assert native("trl", plain)["sft_config"]["max_steps"] == plain["train"]["max_steps"]
+
+
+def test_axolotl_multipack_takes_the_budget_in_micro_batch_size_and_cpu_keeps_what_runs_there():
+    job = job_for("tiny", "axolotl", recipe="recommended")
+    job["runtime"]["recipe_budget"] = {"rows_per_step": 3, "steps": 47}
+    job["runtime"]["recipe_unavailable"] = recipes.missing_requirements(job, "cpu", lambda name: object())
+    assert set(job["runtime"]["recipe_unavailable"]) == {"sdpa_varlen", "lora_kernels", "liger", "tf32"}
+    args = native("axolotl", job)
+    # the rows per step are axolotl's micro_batch_size (per_device_train_batch_size would be an unknown key)
+    assert (args["micro_batch_size"], args["max_steps"]) == (3, 47) and "per_device_train_batch_size" not in args
+    assert (args["sample_packing"], args["pad_to_sequence_len"], args["optimizer"]) == (True, True, "adamw_torch_fused")
+    # what needs CUDA stays as the identical recipe pins it, and no Liger plugin is named; the workers are axolotl's
+    assert (args["lora_mlp_kernel"], args["tf32"]) == (False, False) and "dataloader_num_workers" not in args
+    assert "sdpa_varlen" not in args and args["plugins"] == [AXOLOTL_PLUGIN]
+    off = job_for("tiny", "axolotl", recipe="recommended", **{"recipe.packing": "off"})
+    status = {f["id"]: f["status"] for f in recipes.feature_plan(off)}
+    assert status["multipack"] == status["sdpa_varlen"] == "off" and not recipes.packs(off)
+    assert native("axolotl", off)["sample_packing"] is False and "sdpa_varlen" not in native("axolotl", off)
 
 
 def test_a_feature_that_cannot_run_here_is_dropped_with_its_reason():

@@ -73,7 +73,8 @@ def test_every_framework_block_is_sourced_and_probed(name):
 # The native_args sections of each adapter (+ "adapter": flags for adapter code).
 SECTIONS = {"trl": {"model_kwargs", "sft_config", "lora_config", "adapter"},
             "unsloth": {"from_pretrained", "get_peft_model", "sft_config", "adapter"},
-            "llamafactory": {"llamafactory", "adapter"}, "swift": {"swift", "adapter"}, "fake": {"adapter"}}
+            "llamafactory": {"llamafactory", "adapter"}, "swift": {"swift", "adapter"},
+            "axolotl": {"axolotl", "adapter"}, "fake": {"adapter"}}
 
 
 def _literal(entries):
@@ -91,7 +92,8 @@ def _literal(entries):
 
 def test_frameworks_with_features_declare_the_ones_issue_17_names():
     ids = {name: {f["id"] for f in OmegaConf.to_container(OmegaConf.load(registry.entry(name).config_file)).get(
-        "recommended") or []} for name in ("trl", "unsloth", "llamafactory")}
+        "recommended") or []} for name in ("trl", "unsloth", "llamafactory", "axolotl")}
     assert {"padding_free", "liger", "packing"} <= ids["trl"]
     assert {"padding_free", "offloaded_gc", "packing"} <= ids["unsloth"]
     assert {"liger", "neat_packing", "expandable_segments"} <= ids["llamafactory"]
+    assert {"multipack", "lora_kernels", "liger", "flash_attention_2", "cut_cross_entropy"} <= ids["axolotl"]

@@ -10,6 +10,7 @@ from typing import Any
 
 from harness.frameworks.base import FRAMEWORK_EVAL_BATCH, PAD_TO_MULTIPLE_OF, Job, output_dir, precision, uses_cuda
 from harness.frameworks.quantization import bnb_config_args
+from harness.frameworks.recipes import adapter_flags, apply_recipe
 
 # The per-message key that says whether a turn is supervised (axolotl's message_field_training).
 TRAIN_FLAG = "train"
@@ -156,4 +157,9 @@ def native_args(job: Job) -> dict[str, Any]:
                                     "bnb_4bit_use_double_quant": quant["bnb_4bit_use_double_quant"],
                                     "bnb_4bit_compute_dtype": quant["bnb_4bit_compute_dtype"],
                                     "bnb_4bit_quant_storage": "uint8"}
+    # recipe=recommended only (conf/framework/axolotl.yaml): the features' keys of this one flat config; the token
+    # budget of multipack sets micro_batch_size (rows per step) and max_steps. A plugin a feature needs (Liger's)
+    # joins ours: ``plugins`` is one list, which a plain merge would replace.
+    cfg = apply_recipe(job, cfg, flat="axolotl", batch_key="micro_batch_size")
+    cfg["plugins"] = [PLUGIN, *adapter_flags(job).get("plugins", [])]
     return {k: v for k, v in cfg.items() if v is not None}

@@ -32,6 +32,21 @@ def block_mask_segments(mask: Any, *, to_cpu: bool = True) -> tuple[Any, Any] | 
     return keep, starts
 
 
+def padding_segments(input_ids: Any, position_ids: Any, pad_token_id: int) -> Any:
+    """Where a packed row (restarting ``position_ids``, no attention mask) is padding: the positions of every
+    segment that holds pad ids only. axolotl pads its packed rows this way (utils/collators/batching.py
+    DataCollatorForSeq2Seq: the tail gets pad ids, labels -100 and position_ids ``range(remainder)``, a segment of
+    its own), and a padding-free collator that pads position ids with 0 makes each pad a segment of one. A bool
+    tensor shaped like ``input_ids``, on its device (no host sync: the StepMeter calls it every micro-batch)."""
+    import torch
+
+    segment = (position_ids == 0).long().cumsum(dim=-1)  # 0 before a row's first start, then 1, 2, ...
+    real = (input_ids != pad_token_id).long()
+    per_segment = torch.zeros((segment.shape[0], segment.shape[-1] + 1), dtype=torch.long, device=segment.device)
+    per_segment.scatter_add_(-1, segment, real)
+    return per_segment.gather(-1, segment) == 0
+
+
 def batch_record(kwargs: dict[str, Any], args: tuple = (), pad_token_id: int | None = None) -> dict[str, Any] | None:
     """What the audit needs from one micro-batch, built from the model call's kwargs (forward pre-hook).
 
@@ -59,7 +74,10 @@ def batch_record(kwargs: dict[str, Any], args: tuple = (), pad_token_id: int | N
     pos = kwargs.get("position_ids")
     pos = pos.detach().to("cpu") if torch.is_tensor(pos) and pos.dim() == 2 and pos.shape == ids.shape else None
     blocks = block_mask_segments(raw_mask)
-    if blocks is not None and mask is None and blocks[0].shape == ids.shape:
+    if mask is None and pos is not None and pad_token_id is not None and not torch.is_tensor(raw_mask):
+        # A packed row padded with a segment of its own (axolotl): that segment is padding, not a sequence.
+        mask = (~padding_segments(ids, pos, pad_token_id)).long()
+    elif blocks is not None and mask is None and blocks[0].shape == ids.shape:
         # Segment ids from the block-diagonal mask: the splitter below cuts where the id changes.
         keep_4d, starts_4d = blocks
         mask = (starts_4d.long().cumsum(dim=1) * keep_4d.long())

@@ -27,6 +27,9 @@ Where each field comes from (``live.`` omitted):
 - gradient checkpointing: the base model's modules (``gradient_checkpointing`` flags) and the
   checkpoint function installed on them (``_gradient_checkpointing_func``), not ``args``: LLaMA-Factory
   enables it on the model itself.
+- lora_init_*: the LoRA weights at ``on_train_begin`` (``live.train_begin_lora_init``, lora_init.py).
+- loss_normalization*: what ``live.loss_probe`` saw of the first steps' micro-batches, and the live
+  trainer's flags (loss_normalization.py).
 - loss_mask_share, first_batch_hash, first_batches_multiset_hash: ``meter.first_batches``.
 - eval_set_hash / train_set_hash / records_truncated: the prepared files in ``job.runtime.data_dir``
   tokenised with the live tokenizer."""
@@ -41,6 +44,7 @@ from harness.worker.live_fields.optimizer import read_optimizer, read_scheduler
 from harness.worker.live_fields.batches import read_batches
 from harness.worker.live_fields.trainer_args import read_batching, read_collator, read_max_length, read_packing
 from harness.worker.live_fields.data_files import read_data_files
+from harness.worker.live_fields.loss_normalization import read_loss_normalization
 
 
 SCHEMA = 1
@@ -87,6 +91,14 @@ def read_live_fields(live: Any, meter: Any, job: dict[str, Any], adapter: Any = 
             out.update(begin)
         else:
             section("gradient_checkpointing", lambda: read_gradient_checkpointing(model, getattr(live, "args", None), out, notes))
+        lora_init = getattr(live, "train_begin_lora_init", None)
+        if lora_init:
+            out.update(lora_init)
+            if lora_init.get("lora_init_error"):
+                notes.append(f"lora_init: {lora_init['lora_init_error']}")
+        else:
+            out["lora_init_hash"] = None
+            notes.append("lora_init_hash unknown: the LoRA weights were not read at train begin")
         if out.get("gradient_checkpointing_kind") is not None and adapter is not None:
             out["gradient_checkpointing_kind"] = adapter.checkpointing_kind(out.get("gradient_checkpointing_func") or [])
     section("optimizer", lambda: read_optimizer(getattr(live, "optimizer", None), out, notes))
@@ -95,6 +107,7 @@ def read_live_fields(live: Any, meter: Any, job: dict[str, Any], adapter: Any = 
     section("batching", lambda: read_batching(live, out, notes))
     section("max_length", lambda: read_max_length(live, out, notes))
     section("batches", lambda: read_batches(meter, live, out, notes))
+    section("loss_normalization", lambda: read_loss_normalization(live, meter, out, notes))
     section("packing", lambda: read_packing(live, out, notes))
     section("collator", lambda: read_collator(live, out))
     section("data", lambda: read_data_files(job, live, out, notes,

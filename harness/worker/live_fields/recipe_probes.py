@@ -126,11 +126,84 @@ def upcast_layernorm(live: Any, audit: dict[str, Any]) -> tuple[bool | None, str
     return (bool(norms) and all(d == "float32" for d in norms)), f"norm weights' dtypes {sorted(set(norms))}"
 
 
+def multipack(live: Any, audit: dict[str, Any]) -> tuple[bool | None, str]:
+    """Multipack sample packing: a multipack batch sampler under the Trainer's dataloader, and packed rows in the
+    batches (its collator concatenates each bin's records into one row with restarting position ids)."""
+    args = getattr(live, "args", None)
+    sampler = _batch_sampler(getattr(live, "train_dataloader", None))
+    seen = audit.get("batch_packed")
+    on = bool(attr_path(args, "sample_packing")) and type(sampler).__name__ == "MultipackBatchSampler"
+    active = (on and bool(seen)) if seen is not None else None
+    return active, (f"args.sample_packing={attr_path(args, 'sample_packing')}, multipack_real_batches="
+                    f"{attr_path(args, 'multipack_real_batches')}, sample_packing_drop_attention_mask="
+                    f"{attr_path(args, 'sample_packing_drop_attention_mask')}; batch sampler {type(sampler).__name__}; "
+                    f"{_batches(audit)}")
+
+
+def _batch_sampler(dataloader: Any) -> Any:
+    """The batch sampler a dataloader really draws from, under accelerate's shard wrappers."""
+    sampler = getattr(dataloader, "batch_sampler", None)
+    for _ in range(4):
+        inner = getattr(sampler, "batch_sampler", None)
+        if inner is None or inner is sampler:
+            break
+        sampler = inner
+    return sampler
+
+
+def sdpa_varlen(live: Any, audit: dict[str, Any]) -> tuple[bool | None, str]:
+    """Packed rows through varlen attention under SDPA: the attention function registered as ``sdpa`` is a
+    framework's varlen wrapper (its name says so), no longer transformers' own."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    fn = ALL_ATTENTION_FUNCTIONS["sdpa"]
+    module, name = str(getattr(fn, "__module__", "")), str(getattr(fn, "__name__", ""))
+    impl = audit.get("attn_implementation")
+    active = impl == "sdpa" and not module.startswith("transformers.") and "varlen" in name
+    return active, f"attention 'sdpa' is {module}.{name}; the model's attention {impl}"
+
+
+def lora_kernels(live: Any, audit: dict[str, Any]) -> tuple[bool | None, str]:
+    """LoRA kernels bound to the layers' instances in place of peft's path: an instance ``forward`` (the MLP),
+    ``apply_qkv`` or ``apply_o`` (the attention projections) whose function is an ``apply_lora*`` one."""
+    model = unwrap_model(getattr(live, "model", None))
+    if model is None:
+        return None, "no live model"
+    counts: dict[str, int] = {}
+    for module in model.modules():
+        for name in ("forward", "apply_qkv", "apply_o"):
+            fn = getattr(module.__dict__.get(name), "__func__", None)
+            if str(getattr(fn, "__name__", "")).startswith("apply_lora"):
+                key = f"{fn.__module__}.{fn.__name__}"
+                counts[key] = counts.get(key, 0) + 1
+    return bool(counts), (f"LoRA kernels bound: {dict(sorted(counts.items()))}" if counts
+                          else "no module has an apply_lora* forward, apply_qkv or apply_o")
+
+
+def tf32(live: Any, audit: dict[str, Any]) -> tuple[bool | None, str]:
+    import torch
+
+    allowed = bool(torch.backends.cuda.matmul.allow_tf32)
+    return allowed, f"torch.backends.cuda.matmul.allow_tf32={allowed}; args.tf32={attr_path(live.args, 'tf32')}"
+
+
+def dataloader_workers(live: Any, audit: dict[str, Any]) -> tuple[bool | None, str]:
+    dataloader = getattr(live, "train_dataloader", None)
+    if dataloader is None:
+        return None, "no train dataloader"
+    workers = getattr(dataloader, "num_workers", None)
+    return (None if workers is None else workers > 0), (
+        f"train dataloader num_workers={workers}, pin_memory={getattr(dataloader, 'pin_memory', None)}, "
+        f"prefetch_factor={getattr(dataloader, 'prefetch_factor', None)}")
+
+
 PROBES: dict[str, Probe] = {
     "padding_free": padding_free, "packing": packing, "neat_packing": neat_packing,
     "no_pad_multiple": no_pad_multiple, "fused_adamw": fused_adamw, "liger": liger,
     "bf16_adapters": bf16_adapters, "offloaded_gc": offloaded_checkpointing, "reentrant_gc": reentrant_gc,
     "flash_attn_auto": attention_choice, "upcast_layernorm": upcast_layernorm,
+    "multipack": multipack, "sdpa_varlen": sdpa_varlen, "lora_kernels": lora_kernels, "tf32": tf32,
+    "dataloader_workers": dataloader_workers,
 }
 
 
