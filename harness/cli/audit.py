@@ -37,8 +37,11 @@ def main(argv: list[str]) -> int:
 
     audits = audit_sweep(records, args.fairness)
     for audit in audits:
-        verdict = "fair" if audit["valid"] else "NOT FAIR"
         labels = ", ".join(audit.get("labels") or [])
+        # one framework at a point has nothing to be fair against: say so, not a vacuous "fair"
+        verdict = ("fair" if audit["valid"] else "NOT FAIR") if len(audit.get("labels") or []) > 1 else \
+            "nothing compared (one framework)"
+
         print(f"point {audit['point_hash']} ({labels}): {verdict} in {audit.get('mode', args.fairness)} mode")
         for line in summary_lines(audit):
             print(f"  {line}")

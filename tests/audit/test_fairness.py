@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +134,13 @@ def test_field_lists_disjoint_and_cover_design():
     for must in ("lora_alpha", "trainable_params", "optimizer", "effective_batch", "gradient_checkpointing",
                  "packing", "padding_free", "first_batch_hash", "eval_set_hash", "attn_implementation", "seed"):
         assert must in STRICT_FIELDS
+
+
+def test_the_audit_command_says_nothing_was_compared_for_a_point_of_one_framework(capsys):
+    from harness.cli.audit import main
+
+    repo = Path(__file__).resolve().parents[2] / "results" / "h200" / "session6"
+    assert main([str(repo / "trl_spread" / "pinned" / "throughput_7b")]) == 0  # three trl repeats, nobody else
+    assert "(trl-1.16.0): nothing compared (one framework)" in capsys.readouterr().out
+    assert main([str(repo / "throughput_7b")]) == 0
+    assert "unsloth-2026.10.9): fair in strict mode" in capsys.readouterr().out
