@@ -102,13 +102,13 @@ stage_regression() {
   python3 -m harness compare $R/seed_0.5b --suite seed_0.5b --accept
   CUDA_LAUNCH_BLOCKING=1 HARNESS_BENCH_SUITE=seed_0.5b HARNESS_BENCH_FRAMEWORKS=trl \
     HARNESS_BENCH_RESULTS=results/h200-regression HARNESS_BENCH_OVERRIDES=$OFFLINE \
-    python3 -m pytest benchmarks/ -p no:cacheprovider --benchmark-json=results/h200-regression/benchmark.json
+    python3 -m pytest benchmarks/ -p no:cacheprovider -p no:xdist --benchmark-json=results/h200-regression/benchmark.json
   echo "pytest-benchmark exit: $? (1 expected: regression caught)"
   python3 -m harness compare results/h200-regression --suite seed_0.5b
   echo "compare exit: $? (1 expected: regression caught)"
 }
 # GPUTESTS narrows them (tests/recipes needs the LLaMA-Factory env and the liger wheel: recipes_setup).
-stage_gputests() { python3 -m pytest -m gpu ${GPUTESTS:-tests/} -p no:cacheprovider -q; }
+stage_gputests() { python3 -m pytest -m gpu ${GPUTESTS:-tests/} -p no:cacheprovider -p no:xdist -q; }
 stage_throughput() { python3 -m harness run experiment=throughput_7b framework=$FW $OFFLINE repeats=3 results_dir=$R -m; }
 stage_qlora() { python3 -m harness run experiment=qlora_7b framework=$FW $OFFLINE results_dir=$R -m; }
 # Issue 17: each framework's recommended recipe beside its identical run (docs/recipes.md). Liger is GPU-only:
@@ -228,7 +228,7 @@ stage_explain() {
       done
     done
   else
-    python3 -m pytest -m gpu tests/measure/test_memory_profile_gpu.py -p no:cacheprovider -q
+    python3 -m pytest -m gpu tests/measure/test_memory_profile_gpu.py -p no:cacheprovider -p no:xdist -q
     for f in ${FW//,/ }; do
       for p in ${PROFILES:-memory time}; do
         python3 -m harness run experiment=throughput_7b framework=$f profile=$p repeats=1 $OFFLINE \
