@@ -17,6 +17,8 @@ import hashlib
 import math
 from typing import Any
 
+from harness.worker.live_fields.model import lora_layers
+
 
 def _adapter_key(model: Any, module: Any) -> str | None:
     active = getattr(model, "active_adapter", None)
@@ -36,10 +38,7 @@ def lora_init_snapshot(model: Any) -> dict[str, Any]:
     tensors = 0
     a_sq = b_sq = 0.0
     b_nonzero = False
-    for _, module in model.named_modules():
-        lora_a, lora_b = getattr(module, "lora_A", None), getattr(module, "lora_B", None)
-        if lora_a is None or lora_b is None or not hasattr(lora_a, "keys"):
-            continue
+    for _, module, lora_a, lora_b in lora_layers(model):
         key = _adapter_key(model, module)
         if key is None or key not in lora_b:
             continue

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any
+from typing import Any, Iterator
 
 from harness.worker.live_fields.values import attr_path, dtype_name, jsonable
+
+
+
+def lora_layers(model: Any) -> Iterator[tuple[str, Any, Any, Any]]:
+    """``(name, module, lora_A, lora_B)`` of every peft LoRA layer of ``model``, in module order."""
+    for name, module in model.named_modules():
+        lora_a, lora_b = getattr(module, "lora_A", None), getattr(module, "lora_B", None)
+        if lora_a is None or lora_b is None or not hasattr(lora_a, "keys"):
+            continue
+        yield name, module, lora_a, lora_b
 
 
 def unwrap_model(model: Any) -> Any:
@@ -77,10 +87,7 @@ def read_lora(model: Any, out: dict[str, Any], notes: list[str]) -> None:
     rs, alphas, scalings, dropouts, doras = set(), set(), set(), set(), set()
     b_sq = a_sq = 0.0
     b_nonzero = False
-    for name, module in model.named_modules():
-        lora_a, lora_b = getattr(module, "lora_A", None), getattr(module, "lora_B", None)
-        if lora_a is None or lora_b is None or not hasattr(lora_a, "keys"):
-            continue
+    for name, module, lora_a, lora_b in lora_layers(model):
         key = adapter if adapter in lora_a else next(iter(lora_a.keys()), None)
         if key is None:
             continue
