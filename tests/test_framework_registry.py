@@ -172,7 +172,7 @@ def test_every_registered_framework_loads_its_declared_adapter():
 def test_unknown_framework_names_the_available_ones():
     with pytest.raises(registry.UnknownFramework) as err:
         registry.adapter("bogus")
-    assert str(err.value) == f"Unknown framework 'bogus'. Available: {', '.join(registry.names())}"
+    assert str(err.value) == f"Unknown framework 'bogus'. Available: {registry.available()}"
 
 
 def test_a_missing_hook_or_declaration_is_refused_when_instantiated():
@@ -190,7 +190,7 @@ def test_a_name_override_outside_the_registry_is_bad_input(tmp_path):
                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 2, run.stderr
     assert run.stderr.strip().splitlines() == [
-        f"error: framework.name: Unknown framework 'bogus'. Available: {', '.join(registry.names())}"]
+        f"error: framework.name: Unknown framework 'bogus'. Available: {registry.available()}"]
 
 
 # ---- a fourth framework, added the documented way, runs end to end --------------------------------------
@@ -295,3 +295,9 @@ def test_a_fourth_framework_registered_the_documented_way_runs_a_sweep(checkout_
     assert result["train"]["steps"] == 2 and result["eval"]["loss"] > 0
     assert (env_root / "toy-0.1").is_dir()  # it ran under its own pinned environment, built on first use
     assert list(reports.rglob("*.html")), "the end-of-sweep report was not written"
+
+
+def test_the_list_users_see_puts_the_fault_injecting_test_double_apart():
+    real, _, doubles = registry.available().partition(" (test double: ")
+    assert doubles and all(registry.adapter(n).faults for n in doubles.rstrip(")").split(", "))
+    assert real and not any(registry.adapter(n).faults for n in real.split(", "))

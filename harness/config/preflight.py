@@ -46,7 +46,7 @@ def _composition_error(err: BaseException, overrides: list[str]) -> str:
         if group == "framework":  # the framework group is the framework registry: its message
             from harness.frameworks import registry
 
-            return f"framework={option}: Unknown framework {option!r}. Available: {', '.join(registry.names())}"
+            return f"framework={option}: Unknown framework {option!r}. Available: {registry.available()}"
         known = ", ".join(err.options or []) or "none"
         return f"{group}={option}: unknown {group} option {option!r} (available: {known})"
     cause = err.__cause__

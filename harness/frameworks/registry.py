@@ -40,8 +40,20 @@ def names() -> list[str]:
     return sorted(p.stem for p in FRAMEWORK_CONF_DIR.glob("*.yaml"))
 
 
+def available() -> str:
+    """The registered frameworks for a user's eyes: the real ones, then the fault-injecting test double(s)
+    apart, so that nobody picks a test double for a benchmark."""
+    real, doubles = [], []
+    for name in names():
+        try:
+            (doubles if adapter(name).faults else real).append(name)
+        except UnknownFramework:  # a broken entry still exists as a name; its own error says what is wrong
+            real.append(name)
+    return ", ".join(real) + (f" (test double: {', '.join(doubles)})" if doubles else "")
+
+
 def _unknown(name: str) -> UnknownFramework:
-    return UnknownFramework(f"Unknown framework {name!r}. Available: {', '.join(names())}")
+    return UnknownFramework(f"Unknown framework {name!r}. Available: {available()}")
 
 
 @functools.lru_cache(maxsize=None)
