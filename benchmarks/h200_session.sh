@@ -41,6 +41,10 @@
 #   FW=unsloth R=/tmp/h200-s6 ROUNDS=1 GPUTESTS=tests/measure bash benchmarks/h200_session.sh host gputests overhead pack
 #   FW=unsloth R=/tmp/h200-s6 ROUNDS=2 bash benchmarks/h200_session.sh ensure host overhead pack
 #   FW=trl R=/tmp/h200-s6 bash benchmarks/h200_session.sh ensure host spread pack
+#   then, on a fresh machine carrying .whl/trl (with bitsandbytes copied in: trl's env file pins it) .whl/base .hub:
+#   FW=trl R=/tmp/h200-s6 PIN=gpu bash benchmarks/h200_session.sh ensure spread pack
+#   PYTHONHASHSEED=0 FW=trl R=/tmp/h200-s6/hs bash benchmarks/h200_session.sh ensure spread   (then pack R=/tmp/h200-s6)
+#   (results/h200/session6/trl_spread/README.md: the 12 repeats and what they show)
 # Session 7 (planned, issue 15: the explain runs; one H200, nothing else on the host). Carry .whl/trl
 # .whl/llamafactory .whl/base .hub (~57 MB with the tree; bitsandbytes sits in both framework folders). Each run
 # ~3.5-4 minutes, so two runs a call:
