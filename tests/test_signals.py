@@ -56,6 +56,7 @@ def test_signal_ends_the_worker_group_records_it_and_stops_the_sweep(tmp_path, s
     # What finished is reported (the interrupted run included); the report is a whole file.
     log = (results_dir / "sweep.log").read_text()
     assert "sweep: 2 runs: 1 ok, 1 did not succeed" in log
+    assert "; 1 of its 3 jobs never started" in log  # the summary says what the stop left undone
     (report,) = reports_dir.glob("default-*.html")
     assert report.read_text().rstrip().endswith("</html>")
 

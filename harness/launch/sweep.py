@@ -109,7 +109,7 @@ def _conclude(root: Path, config: DictConfig) -> None:
     here = (f", {len(unavailable)} unavailable here ({', '.join(sorted({r.label for r in unavailable}))})"
             if unavailable else "")
     print(f"sweep: {len(records)} runs: {sum(r.ok for r in records)} ok{here}, {SweepOutcome.not_ok} did not succeed, "
-          f"{SweepOutcome.unfair_points} sweep point(s) failing the {config.fairness} fairness audit")
+          f"{SweepOutcome.unfair_points} sweep point(s) failing the {config.fairness} fairness audit{_unstarted(records)}")
     if config.report and records:
         from harness.report.render import render_report
 
@@ -117,6 +117,15 @@ def _conclude(root: Path, config: DictConfig) -> None:
                                             command=_reproduce_command())
         print(f"report: {SweepOutcome.report}")
     SweepOutcome.concluded = True
+
+
+def _unstarted(records: list[Result]) -> str:
+    """The sweep's jobs that never started (a stopped sweep): its job count against the jobs with a run."""
+    total = os.environ.get(TOTAL_ENV, "")
+    started = len({r.job_hash for r in records})
+    if not total.isdigit() or started >= int(total):
+        return ""
+    return f"; {int(total) - started} of its {total} jobs never started"
 
 
 def _reproduce_command() -> str:
