@@ -25,13 +25,21 @@ def test_collections_between_takes_are_counted_and_timed_with_the_meters_clock()
     assert meter._on_gc not in gc.callbacks
 
 
-def test_involuntary_switches_are_a_non_negative_count_on_linux() -> None:
+def test_involuntary_switches_are_the_threads_own_count_over_the_window() -> None:
+    import resource
+
+    def switches() -> int:
+        return resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
+
+    before = switches()  # a reference read just outside the meter's window, on the same thread
     meter = HostPauseMeter()
     meter.start()
     sum(i * i for i in range(200_000))
     taken = meter.take()
+    after = switches()
     meter.stop()
-    assert taken["involuntary_switches"] >= 0
+    assert isinstance(taken["involuntary_switches"], int)
+    assert 0 <= taken["involuntary_switches"] <= after - before
 
 
 def test_a_pinned_process_records_its_cpus_as_ranges_and_an_unpinned_one_nothing() -> None:
