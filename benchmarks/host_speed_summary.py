@@ -14,6 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness.report.repeat_spread import repeat_row  # noqa: E402
 from harness.results.load import load_records  # noqa: E402
 
 
@@ -21,13 +22,11 @@ def main(root: str) -> None:
     for run in sorted(load_records([Path(root)]), key=lambda r: (r.framework.name, r.repeat or 0)):
         if not run.ok or run.train is None:
             continue
-        start = int(run.train.warmup_steps or 0)
-        timed = [s for s in run.train.log or [] if s.get("step", 0) > start]
-        host = sum(float(s["time_s"]) - float(s.get("compute_s") or s["time_s"]) for s in timed)
-        gc_s = sum(float(s.get("gc_s") or 0.0) for s in timed)
+        row = repeat_row(run)  # the report's own reading of the timed steps (harness/report/repeat_spread.py)
+        host = "-" if row["host_work_s"] is None else f"{row['host_work_s']:.3f} s"
+        gc_s = "-" if row["gc_s"] is None else f"{row['gc_s']:.3f} s"
         print(f"{run.framework.name} r{run.repeat or 0}: {run.train.tokens_per_s:,.0f} tok/s, "
-              f"host work {host:.3f} s, gc {gc_s:.3f} s over {len(timed)} timed steps")
-
+              f"host work {host}, gc {gc_s} over {run.train.timed_steps} timed steps")
 
 if __name__ == "__main__":
     main(sys.argv[1])

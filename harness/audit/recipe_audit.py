@@ -16,6 +16,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from harness.audit.fairness import _EVIDENCE_FIELDS, _all_equal
+from harness.stats import median
+
 if TYPE_CHECKING:
     from harness.records import Result
 
@@ -26,7 +29,8 @@ EVAL_LOSS_TOL = 5e-3
 SIGMAS = 3.0
 # Per-run evidence, different between any two runs (harness/audit/fairness.py _EVIDENCE_FIELDS), and the
 # audit's own bookkeeping: never a difference.
-NOT_COMPARED = frozenset({"notes", "schema", "framework", "lora_B_norm", "lora_A_norm", "lr_final"})
+# global_step stays compared: the packing features declare it (conf/framework/*.yaml).
+NOT_COMPARED = frozenset({"notes", "schema", "framework"}) | (_EVIDENCE_FIELDS - {"global_step"})
 APPLIED_STATUSES = ("active", "not seen", "not checked", "applied")
 
 
@@ -46,17 +50,9 @@ def tolerance(identical: list[float], recommended: list[float]) -> tuple[float, 
                  f"sqrt(1/{na} + 1/{nb}))")
 
 
-def _median(xs: list[float]) -> float | None:
-    if not xs:
-        return None
-    s = sorted(xs)
-    n = len(s)
-    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
-
-
 def quality(identical: list[float], recommended: list[float]) -> dict[str, Any]:
     """The quality verdict from the two groups' eval losses (ours), medians compared."""
-    a, b = _median(identical), _median(recommended)
+    a, b = (median(identical) if identical else None), (median(recommended) if recommended else None)
     if a is None or b is None:
         return {"verdict": "no eval loss", "delta": None, "tol": EVAL_LOSS_TOL, "tol_text": f"{EVAL_LOSS_TOL:g}",
                 "identical": a, "recommended": b, "n_identical": len(identical), "n_recommended": len(recommended)}
@@ -65,14 +61,6 @@ def quality(identical: list[float], recommended: list[float]) -> dict[str, Any]:
     verdict = "trains worse" if delta > tol else ("trains better" if delta < -tol else "same quality")
     return {"verdict": verdict, "delta": delta, "tol": tol, "tol_text": how, "identical": a, "recommended": b,
             "n_identical": len(identical), "n_recommended": len(recommended)}
-
-
-def _values_equal(field: str, a: Any, b: Any) -> bool:
-    from harness.audit.fairness import UNORDERED_FIELDS, values_equal
-
-    if field in UNORDERED_FIELDS and isinstance(a, list) and isinstance(b, list):
-        a, b = sorted(a, key=repr), sorted(b, key=repr)
-    return values_equal(a, b)
 
 
 def twin_differences(identical: dict[str, Any], recommended: dict[str, Any],
@@ -87,7 +75,7 @@ def twin_differences(identical: dict[str, Any], recommended: dict[str, Any],
     rows = []
     for field in sorted((set(identical) | set(recommended)) - NOT_COMPARED):
         a, b = identical.get(field), recommended.get(field)
-        if _values_equal(field, a, b):
+        if _all_equal(field, [a, b]):
             continue
         by = declared.get(field, [])
         rows.append({"field": field, "identical": a, "recommended": b,

@@ -40,5 +40,8 @@ def default_results_dir() -> str:
 
 
 def default_reports_dir() -> str:
-    """What ``run`` renders into when reports_dir is not given (conf/config.yaml)."""
-    return os.environ.get("HARNESS_REPORTS_DIR") or "reports"
+    """What ``run`` renders into when reports_dir is not given (conf/config.yaml): $HARNESS_REPORTS_DIR, else
+    the rule that follows the default results dir (harness/config/schema.py reports_dir_for)."""
+    from harness.config.schema import reports_dir_for
+
+    return os.environ.get("HARNESS_REPORTS_DIR") or reports_dir_for(default_results_dir())

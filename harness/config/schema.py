@@ -197,7 +197,7 @@ class Config:
     # exits 2 naming the holder, or with wait_for_lock=true waits for it and then resumes.
     wait_for_lock: bool = False
     # Where the sweep's HTML report goes (and the reports index is rebuilt): by default reports/ for the
-    # default results dir, else RESULTS_DIR/reports (see _default_reports_dir).
+    # default results dir, else RESULTS_DIR/reports (see reports_dir_for).
     reports_dir: str = "${default_reports_dir:${results_dir}}"
     report: bool = True
     # Keep each run's framework output (adapters, checkpoints) and data copy; off: results stay small.
@@ -233,7 +233,7 @@ DEFAULT_RESULTS_DIR = "results"
 DEFAULT_REPORTS_DIR = "reports"
 
 
-def _default_reports_dir(results_dir: str) -> str:
+def reports_dir_for(results_dir: str) -> str:
     """``reports_dir`` when it is not given: the working directory's ``reports/`` for its ``results/`` (the
     checkout's own layout, where committed reports and their index live), else ``RESULTS_DIR/reports``, so a
     sweep into a results dir elsewhere (a scratch folder, a test's tmp_path) keeps its report beside its
@@ -252,4 +252,4 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="harness_schema", node=Config)
     OmegaConf.register_new_resolver("reference_framework", _reference_framework, replace=True)
     OmegaConf.register_new_resolver("compared_frameworks", _compared_frameworks, replace=True)
-    OmegaConf.register_new_resolver("default_reports_dir", _default_reports_dir, replace=True)
+    OmegaConf.register_new_resolver("default_reports_dir", reports_dir_for, replace=True)

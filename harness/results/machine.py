@@ -47,7 +47,6 @@ def machine_id(gpu: dict[str, Any]) -> str:
     return f"cpu-{cpu}-{os.cpu_count()}cores"
 
 
-@lru_cache(maxsize=1)
 def cpu_affinity() -> str | None:
     """The CPUs this process (and the worker it starts, which inherits them) may run on, as ranges ("0-3,8"),
     or None when that is every CPU: a pinned run (``taskset -c 0-7 python -m harness run ...``) says so."""
@@ -68,6 +67,7 @@ def cpu_affinity() -> str | None:
     return ",".join(ranges)
 
 
+@lru_cache(maxsize=1)
 def environment() -> dict[str, Any]:
     from harness.sampling.devices import gpu_environment
 
