@@ -16,7 +16,7 @@ import subprocess
 import pytest
 
 from tests.cli import by_fault
-from tests.sweeps import FAST, Sweep, alive_with, eventually, group_gone, hanging_workers, pid_gone, wait_until
+from tests.sweeps import FAST, WAIT_S, Sweep, alive_with, eventually, group_gone, hanging_workers, pid_gone, wait_until
 
 
 def _history(results_dir):
@@ -150,6 +150,10 @@ def test_ctrl_c_during_preflight_is_one_line_and_130(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
+        import select
+
+        ready, _, _ = select.select([proc.stdout], [], [], WAIT_S)  # never a read that could wait for ever
+        assert ready, f"preflight never reached the model check in {WAIT_S:.0f} s"
         assert proc.stdout.readline().startswith("preflight: checking the model")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
@@ -167,6 +171,7 @@ def test_a_worker_whose_parent_was_killed_ends_its_own_group(tmp_path):
     session of its own, trained on as an orphan. It now sees its parent gone and ends its process group."""
     results_dir = tmp_path / "results"
     sweep = Sweep("killed", [*FAST, "framework.fault=hang", f"results_dir={results_dir}", "report=false"], tmp_path)
+    pid = pgid = None
     try:
         ((pid, pgid),) = wait_until("the hanging worker", lambda: hanging_workers(results_dir), sweep)
         sweep.proc.kill()
@@ -174,7 +179,7 @@ def test_a_worker_whose_parent_was_killed_ends_its_own_group(tmp_path):
         assert eventually(lambda: group_gone(pgid), timeout=60), f"worker {pid} outlived its killed parent"
     finally:
         sweep.stop()
-        if not group_gone(pgid):  # what this test started, by its process group
+        if pgid is not None and not group_gone(pgid):  # what this test started, by its process group
             os.killpg(pgid, signal.SIGKILL)
     log = next(results_dir.rglob("worker.log")).read_text()
     assert "the harness parent" in log and "is gone" in log

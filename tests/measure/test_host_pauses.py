@@ -10,6 +10,7 @@ from harness.worker.host_pauses import HostPauseMeter
 def test_collections_between_takes_are_counted_and_timed_with_the_meters_clock() -> None:
     ticks = itertools.count(0.0, 0.25)  # every clock read advances 0.25 s: one collection reads it twice
     meter = HostPauseMeter(clock=lambda: next(ticks))
+    gc.disable()  # only the collections this test asks for (explicit collects still call the callbacks)
     meter.start()
     try:
         gc.collect(0)
@@ -20,6 +21,7 @@ def test_collections_between_takes_are_counted_and_timed_with_the_meters_clock()
         assert meter.take()["gc_collections"] == 0  # reset by the take
     finally:
         meter.stop()
+        gc.enable()
     gc.collect()
     assert meter.take()["gc_collections"] == 0  # stopped: no longer called
     assert meter._on_gc not in gc.callbacks
@@ -42,6 +44,18 @@ def test_involuntary_switches_are_the_threads_own_count_over_the_window() -> Non
     assert 0 <= taken["involuntary_switches"] <= after - before
 
 
+def test_involuntary_switches_are_differences_between_takes(monkeypatch) -> None:
+    from harness.worker import host_pauses
+
+    readings = iter([10, 10, 13, 20])  # at construction, start, then two takes
+    monkeypatch.setattr(host_pauses, "_involuntary_switches", lambda: next(readings))
+    meter = HostPauseMeter()
+    meter.start()
+    assert meter.take()["involuntary_switches"] == 3
+    assert meter.take()["involuntary_switches"] == 7
+    meter.stop()
+
+
 def test_a_pinned_process_records_its_cpus_as_ranges_and_an_unpinned_one_nothing() -> None:
     import os
     import subprocess
@@ -49,7 +63,13 @@ def test_a_pinned_process_records_its_cpus_as_ranges_and_an_unpinned_one_nothing
 
     from harness.results.machine import cpu_affinity
 
-    assert cpu_affinity() is None or len(os.sched_getaffinity(0)) < os.cpu_count()
-    code = "import os; os.sched_setaffinity(0, {0}); from harness.results.machine import cpu_affinity; print(cpu_affinity())"
+    cpu = min(os.sched_getaffinity(0))  # a CPU this machine lets us use (a container's set may lack CPU 0)
+    code = (f"import os; os.sched_setaffinity(0, {{{cpu}}}); from harness.results.machine import cpu_affinity; "
+            "print(cpu_affinity())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ("0" if os.cpu_count() > 1 else "None")
+    assert out.stdout.strip() == (str(cpu) if os.cpu_count() > 1 else "None")
+    two = sorted(os.sched_getaffinity(0))[:2]
+    if len(two) == 2 and two[1] == two[0] + 1 and os.cpu_count() > 2:  # a range, when there is one to pin to
+        code = code.replace(f"{{{cpu}}}", repr(set(two)))
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == f"{two[0]}-{two[1]}"

@@ -47,5 +47,5 @@ def test_counts_match_the_data_and_the_trainers_own_counter(tmp_path):
     assert s["tokens_per_s"] > 0 and s["step_time_s"]["median"] > 0
     # host pauses per step (host_pauses.py), and the meter leaves the interpreter's gc callbacks as it found them
     import gc
-    assert all(r["gc_collections"] >= 0 and r["gc_s"] >= 0 and "involuntary_switches" in r for r in s["log"])
+    assert all({"gc_s", "gc_collections", "gc_gen2", "involuntary_switches"} <= r.keys() for r in s["log"])
     assert meter._pauses._on_gc not in gc.callbacks
