@@ -35,6 +35,12 @@ LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "cons
                  "inverse_sqrt")
 # Seeds go to numpy, which takes 0 <= seed < 2**32.
 SEED_RANGE = (0, 2**32 - 1)
+# ``train.sdpa_backend``: which of PyTorch's scaled_dot_product_attention kernels may run (the worker sets
+# torch.backends.cuda.enable_{cudnn,flash,mem_efficient,math}_sdp; harness/worker/sdpa.py). auto: PyTorch's own
+# choice, flags untouched. A named one is the only one enabled: a call it cannot run fails, never falls back.
+SDPA_BACKENDS = ("auto", "cudnn", "flash", "efficient", "math")
+# The named backends with CUDA kernels only (CPU SDPA has a flash kernel of its own and math).
+SDPA_CUDA_ONLY = ("cudnn", "efficient")
 
 
 @dataclass
@@ -128,6 +134,8 @@ class TrainConfig:
     # Timing starts after the last step of the run's first half slower per token than this factor times
     # the steady state's (harness/worker/step_meter.py); null: exactly measure_warmup_steps are excluded.
     settle_factor: Optional[float] = None
+    # SDPA_BACKENDS: auto (PyTorch picks; the default, out of the hash) or the one attention kernel allowed.
+    sdpa_backend: str = "auto"
 
 
 # ---- profile (Explain): where a run's memory and step time go; off by default, out of the job when off ----

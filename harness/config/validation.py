@@ -7,7 +7,8 @@ import math
 from typing import Any
 
 from harness.config.schema import (FAIRNESS_MODES, LAUNCHERS, LR_SCHEDULERS, OPTIMIZERS, PROFILE_KINDS,
-                                   PROFILE_LOSSES, QUANTIZATIONS, SEED_RANGE, ConfigError)
+                                   PROFILE_LOSSES, QUANTIZATIONS, SDPA_BACKENDS, SDPA_CUDA_ONLY, SEED_RANGE,
+                                   ConfigError)
 
 
 def _positive(name: str, value: float | int | None, *, allow_zero: bool = False) -> None:
@@ -54,6 +55,7 @@ def validate(cfg: Any, *, cuda_available: bool) -> None:
         raise ConfigError(f"train.precision must be auto|bf16|fp16|fp32, got {t.precision!r}")
     if t.target_eval_loss is not None and t.eval_steps == 0:
         raise ConfigError("train.target_eval_loss needs train.eval_steps > 0")
+    validate_sdpa_backend(cfg, cuda_available=cuda_available)
     if cfg.fairness not in FAIRNESS_MODES:
         raise ConfigError(f"fairness must be one of {FAIRNESS_MODES}, got {cfg.fairness!r}")
     if cfg.model.weights not in ("pretrained", "random"):
@@ -67,6 +69,26 @@ def validate(cfg: Any, *, cuda_available: bool) -> None:
     validate_profile(cfg)
     validate_dataset(cfg)
     validate_recipe(cfg)
+
+
+def validate_sdpa_backend(cfg: Any, *, cuda_available: bool) -> None:
+    """train.sdpa_backend: a known backend, on a model whose attention goes through SDPA, with the kernel on
+    this machine (a CPU has no cuDNN or memory-efficient kernel: every attention call would fail)."""
+    backend = cfg.train.get("sdpa_backend", "auto") if hasattr(cfg.train, "get") else cfg.train.sdpa_backend
+    if backend not in SDPA_BACKENDS:
+        raise ConfigError(f"train.sdpa_backend must be one of {'|'.join(SDPA_BACKENDS)}, got {backend!r}")
+    if backend == "auto":
+        return
+    if cfg.model.attn_implementation != "sdpa":
+        raise ConfigError(f"train.sdpa_backend={backend} needs model.attn_implementation=sdpa "
+                          f"(got {cfg.model.attn_implementation!r}: its attention never calls SDPA)")
+    recipe = cfg.get("recipe") if hasattr(cfg, "get") else getattr(cfg, "recipe", None)
+    if recipe is not None and recipe.name != "identical":
+        raise ConfigError(f"train.sdpa_backend={backend} needs recipe=identical (recipe={recipe.name} brings each "
+                          "framework's own attention)")
+    if backend in SDPA_CUDA_ONLY and not cuda_available:
+        raise ConfigError(f"train.sdpa_backend={backend} needs a CUDA GPU (SDPA on a CPU has only its flash and "
+                          "math kernels); none was found")
 
 
 def validate_profile(cfg: Any) -> None:
