@@ -61,6 +61,9 @@ class TimeProfile(Record):
     step_meter_s: float | None = None  # the same steps by our StepMeter (an independent clock)
     top_kernels: list[dict[str, Any]] = field(default_factory=list)
     top_ops: list[dict[str, Any]] = field(default_factory=list)
+    # the SDPA backend ops of the window: name, count, total_s, median_s, max_s, slow_calls, slow_s (calls over 10x
+    # the median); absent before they were read
+    sdpa_ops: list[dict[str, Any]] | None = field(default=None, metadata=OMIT_NONE)
     trace_file: str | None = None
     trace_bytes: int | None = None
     trace_note: str | None = None  # why the kept trace was cut or dropped

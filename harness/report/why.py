@@ -5,8 +5,8 @@ headline, a baseline or a trend (its figures carry the profiler's cost). Here it
 it explains (``harness.job.unprofiled_point_hash``): one stacked bar per framework of the memory peak's
 categories (harness/results/memory_attribution.py) and of a profiled step's parts
 (harness/results/time_attribution.py), and the biggest difference between the frameworks named in one
-sentence with its numbers. A controlled rerun (one change: ``profile.alloc_conf``, or ``profile.loss`` for
-the same loss in every framework) is its own row, named by its change, left out of that sentence and given
+sentence with its numbers. A controlled rerun (one change: ``profile.alloc_conf``, ``profile.loss`` for
+the same loss in every framework, or ``train.sdpa_backend`` for one attention kernel) is its own row, named by its change, left out of that sentence and given
 one of its own: what the change did against the same framework's run without it. Each row shows the loss
 path its training steps took, as the run read it back (harness/worker/loss_path.py). Only plain data and
 figures come out of here; the template lays them out.
@@ -49,11 +49,24 @@ def _first(runs: list[Result], kind: str) -> dict[str, tuple[Result, Any]]:
 
 def changes(r: Result) -> list[str]:
     """A controlled rerun's one change, where it has one: the allocator setting (``profile.alloc_conf``),
-    the same loss in every framework (``profile.loss``, as ``loss=transformers``)."""
+    the same loss in every framework (``profile.loss``, as ``loss=transformers``), the one SDPA kernel allowed
+    (``train.sdpa_backend``, as ``sdpa=efficient``)."""
     prof = r.job.profile
     if prof is None:
         return []
-    return ([prof.alloc_conf] if prof.alloc_conf else []) + ([f"loss={prof.loss}"] if prof.loss else [])
+    backend = (r.job.train or {}).get("sdpa_backend") or "auto"
+    return ([prof.alloc_conf] if prof.alloc_conf else []) + ([f"loss={prof.loss}"] if prof.loss else []) \
+        + ([f"sdpa={backend}"] if backend != "auto" else [])
+
+
+def sdpa_cell(prof: TimeProfile) -> str | None:
+    """The SDPA backend ops of the profiled steps in one line (which kernel attention took, and its calls far
+    over their median: a new shape's host-side work), None where the profile did not read them."""
+    if not prof.sdpa_ops:
+        return None
+    return "; ".join(f"{o['name'].removeprefix('aten::')} x{o['count']} ({o['total_s']:.3g} s, median "
+                     f"{o['median_s'] * 1e3:.2g} ms, {o['slow_calls']} over 10x it: {o['slow_s']:.3g} s)"
+                     for o in prof.sdpa_ops)
 
 
 def row_label(r: Result) -> str:
@@ -196,7 +209,8 @@ def time_block(runs: list[Result]) -> dict[str, Any] | None:
             "step_meter": fmt(prof.step_meter_s / max(1, len(prof.steps)), "seconds")
             if prof.step_meter_s is not None else "–",
             "trace": prof.trace_file, "trace_note": prof.trace_note, "notes": prof.notes,
-            "top": (prof.top_kernels or prof.top_ops)[:5], "top_kind": "kernels" if prof.top_kernels else "CPU ops"}))
+            "top": (prof.top_kernels or prof.top_ops)[:5], "top_kind": "kernels" if prof.top_kernels else "CPU ops",
+            "sdpa": sdpa_cell(prof)}))
     views = sorted({row["view"] for row in rows})
     figure = _stacked([(row["label"], row["parts"]) for row in rows], TIME_PARTS, TIME_LABELS, "s",
                       f"One profiled step, by part ({' / '.join(views)} view)")

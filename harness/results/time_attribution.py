@@ -162,8 +162,36 @@ def _top_ops(events: list[dict[str, Any]], w0: float, w1: float) -> list[dict[st
     return [{"name": name[:200], "count": len(d), "self_s": max(0.0, sum(d)) / 1e6} for name, d in rows]
 
 
+# The op SDPA dispatched to (one per backend: ..._cudnn_attention, ..._efficient_attention, ..._flash_attention,
+# ..._flash_attention_for_cpu, ..._attention_math, and their _backward), under aten::scaled_dot_product_attention.
+SDPA_OP = "aten::_scaled_dot_product_"
+# A call this many times its op's median is counted slow (a new shape's one-off host work: 45-83 ms against
+# a median of 0.1-0.2 ms for cuDNN attention on the H200).
+SLOW_CALL = 10
+
+
+def _sdpa_ops(events: list[dict[str, Any]], w0: float, w1: float) -> list[dict[str, Any]]:
+    """The SDPA backend ops that ran in the window, each with its calls' count, total, median and longest
+    (wall, on the host) and the calls over SLOW_CALL x the median: which kernel attention really took, and
+    the calls cuDNN spent building its graph for a new sequence length on the host (train.sdpa_backend;
+    docs/explain.md)."""
+    by: dict[str, list[float]] = {}
+    for e in events:
+        name = str(e.get("name", ""))
+        if e.get("cat") == "cpu_op" and name.startswith(SDPA_OP) and w0 <= float(e["ts"]) <= w1:
+            by.setdefault(name, []).append(float(e.get("dur", 0)))
+    out = []
+    for name, d in sorted(by.items(), key=lambda kv: -sum(kv[1])):
+        median = sorted(d)[len(d) // 2]
+        slow = [x for x in d if x > SLOW_CALL * median]
+        out.append({"name": name, "count": len(d), "total_s": sum(d) / 1e6, "median_s": median / 1e6,
+                    "max_s": max(d) / 1e6, "slow_calls": len(slow), "slow_s": sum(slow) / 1e6})
+    return out
+
+
 def attribute_steps(trace: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
-    """The profiled window (seconds), its parts by view, the host's split, top kernels and ops, notes."""
+    """The profiled window (seconds), its parts by view, the host's split, top kernels and ops, the SDPA
+    backend ops, notes."""
     events = _x(trace.get("traceEvents", []) if isinstance(trace, dict) else trace)
     spans, notes = step_intervals(events)
     if not spans:
@@ -175,7 +203,8 @@ def attribute_steps(trace: dict[str, Any] | list[dict[str, Any]]) -> dict[str, A
     return {"view": "device" if device is not None else "host", "window_s": (w1 - w0) / 1e6,
             "parts_s": to_s(device if device is not None else host), "host_parts_s": to_s(host),
             "steps": len(marks(events, "step_end")) - 1,
-            "top_kernels": _top_kernels(events, w0, w1), "top_ops": _top_ops(events, w0, w1), "notes": notes}
+            "top_kernels": _top_kernels(events, w0, w1), "top_ops": _top_ops(events, w0, w1),
+            "sdpa_ops": _sdpa_ops(events, w0, w1), "notes": notes}
 
 
 def first_step_only(trace: dict[str, Any]) -> dict[str, Any]:

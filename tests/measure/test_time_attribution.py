@@ -106,3 +106,21 @@ def test_a_trace_over_the_size_limit_is_cut_to_its_first_step_or_dropped_and_the
             assert steps == (2 if kept == "whole" else 1) and record.trace_bytes == path.stat().st_size
             assert (record.trace_note is None) == (kept == "whole")
         path.unlink(missing_ok=True)
+
+
+def test_sdpa_backend_ops_are_counted_with_their_longest_call():
+    # Three steps' forward attention through cuDNN: the first call of a new length builds its graph (58 ms),
+    # the others take 1 ms; one backward call; the top-level op and calls outside the window are not counted.
+    events = [_mark("step_end", 0.0)] + _step(0.0) + _step(100_000.0) + _step(200_000.0)
+    for t0, dur in ((0.0, 58_000.0), (100_000.0, 1_000.0), (200_000.0, 1_000.0)):
+        events += [_op("aten::scaled_dot_product_attention", t0 + 110, dur + 20),
+                   _op("aten::_scaled_dot_product_cudnn_attention", t0 + 120, dur)]
+    events += [_op("aten::_scaled_dot_product_cudnn_attention_backward", 600.0, 2_000.0),
+               _op("aten::_scaled_dot_product_cudnn_attention", 900_000.0, 5.0)]  # after the last step end
+    ops = {o["name"]: o for o in attribute_steps({"traceEvents": events})["sdpa_ops"]}
+    assert set(ops) == {"aten::_scaled_dot_product_cudnn_attention", "aten::_scaled_dot_product_cudnn_attention_backward"}
+    fwd = ops["aten::_scaled_dot_product_cudnn_attention"]
+    assert fwd["count"] == 3 and fwd["total_s"] == pytest.approx(60e-3)
+    assert fwd["median_s"] == pytest.approx(1e-3) and fwd["max_s"] == pytest.approx(58e-3)
+    assert fwd["slow_calls"] == 1 and fwd["slow_s"] == pytest.approx(58e-3)
+    assert ops["aten::_scaled_dot_product_cudnn_attention_backward"]["count"] == 1

@@ -179,3 +179,36 @@ def test_the_same_loss_rerun_is_named_and_said_what_its_one_change_did(records, 
     html = render_report(others + [parse_result(native), parse_result(data)], tmp_path, name="same-loss").read_text()
     assert html.count('data-why-control="memory"') == 1 and "loss=transformers" in html
     assert "loss path: full logits (bfloat16 [16, 1024, 152064])" in html
+
+
+def test_the_sdpa_rerun_joins_its_point_is_named_and_shows_the_attention_ops(records, tmp_path):
+    from harness.report.render import render_report
+    from harness.report.why import why_sections
+
+    trl = next(r for r in records if r.profiled == "time" and r.framework.name == "trl")
+    native = copy.deepcopy(trl.to_dict())
+    native["profile"]["time"]["sdpa_ops"] = [
+        {"name": "aten::_scaled_dot_product_cudnn_attention", "count": 168, "total_s": 0.263, "median_s": 0.00019,
+         "max_s": 0.0711, "slow_calls": 4, "slow_s": 0.229}]
+    data = copy.deepcopy(native)
+    data["job"]["train"]["sdpa_backend"] = "efficient"
+    data["job_hash"], data["point_hash"] = job_hash(data["job"]), point_hash(data["job"])
+    data["run_id"] += "-sdpa"
+    data["profile"]["time"]["parts_s"]["gaps"] -= 0.3  # 0.1 s a step less idle GPU, by construction
+    data["profile"]["time"]["sdpa_ops"] = [
+        {"name": "aten::_scaled_dot_product_efficient_attention", "count": 168, "total_s": 0.05, "median_s": 0.0003,
+         "max_s": 0.0009, "slow_calls": 0, "slow_s": 0.0}]
+    others = [r for r in records if r.run_id != trl.run_id]
+    # its own point (train.sdpa_backend is part of the job), yet it explains the point of PyTorch's own choice
+    assert data["point_hash"] != native["point_hash"]
+    (section,) = why_sections(others + [parse_result(native), parse_result(data)]).values()
+    rows = {row["label"]: row for row in section["time"]["rows"]}
+    assert rows["trl-1.16.0 (sdpa=efficient)"]["control"] and not rows["trl-1.16.0"]["control"]
+    assert rows["trl-1.16.0"]["sdpa"].startswith("_scaled_dot_product_cudnn_attention x168 (0.263 s, median 0.19 ms, "
+                                                 "4 over 10x it: 0.229 s)")
+    (control,) = section["time"]["controls"]
+    assert control.startswith("trl-1.16.0 (sdpa=efficient): the one change moves trl-1.16.0's profiled step from")
+    assert "-0.1 s of it in idle / launch gaps" in control
+    html = render_report(others + [parse_result(native), parse_result(data)], tmp_path, name="sdpa").read_text()
+    assert html.count('data-why-control="time"') == 1 and html.count("data-why-sdpa") == 2
+    assert "_scaled_dot_product_efficient_attention x168" in html
