@@ -38,6 +38,8 @@ STRICT_FIELDS: tuple[str, ...] = (
     "first_batch_hash", "eval_set_hash", "train_set_hash",
     # memory/time trade-offs that are part of the recipe
     "gradient_checkpointing",
+    # the attention kernels SDPA may run (train.sdpa_backend) and the one it picks for the job's calls
+    "sdpa_enabled", "sdpa_choice",
     "seed",
 )
 
@@ -61,6 +63,7 @@ INFORMATIONAL_FIELDS: tuple[str, ...] = (
     "lora_init_tensors", "lora_init_A_norm", "lora_init_B_norm", "lora_init_B_nonzero", "lora_init_read_at",
     "loss_normalization_source", "loss_normalization_flags", "loss_normalization_mechanism",
     "loss_normalization_trainer", "loss_normalization_steps",
+    "sdpa_probe", "sdpa_priority", "sdpa_enabled_at_end",
 )
 
 # recipe=recommended (issue 17): what stays the task when each framework runs its own features, strict across

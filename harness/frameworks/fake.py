@@ -6,7 +6,8 @@ trains, through the same callbacks as the real adapters, seeding the LoRA initia
 One fault trains to the end but builds another job, silently, as a real framework did (the strict audit must
 catch it): ``micro_batch_loss`` turns the Trainer's ``model_accepts_loss_kwargs`` off, so each micro-batch's
 loss is its own token mean divided by the accumulation steps (what axolotl's Trainer does for Qwen2 unless
-the harness's plugin restores transformers' reading).
+the harness's plugin restores transformers' reading). ``sdpa_flags`` turns every SDPA backend back on after
+the worker applied ``train.sdpa_backend``, as a framework setting the flags itself would.
 """
 from __future__ import annotations
 
@@ -28,9 +29,9 @@ PACKAGES = ("transformers", "peft", "torch")
 INSTALL_HINT = "pip install transformers peft"
 # What ``framework.fault=`` can ask for (none: train normally).
 FAULTS = ("none", "exception", "import_error", "unavailable", "oom", "segfault", "hang", "exit", "hang_at_exit",
-          "micro_batch_loss")
+          "micro_batch_loss", "sdpa_flags")
 # Faults that train to the end, with a job that differs from the one asked for.
-DEVIATIONS = ("micro_batch_loss",)
+DEVIATIONS = ("micro_batch_loss", "sdpa_flags")
 
 
 def native_args(job: Job) -> dict[str, Any]:
@@ -93,6 +94,9 @@ def train(job: Job, callbacks: list[Any]) -> Trained:
                       data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
     if fault == "micro_batch_loss":
         trainer.model_accepts_loss_kwargs = False
+    if fault == "sdpa_flags":
+        for setter in ("enable_cudnn_sdp", "enable_flash_sdp", "enable_mem_efficient_sdp", "enable_math_sdp"):
+            getattr(torch.backends.cuda, setter)(True)
     if fault not in ("none", "import_error", "unavailable", *DEVIATIONS):
         _inject(fault)
     trainer.train()

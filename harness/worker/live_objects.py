@@ -5,9 +5,9 @@ live model, tokenizer, optimizer, scheduler and dataloaders. Reading them here i
 what was really built (not what we asked for) and how the worker gets the trained model back from
 frameworks that do not return it (LLaMA-Factory's ``run_exp``).
 
-Two readings must be taken before the first optimizer step changes them, so they are taken here at
-``on_train_begin``: gradient checkpointing as installed, and the LoRA weights as initialised
-(``live_fields/lora_init.py``). The loss probe (``harness/worker/loss_probe.py``) watches the first
+Readings that must be taken before the first optimizer step changes them are taken here at
+``on_train_begin``: gradient checkpointing as installed, the LoRA weights as initialised
+(``live_fields/lora_init.py``) and the SDPA backends enabled (``harness/worker/sdpa.py``). The loss probe (``harness/worker/loss_probe.py``) watches the first
 ``loss_probe_steps`` steps of the Trainer that runs these callbacks (found on the stack).
 """
 from __future__ import annotations
@@ -33,6 +33,7 @@ class LiveObjects(TrainerCallback):
         self.eval_metrics: dict[str, float] = {}
         self.train_begin_checkpointing: dict[str, Any] | None = None
         self.train_begin_lora_init: dict[str, Any] | None = None
+        self.train_begin_sdpa: dict[str, Any] | None = None
         self.trainer: Any = None
         self.loss_probe = LossProbe(loss_probe_steps)
 
@@ -54,6 +55,9 @@ class LiveObjects(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         mark("train_start")
         self._take(args, state, kwargs)
+        from harness.worker.sdpa import snapshot
+
+        self.train_begin_sdpa = snapshot()  # the SDPA backends enabled as training starts
         if self.model is not None:
             from harness.worker.live_fields.checkpointing import checkpointing_snapshot
             from harness.worker.live_fields.lora_init import lora_init_snapshot

@@ -34,7 +34,7 @@ from harness.records import JobFile, Runtime, WorkerResult  # noqa: E402
 from harness.records.audit import Audit  # noqa: E402
 from harness.records.memory import Memory  # noqa: E402
 from harness.records.training import Eval, Train  # noqa: E402
-from harness.worker import recipe_run  # noqa: E402
+from harness.worker import recipe_run, sdpa  # noqa: E402
 
 
 def package_versions(names: tuple[str, ...]) -> dict[str, str | None]:
@@ -210,6 +210,9 @@ def run(run_dir: Path) -> WorkerResult:
             _runtime(job)
         except ImportError as err:
             raise FrameworkUnavailable(f"{err}; install with: {adapter.install_hint}") from err
+        # train.sdpa_backend, on every rank: after the framework's import (which may set the flags itself),
+        # before it builds the model, the Trainer or any compiled graph (harness/worker/sdpa.py)
+        sdpa.apply(job)
         phases.mark("imports_done")
         _build_model(job)
         recipe_run.prepare(job, result)

@@ -30,6 +30,9 @@ Where each field comes from (``live.`` omitted):
 - lora_init_*: the LoRA weights at ``on_train_begin`` (``live.train_begin_lora_init``, lora_init.py).
 - loss_normalization*: what ``live.loss_probe`` saw of the first steps' micro-batches, and the live
   trainer's flags (loss_normalization.py).
+- sdpa_enabled / sdpa_choice / sdpa_probe / sdpa_priority: torch's SDPA flags at ``on_train_begin``
+  (``live.train_begin_sdpa``) and the backend PyTorch's dispatcher picks under them for calls of the live
+  model's heads, head size and dtype at the per-device batch and the widest first batch (harness/worker/sdpa.py).
 - loss_mask_share, first_batch_hash, first_batches_multiset_hash: ``meter.first_batches``.
 - eval_set_hash / train_set_hash / records_truncated: the prepared files in ``job.runtime.data_dir``
   tokenised with the live tokenizer."""
@@ -45,6 +48,7 @@ from harness.worker.live_fields.batches import read_batches
 from harness.worker.live_fields.trainer_args import read_batching, read_collator, read_max_length, read_packing
 from harness.worker.live_fields.data_files import read_data_files
 from harness.worker.live_fields.loss_normalization import read_loss_normalization
+from harness.worker.sdpa import read_sdpa
 
 
 SCHEMA = 1
@@ -108,6 +112,7 @@ def read_live_fields(live: Any, meter: Any, job: dict[str, Any], adapter: Any = 
     section("max_length", lambda: read_max_length(live, out, notes))
     section("batches", lambda: read_batches(meter, live, out, notes))
     section("loss_normalization", lambda: read_loss_normalization(live, meter, out, notes))
+    section("sdpa", lambda: read_sdpa(live, base_model(model) if model is not None else None, job, out, notes))
     section("packing", lambda: read_packing(live, out, notes))
     section("collator", lambda: read_collator(live, out))
     section("data", lambda: read_data_files(job, live, out, notes,
