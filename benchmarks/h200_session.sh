@@ -55,6 +55,14 @@
 #   FW=llamafactory R=/tmp/h200-s7 bash benchmarks/h200_session.sh ensure explain pack
 #   R=/tmp/h200-s7 CONTROL=expandable bash benchmarks/h200_session.sh ensure explain pack
 #   then session 8: unsloth (carry .whl/unsloth) and CONTROL=same_loss for trl and unsloth.
+# Session 8 (planned, issue 13 item 2: session 7's time profiles show SDPA on cuDNN attention, whose first call
+# with each new sequence length builds a graph on the host, 43-83 ms while the GPU idles: 4 forward and 2
+# backward calls, ~0.36 s of trl's 2.88 s profiled window, autotuning in timed steps; docs/explain.md). One
+# H200, nothing else on the host; carry .whl/trl .whl/base .hub. The controlled rerun, then the spread with it:
+#   FW=trl CONTROL=sdpa SDPA=efficient R=/tmp/h200-s8 bash benchmarks/h200_session.sh ensure explain pack
+#   FW=trl SDPA=efficient R=/tmp/h200-s8 bash benchmarks/h200_session.sh ensure spread pack
+#   (once, before: GPUTESTS=tests/test_sdpa_backends.py ... gputests, ~3 minutes, needs .whl/unsloth too:
+#   trl and unsloth, compiling, trained on the efficient kernel alone)
 # FW picks the frameworks of a stage (default: every compared framework, from the registry). Results go to results/h200*, reports to
 # reports/; the stages append to $LOG.
 set -uo pipefail
@@ -141,6 +149,8 @@ stage_recipes() {
 # PIN=gpu: the whole harness (parent, worker) pinned with taskset to the first half of the CPUs NVML names as
 # the GPU's local ones (a fixed set of cores, the same in every repeat), into $R/spread-pinned; each result
 # records its cpu_affinity. Then per repeat: tokens/s beside the host work between steps (host_speed_summary).
+# SDPA=BACKEND: the repeats with train.sdpa_backend=BACKEND (one attention kernel; its own job and point), into
+# $R/spread-sdpa_BACKEND (or spread-pinned-sdpa_BACKEND).
 stage_spread() {
   local pre="" dir=$R/spread
   if [ "${PIN:-}" = gpu ]; then
@@ -154,7 +164,9 @@ except Exception:
 print(",".join(map(str, c[:max(1, len(c) // 2)])))')
     pre="taskset -c $PIN"; dir=$R/spread-pinned; echo "pinned to CPUs $PIN"
   fi
-  $pre python3 -m harness run experiment=throughput_7b framework=$FW $OFFLINE repeats=${REPEATS:-3} \
+  local sdpa=""
+  if [ -n "${SDPA:-}" ]; then sdpa="train.sdpa_backend=$SDPA"; dir=$dir-sdpa_$SDPA; fi
+  $pre python3 -m harness run experiment=throughput_7b framework=$FW $OFFLINE repeats=${REPEATS:-3} $sdpa \
     results_dir=$dir report=false
   python3 benchmarks/host_speed_summary.py $dir/throughput_7b
 }
@@ -219,11 +231,25 @@ stage_scaling() {
 # a few tenths of a second a step, so ~4 + ~4 minutes per framework, one framework per call. Run
 # `pytest -m gpu tests/test_same_loss_gpu.py` once before (~3 minutes: unsloth's switch checked on 0.5B):
 #   R=/tmp/h200-s6 FW=trl CONTROL=same_loss bash benchmarks/h200_session.sh ensure explain pack   (then unsloth)
+# CONTROL=sdpa: the controlled rerun for issue 13's autotuning in timed steps, which changes exactly the
+# attention kernel: each framework of FW under profile=time with train.sdpa_backend=$SDPA (default efficient:
+# the one kernel that takes the padded batches' masks without a per-shape build; flash takes no mask) and every
+# other backend off, so a call it cannot run fails the run instead of falling back. Its own job and point; the
+# report's Why section joins it to the framework's own profiled run as "(sdpa=efficient)" and shows both runs'
+# attention ops (count, median, calls over 10x the median). The dispatcher check on the GPU first (seconds),
+# then ~4 minutes per framework, one framework per call:
+#   FW=trl CONTROL=sdpa SDPA=efficient R=/tmp/h200-s8 bash benchmarks/h200_session.sh ensure explain pack
 # PROFILES narrows the profiles of one call (default "memory time"), so a framework's two runs can go in two calls.
 stage_explain() {
   if [ "${CONTROL:-}" = expandable ]; then
     python3 -m harness run experiment=throughput_7b framework=llamafactory profile=memory \
       profile.alloc_conf=expandable_segments:True repeats=1 $OFFLINE results_dir=$R report=false
+  elif [ "${CONTROL:-}" = sdpa ]; then
+    python3 -m pytest -m gpu tests/test_sdpa_backends.py -k real_call -p no:cacheprovider -p no:xdist -q
+    for f in ${FW//,/ }; do
+      python3 -m harness run experiment=throughput_7b framework=$f profile=time train.sdpa_backend=${SDPA:-efficient} \
+        repeats=1 $OFFLINE results_dir=$R report=false
+    done
   elif [ "${CONTROL:-}" = same_loss ]; then
     for f in ${FW//,/ }; do
       for p in ${PROFILES:-memory time}; do

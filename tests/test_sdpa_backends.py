@@ -76,6 +76,8 @@ def test_the_choice_is_what_a_real_call_runs_on_cpu():
 
 @pytest.mark.gpu
 def test_the_choice_is_what_a_real_call_runs_on_the_gpu():
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
     # Qwen2.5-7B's attention (28 query heads, 4 key/value heads, 128 wide) in bf16, shorter than the job's
     shape = {"device": "cuda", "dtype": "bfloat16", "batch": 2, "length": 256, "heads": 28, "kv_heads": 4,
              "head_dim": 128}
@@ -87,6 +89,8 @@ def test_the_choice_is_what_a_real_call_runs_on_the_gpu():
 
 @pytest.mark.gpu
 def test_trl_and_unsloth_train_on_the_efficient_kernel_alone(tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
     if not os.environ.get("HARNESS_HUB_MIRROR"):
         pytest.skip("needs HARNESS_HUB_MIRROR (the Qwen2.5-0.5B config and tokenizer)")
     run = harness("run", "framework=trl,unsloth", "model=qwen2.5-0.5b", "model.weights=random", "train.max_steps=4",
