@@ -65,7 +65,7 @@ def sdpa_cell(prof: TimeProfile) -> str | None:
     if not prof.sdpa_ops:
         return None
     return "; ".join(f"{o['name'].removeprefix('aten::')} x{o['count']} ({o['total_s']:.3g} s, median "
-                     f"{o['median_s'] * 1e3:.2g} ms, {o['slow_calls']} over 10x it: {o['slow_s']:.3g} s)"
+                     f"{o['median_s'] * 1e3:.3g} ms, {o['slow_calls']} over 10x it: {o['slow_s']:.3g} s)"
                      for o in prof.sdpa_ops)
 
 
