@@ -245,7 +245,7 @@ stage_explain() {
     python3 -m harness run experiment=throughput_7b framework=llamafactory profile=memory \
       profile.alloc_conf=expandable_segments:True repeats=1 $OFFLINE results_dir=$R report=false
   elif [ "${CONTROL:-}" = sdpa ]; then
-    python3 -m pytest -m gpu tests/test_sdpa_backends.py -k real_call -p no:cacheprovider -p no:xdist -q
+    python3 -m pytest -m gpu tests/test_sdpa_backends.py -k real_call -p no:cacheprovider -p no:xdist -q -s
     for f in ${FW//,/ }; do
       python3 -m harness run experiment=throughput_7b framework=$f profile=time train.sdpa_backend=${SDPA:-efficient} \
         repeats=1 $OFFLINE results_dir=$R report=false
