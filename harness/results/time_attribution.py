@@ -23,6 +23,8 @@ from __future__ import annotations
 import bisect
 from typing import Any, Iterable
 
+from harness.results.gpu_idle import explain_device_time
+
 MARK = "harness::mark::"
 AUTOGRAD = "autograd::engine::evaluate_function"
 PARTS = ("data", "forward", "loss", "backward", "optimizer")
@@ -172,10 +174,12 @@ def attribute_steps(trace: dict[str, Any] | list[dict[str, Any]]) -> dict[str, A
     host = _host_view(events, spans)
     device = _device_view(events, spans)
     to_s = lambda parts: {k: round(v / 1e6, 6) for k, v in parts.items()}  # noqa: E731
+    explained = explain_device_time(events, w0, w1) or {"kernel_classes_s": {}, "idle": None}
     return {"view": "device" if device is not None else "host", "window_s": (w1 - w0) / 1e6,
             "parts_s": to_s(device if device is not None else host), "host_parts_s": to_s(host),
             "steps": len(marks(events, "step_end")) - 1,
-            "top_kernels": _top_kernels(events, w0, w1), "top_ops": _top_ops(events, w0, w1), "notes": notes}
+            "top_kernels": _top_kernels(events, w0, w1), "top_ops": _top_ops(events, w0, w1), "notes": notes,
+            **explained}
 
 
 def first_step_only(trace: dict[str, Any]) -> dict[str, Any]:
