@@ -97,11 +97,35 @@ class LossPath(Record):
 
 
 @dataclass
+class LoraCast(Record):
+    """What peft's LoRA input cast did in a profiled run's training micro-steps, read back from the live model
+    (harness/worker/lora_cast.py): each peft LoRA layer's forward calls ``_cast_input_dtype(x, lora_A.weight
+    .dtype)``, which copies its input to the adapters' dtype (fp32 by default) unless the layer's
+    ``cast_input_dtype_enabled`` is off. ``profile.lora_input_cast=off`` (the control) says so in ``requested``
+    and switches it off in every layer for training; a native run records its framework's own casts."""
+    requested: str = "native"  # native | off (profile.lora_input_cast)
+    layers: int = 0  # peft LoRA layers on the live model at train begin
+    switched: int = 0  # of them, set to cast_input_dtype_enabled=False by the control
+    watched: bool = False  # whether _cast_input_dtype's calls were counted (not where the framework runs its own)
+    micro_steps: int = 0  # training micro-batches seen (the model's forward with grad on)
+    # _cast_input_dtype's calls in training forwards (recomputed forwards of checkpointed layers included):
+    calls: int = 0  # all calls with a tensor input
+    casts: int = 0  # of them, those that copied the input to another dtype
+    skipped: int = 0  # of them, those whose dtypes differed but the cast was off: the copies the control removed
+    cast_from: str | None = None  # the input's and the adapters' dtype at the first call whose dtypes differed
+    cast_to: str | None = None
+    autocast: str | None = None  # the autocast dtype at that call (None: autocast was off)
+    summary: str | None = None  # the above in one line, for the report
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Profile(Record):
     kind: str | None = None  # memory | time
     memory: MemoryProfile | None = field(default=None, metadata=OMIT_NONE)
     time: TimeProfile | None = field(default=None, metadata=OMIT_NONE)
     loss_path: LossPath | None = field(default=None, metadata=OMIT_NONE)  # absent before the read-back existed
+    lora_cast: LoraCast | None = field(default=None, metadata=OMIT_NONE)  # absent before the read-back existed
 
 
 @dataclass
@@ -113,3 +137,4 @@ class ProfileSpec(Record):
     trace_max_mb: float | None = None
     alloc_conf: str | None = None
     loss: str | None = None  # the same-loss control (profile.loss=transformers); absent/None: the framework's own
+    lora_input_cast: str | None = None  # the LoRA input cast control (off); absent/None: the framework's own
