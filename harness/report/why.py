@@ -5,11 +5,12 @@ headline, a baseline or a trend (its figures carry the profiler's cost). Here it
 it explains (``harness.job.unprofiled_point_hash``): one stacked bar per framework of the memory peak's
 categories (harness/results/memory_attribution.py) and of a profiled step's parts
 (harness/results/time_attribution.py), and the biggest difference between the frameworks named in one
-sentence with its numbers. A controlled rerun (one change: ``profile.alloc_conf``, or ``profile.loss`` for
-the same loss in every framework) is its own row, named by its change, left out of that sentence and given
-one of its own: what the change did against the same framework's run without it. Each row shows the loss
-path its training steps took, as the run read it back (harness/worker/loss_path.py). Only plain data and
-figures come out of here; the template lays them out.
+sentence with its numbers. A controlled rerun (one change: ``profile.alloc_conf``, ``profile.loss`` for
+the same loss in every framework, or ``profile.lora_input_cast`` for peft's LoRA input cast) is its own
+row, named by its change, left out of that sentence and given one of its own: what the change did against
+the same framework's run without it. Each row shows the loss path its training steps took and peft's LoRA
+input casts, as the run read them back (harness/worker/loss_path.py, harness/worker/lora_cast.py). Only
+plain data and figures come out of here; the template lays them out.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from harness.records.profile import (MEMORY_CATEGORIES, MEMORY_LABELS, MEMORY_OU
                                      MemoryProfile, TimeProfile)
 from harness.results.gpu_idle import CLASS_ORDER
 from harness.report.tables import by_label_and_repeat, fmt, point_title
+from harness.report.why_lora_cast import cast_change, cast_fields
 
 GiB = 2**30
 # Coverage: the categories' sum (the allocator history's peak) against torch's own max_memory_allocated.
@@ -51,11 +53,13 @@ def _first(runs: list[Result], kind: str) -> dict[str, tuple[Result, Any]]:
 
 def changes(r: Result) -> list[str]:
     """A controlled rerun's one change, where it has one: the allocator setting (``profile.alloc_conf``),
-    the same loss in every framework (``profile.loss``, as ``loss=transformers``)."""
+    the same loss in every framework (``profile.loss``, as ``loss=transformers``), peft's LoRA input cast
+    (``profile.lora_input_cast``, as ``lora_input_cast=off``)."""
     prof = r.job.profile
     if prof is None:
         return []
-    return ([prof.alloc_conf] if prof.alloc_conf else []) + ([f"loss={prof.loss}"] if prof.loss else [])
+    return ([prof.alloc_conf] if prof.alloc_conf else []) + ([f"loss={prof.loss}"] if prof.loss else []) + \
+        ([f"lora_input_cast={prof.lora_input_cast}"] if prof.lora_input_cast else [])
 
 
 def row_label(r: Result) -> str:
@@ -78,7 +82,8 @@ def loss_cell(r: Result) -> str:
 
 def _base(r: Result, row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "framework": r.label, "control": bool(changes(r)), "loss": loss_cell(r),
-            "loss_path": (r.profile.loss_path.path if r.profile is not None and r.profile.loss_path else None)}
+            "loss_path": (r.profile.loss_path.path if r.profile is not None and r.profile.loss_path else None),
+            **cast_fields(r)}
 
 
 def _twins(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -170,8 +175,9 @@ def _allocated(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _loss_change(twin: dict[str, Any], ctl: dict[str, Any]) -> str:
-    return (f"loss path {twin['loss']} -> {ctl['loss']}" if twin["loss"] != ctl["loss"]
+    loss = (f"loss path {twin['loss']} -> {ctl['loss']}" if twin["loss"] != ctl["loss"]
             else f"same loss path ({ctl['loss']})")
+    return loss + cast_change(twin, ctl)
 
 
 def memory_control_sentence(ctl: dict[str, Any], twin: dict[str, Any]) -> str:
@@ -267,7 +273,17 @@ def time_control_sentence(ctl: dict[str, Any], twin: dict[str, Any]) -> str:
     return (f"{ctl['label']}: the one change moves {twin['framework']}'s profiled step from {twin['step_s']:.3g} to "
             f"{ctl['step_s']:.3g} s ({ctl['step_s'] - twin['step_s']:+.3g} s), "
             f"{ctl['parts'][key] - twin['parts'][key]:+.3g} s of it in {TIME_LABELS[key]} "
-            f"({twin['parts'][key]:.3g} to {ctl['parts'][key]:.3g} s); {_loss_change(twin, ctl)}.")
+            f"({twin['parts'][key]:.3g} to {ctl['parts'][key]:.3g} s){_gpu_change(twin, ctl)}; "
+            f"{_loss_change(twin, ctl)}.")
+
+
+def _gpu_change(twin: dict[str, Any], ctl: dict[str, Any]) -> str:
+    """The kernel class (or the GPU's idle time) the change moved most, where both runs have the device view."""
+    if not twin.get("gpu") or not ctl.get("gpu"):
+        return ""
+    g, h = ctl["gpu"], twin["gpu"]
+    key = max(GPU_KEYS, key=lambda k: abs(g[k] - h[k]))
+    return f"; on the GPU, {key} {h[key]:.3f} to {g[key]:.3f} s a step ({g[key] - h[key]:+.3f})"
 
 
 def time_sentence(rows: list[dict[str, Any]]) -> str | None:
@@ -296,7 +312,8 @@ def why_sections(records: list[Result], folder_of: Any = None) -> dict[str, dict
             "runs": [{"run_id": r.run_id, "label": r.label, "repeat": r.repeat, "kind": r.profiled,
                       "status": r.status, "reason": r.reason or "",
                       "profile_status": _profile_status(r), "folder": folder_of(r) if folder_of else r.run_dir,
-                      "loss_path": r.profile.loss_path.path if r.profile is not None and r.profile.loss_path else None}
+                      "loss_path": r.profile.loss_path.path if r.profile is not None and r.profile.loss_path else None,
+                      "lora_cast": r.profile.lora_cast.summary if r.profile is not None and r.profile.lora_cast else None}
                      for r in sorted(runs, key=by_label_and_repeat)]}
     return out
 

@@ -215,3 +215,60 @@ def test_kernel_classes_and_the_gpu_idle_causes_are_shown_and_named(records, tmp
     assert llamafactory["gpu"] is None and llamafactory["idle"] is None  # an older result: no classes recorded
     html = render_report(timed, tmp_path, name="why-gpu").read_text(encoding="utf-8")
     assert html.count("data-why-idle") == 2 and "data-why-kernels" in html
+
+
+def _lora_cast(**kw) -> dict:
+    base = {"requested": "native", "layers": 196, "switched": 0, "watched": True, "micro_steps": 48, "calls": 18816,
+            "casts": 18816, "skipped": 0, "cast_from": "bfloat16", "cast_to": "float32", "autocast": "bfloat16",
+            "summary": "18,816 casts bfloat16 -> float32, under bfloat16 autocast", "notes": []}
+    return {**base, **kw}
+
+
+def test_the_lora_input_cast_rerun_is_named_and_said_what_its_one_change_did(records, tmp_path):
+    """trl under profile.lora_input_cast=off: its own row, and a sentence with the casts read back (18,816 -> 0) and
+    the kernel class the change moved most (copies and casts), by construction; unsloth's control switched nothing."""
+    from harness.report.render import render_report
+    from harness.report.why import why_sections
+
+    def timed(r: Result, casts: dict, classes: dict, off: bool, backward: float | None = None) -> Result:
+        data = copy.deepcopy(r.to_dict())
+        if off:
+            data["job"]["profile"]["lora_input_cast"] = "off"
+            data["job_hash"], data["run_id"] = job_hash(data["job"]), data["run_id"] + "-cast-off"
+        data["profile"]["lora_cast"] = casts
+        data["profile"]["time"]["kernel_classes_s"] = classes
+        data["profile"]["time"]["idle"] = {"total_s": 0.3, "short_gaps_s": 0.03, "short_gaps": 100, "long_gaps_s": 0.27,
+                                           "long_gaps": 1, "long_gap_ops": []}
+        if backward is not None:
+            data["profile"]["time"]["parts_s"]["backward"] = backward
+        return parse_result(data)
+
+    trl = next(r for r in records if r.profiled == "time" and r.framework.name == "trl")
+    unsloth = next(r for r in records if r.profiled == "time" and r.framework.name == "unsloth")
+    own = _lora_cast(watched=False, calls=0, casts=0, cast_from=None, cast_to=None, autocast=None,
+                     summary="196 peft LoRA layers, not watched (the framework's own LoRA path)")
+    runs = [timed(trl, _lora_cast(), {"GEMM": 1.14, "copies and casts": 0.60, "elementwise": 0.38}, False),
+            timed(trl, _lora_cast(requested="off", switched=196, casts=0, skipped=18816,
+                                  summary="0 casts, 18,816 skipped (bfloat16 -> float32, under bfloat16 autocast)"),
+                  {"GEMM": 1.14, "copies and casts": 0.06, "elementwise": 0.38}, True, backward=3 * 0.50),
+            timed(unsloth, own, {"GEMM": 1.20, "copies and casts": 0.003}, False),
+            timed(unsloth, {**own, "requested": "off", "notes": ["nothing switched, not watched"]},
+                  {"GEMM": 1.20, "copies and casts": 0.003}, True)]
+    others = [r for r in records if r.run_id not in (trl.run_id, unsloth.run_id)]
+    (section,) = why_sections(others + runs).values()
+    rows = {row["label"]: row for row in section["time"]["rows"]}
+    assert rows["trl-1.16.0 (lora_input_cast=off)"]["casts"] == "0 casts, 18,816 skipped (bfloat16 -> float32)"
+    assert rows["trl-1.16.0"]["casts"] == "18,816 casts (bfloat16 -> float32)"
+    assert rows["unsloth-2026.10.9 (lora_input_cast=off)"]["casts"] == "not watched (own LoRA path)"
+    assert rows["llamafactory-0.9.5"]["casts"] == "not read back"  # a result from before the read-back
+    # the frameworks' own sentence is still among their own runs
+    assert section["time"]["sentence"].startswith("llamafactory-0.9.5's profiled step takes 0.51 s longer than unsloth")
+    trl_ctl, unsloth_ctl = section["time"]["controls"]
+    assert trl_ctl == (
+        "trl-1.16.0 (lora_input_cast=off): the one change moves trl-1.16.0's profiled step from 1.11 to 0.99 s (-0.12 s), "
+        "-0.12 s of it in backward (0.62 to 0.5 s); on the GPU, copies and casts 0.200 to 0.020 s a step (-0.180); "
+        "same loss path (not read back); LoRA input casts 18,816 -> 0 (0 casts, 18,816 skipped (bfloat16 -> float32)).")
+    assert unsloth_ctl.endswith("LoRA input casts: nothing switched (not watched (own LoRA path)).")
+    html = render_report(others + runs, tmp_path, name="cast-off").read_text(encoding="utf-8")
+    assert html.count('data-why-control="time"') == 2 and "lora_input_cast=off" in html
+    assert "LoRA input casts: 0 casts, 18,816 skipped" in html
