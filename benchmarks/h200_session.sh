@@ -55,6 +55,12 @@
 #   FW=llamafactory R=/tmp/h200-s7 bash benchmarks/h200_session.sh ensure explain pack
 #   R=/tmp/h200-s7 CONTROL=expandable bash benchmarks/h200_session.sh ensure explain pack
 #   then session 8: unsloth (carry .whl/unsloth) and CONTROL=same_loss for trl and unsloth.
+# Session 8 (planned): CONTROL=lora_cast, peft's LoRA input cast off (profile.lora_input_cast=off; docs/explain.md
+#   section 3), profile=time (PROFILES="time memory" adds the memory side); each run ~4 minutes, two a call:
+#   FW=trl R=/tmp/h200-s8 bash benchmarks/h200_session.sh ensure; then FW=trl R=/tmp/h200-s8 CONTROL=lora_cast
+#   bash benchmarks/h200_session.sh explain pack (then FW=llamafactory). Its report pairs each with the
+#   framework's own profile=time run: rerun it beside (CONTROL unset, PROFILES=time: it reads back the casts)
+#   or report together with results/h200/session7.
 # FW picks the frameworks of a stage (default: every compared framework, from the registry). Results go to results/h200*, reports to
 # reports/; the stages append to $LOG.
 set -uo pipefail
@@ -224,6 +230,13 @@ stage_explain() {
   if [ "${CONTROL:-}" = expandable ]; then
     python3 -m harness run experiment=throughput_7b framework=llamafactory profile=memory \
       profile.alloc_conf=expandable_segments:True repeats=1 $OFFLINE results_dir=$R report=false
+  elif [ "${CONTROL:-}" = lora_cast ]; then
+    for f in ${FW//,/ }; do
+      for p in ${PROFILES:-time}; do
+        python3 -m harness run experiment=throughput_7b framework=$f profile=$p profile.lora_input_cast=off \
+          repeats=1 $OFFLINE results_dir=$R report=false
+      done
+    done
   elif [ "${CONTROL:-}" = same_loss ]; then
     for f in ${FW//,/ }; do
       for p in ${PROFILES:-memory time}; do

@@ -36,7 +36,11 @@ def cast_change(twin: dict[str, Any], ctl: dict[str, Any]) -> str:
         if ctl["casts_n"] == twin["casts_n"] and not ctl["cast_off"]:
             return ""
         return f"; LoRA input casts {twin['casts_n']:,} -> {ctl['casts_n']:,} ({ctl['casts']})"
-    if ctl["cast_off"]:
-        return f"; LoRA input casts: nothing switched ({ctl['casts']})" if ctl["casts"] != "not read back" else \
-            "; LoRA input casts not read back"
-    return ""
+    if not ctl["cast_off"]:
+        return ""
+    if ctl["casts"] == "not read back":
+        return "; LoRA input casts not read back"
+    if ctl["casts_n"] is None:
+        return f"; LoRA input casts: nothing switched ({ctl['casts']})"
+    # a twin from before the read-back (session 7's): the control's skipped casts are the ones it removed
+    return f"; LoRA input casts: {ctl['casts']} (the run without the change has no read-back)"

@@ -269,6 +269,11 @@ def test_the_lora_input_cast_rerun_is_named_and_said_what_its_one_change_did(rec
         "-0.12 s of it in backward (0.62 to 0.5 s); on the GPU, copies and casts 0.200 to 0.020 s a step (-0.180); "
         "same loss path (not read back); LoRA input casts 18,816 -> 0 (0 casts, 18,816 skipped (bfloat16 -> float32)).")
     assert unsloth_ctl.endswith("LoRA input casts: nothing switched (not watched (own LoRA path)).")
+    # beside a run of its framework from before the read-back (session 7's), the control's own count still says it
+    before = runs[1:] + [timed(trl, None, {"GEMM": 1.14, "copies and casts": 0.60}, False)]
+    (section,) = why_sections(others + before).values()
+    assert section["time"]["controls"][0].endswith(
+        "LoRA input casts: 0 casts, 18,816 skipped (bfloat16 -> float32) (the run without the change has no read-back).")
     html = render_report(others + runs, tmp_path, name="cast-off").read_text(encoding="utf-8")
     assert html.count('data-why-control="time"') == 2 and "lora_input_cast=off" in html
     assert "LoRA input casts: 0 casts, 18,816 skipped" in html
