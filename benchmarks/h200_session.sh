@@ -57,10 +57,10 @@
 #   then session 8: unsloth (carry .whl/unsloth) and CONTROL=same_loss for trl and unsloth.
 # Session 8 (planned): CONTROL=lora_cast, peft's LoRA input cast off (profile.lora_input_cast=off; docs/explain.md
 #   section 3), profile=time (PROFILES="time memory" adds the memory side); each run ~4 minutes, two a call:
-#   FW=trl R=/tmp/h200-s8 bash benchmarks/h200_session.sh ensure; then FW=trl R=/tmp/h200-s8 CONTROL=lora_cast
-#   bash benchmarks/h200_session.sh explain pack (then FW=llamafactory). Its report pairs each with the
-#   framework's own profile=time run: rerun it beside (CONTROL unset, PROFILES=time: it reads back the casts)
-#   or report together with results/h200/session7.
+#   FW=trl,unsloth R=/tmp/h200-s8 GPUTESTS=tests/test_lora_cast_gpu.py bash benchmarks/h200_session.sh ensure gputests
+#   then FW=trl R=/tmp/h200-s8 CONTROL=lora_cast bash benchmarks/h200_session.sh ensure explain pack
+#   (then FW=llamafactory). Its report pairs each with the framework's own profile=time run: rerun it beside
+#   (CONTROL unset, PROFILES=time: it reads back the casts) or report together with results/h200/session7.
 # FW picks the frameworks of a stage (default: every compared framework, from the registry). Results go to results/h200*, reports to
 # reports/; the stages append to $LOG.
 set -uo pipefail

@@ -62,16 +62,16 @@ def _peft_model() -> nn.Module:
     return model
 
 
-def _step(model: nn.Module, x0: torch.Tensor, cast: bool, autocast: bool = True):
+def _step(model: nn.Module, x0: torch.Tensor, cast: bool, autocast: bool = True, device: str = "cpu"):
     """One training micro-step: outputs, the input's gradient, every adapter's gradient, and the dtype each
-    lora_A saw."""
+    lora_A saw (tests/test_lora_cast_gpu.py runs it on CUDA)."""
     model = copy.deepcopy(model).train()
     seen = []
     for layer in lora_layers(model):
         layer.cast_input_dtype_enabled = cast
         layer.lora_A["default"].register_forward_pre_hook(lambda m, args: seen.append(args[0].dtype))
     x = x0.clone().requires_grad_(True)
-    with torch.autocast("cpu", dtype=BF16, enabled=autocast):
+    with torch.autocast(device, dtype=BF16, enabled=autocast):
         y = model(x)
     (y.float() ** 2).mean().backward()
     grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
