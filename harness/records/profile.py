@@ -68,6 +68,10 @@ class TimeProfile(Record):
     step_meter_s: float | None = None  # the same steps by our StepMeter (an independent clock)
     top_kernels: list[dict[str, Any]] = field(default_factory=list)
     top_ops: list[dict[str, Any]] = field(default_factory=list)
+    # device view only (harness/results/gpu_idle.py): GPU busy time by kernel class, and what the GPU waited
+    # for (short launch gaps; long gaps named by the host op spanning them); absent in older results
+    kernel_classes_s: dict[str, float] = field(default_factory=dict)
+    idle: dict[str, Any] | None = field(default=None, metadata=OMIT_NONE)
     trace_file: str | None = None
     trace_bytes: int | None = None
     trace_note: str | None = None  # why the kept trace was cut or dropped

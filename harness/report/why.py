@@ -20,6 +20,7 @@ from harness.records import Result
 from harness.records.profile import (MEMORY_CATEGORIES, MEMORY_LABELS, MEMORY_OUTSIDE, TIME_LABELS, TIME_PARTS,
                                      MemoryProfile, TimeProfile)
 from harness.report import why_parts
+from harness.results.gpu_idle import CLASS_ORDER
 from harness.report.tables import by_label_and_repeat, fmt, point_title
 
 GiB = 2**30
@@ -31,7 +32,8 @@ SHORT = {"frozen_weights": "frozen weights", "trainable_state": "trainable + gra
          "fragmentation": "fragmentation", "non_pytorch": "non-PyTorch",
          "data": "data", "forward": "forward", "loss": "head + loss", "backward": "backward", "optimizer": "optimizer",
          "gaps": "gaps"}
-CATEGORY_COLORS = ("#4c72b0", "#55a868", "#c44e52", "#dd8452", "#8172b3", "#bbbbbb", "#555555")
+CATEGORY_COLORS = ("#4c72b0", "#55a868", "#c44e52", "#dd8452", "#8172b3", "#bbbbbb", "#555555", "#937860", "#da8bc3",
+                   "#dddddd")
 
 
 def _gib(n: float | None) -> str:
@@ -171,6 +173,11 @@ def _allocated(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "total": sum(row["parts"].get(k, 0.0) for k in MEMORY_CATEGORIES) * GiB, "scope": "allocated peak"}
 
 
+def _loss_change(twin: dict[str, Any], ctl: dict[str, Any]) -> str:
+    return (f"loss path {twin['loss']} -> {ctl['loss']}" if twin["loss"] != ctl["loss"]
+            else f"same loss path ({ctl['loss']})")
+
+
 def memory_control_sentence(ctl: dict[str, Any], twin: dict[str, Any]) -> str:
     """What a controlled rerun's one change did to its framework's peak, and in which category (of those
     both runs could separate)."""
@@ -181,12 +188,56 @@ def memory_control_sentence(ctl: dict[str, Any], twin: dict[str, Any]) -> str:
     return (f"{ctl['label']}: the one change moves {twin['framework']}'s {ctl['scope']} from "
             f"{twin['total'] / GiB:.1f} to {ctl['total'] / GiB:.1f} GiB ({(ctl['total'] - twin['total']) / GiB:+.1f}), "
             f"{ctl['parts'][key] - twin['parts'][key]:+.1f} GiB of it {names[key]} "
-            f"({twin['parts'][key]:.1f} to {ctl['parts'][key]:.1f} GiB); loss path {twin['loss']} -> {ctl['loss']}.")
+            f"({twin['parts'][key]:.1f} to {ctl['parts'][key]:.1f} GiB); {_loss_change(twin, ctl)}.")
 
 
 def _per_step(prof: TimeProfile) -> dict[str, float]:
     n = max(1, len(prof.steps))
     return {k: (prof.parts_s.get(k) or 0.0) / n for k in TIME_PARTS}
+
+
+IDLE = "GPU idle"
+GPU_KEYS = CLASS_ORDER + (IDLE,)
+
+
+def _gpu_per_step(prof: TimeProfile) -> dict[str, float] | None:
+    """GPU time of one profiled step by kernel class, plus its idle time (device view only)."""
+    if not prof.kernel_classes_s or prof.idle is None:
+        return None
+    n = max(1, len(prof.steps))
+    return {**{k: (prof.kernel_classes_s.get(k) or 0.0) / n for k in CLASS_ORDER}, IDLE: prof.idle["total_s"] / n}
+
+
+def idle_cell(prof: TimeProfile) -> str | None:
+    """What the GPU waited for, in a line: seconds per profiled step, gaps counted over all of them."""
+    idle = prof.idle
+    if idle is None:
+        return None
+    n = max(1, len(prof.steps))
+    ops = "; ".join(f"{g['op']} {g['idle_s'] / n:.3f} s ({g['count']}"
+                    + (f", {g['after_sync']} right after a sync" if g["after_sync"] else "") + ")"
+                    for g in idle["long_gap_ops"][:4])
+    return (f"GPU idle {idle['total_s'] / n:.3f} s a step, over {n} profiled step(s): {idle['short_gaps_s'] / n:.3f} s "
+            f"in {idle['short_gaps']:,} launch gaps under 1 ms; {idle['long_gaps_s'] / n:.3f} s in "
+            f"{idle['long_gaps']} longer ones, by the host op spanning them: {ops or 'none'}")
+
+
+def kernel_sentence(rows: list[dict[str, Any]]) -> str | None:
+    """Between the slowest and the fastest profiled step: the kernel class (or the idle time) that differs most."""
+    rows = [row for row in rows if row.get("gpu")]
+    if len(rows) < 2:
+        return None
+    slow, fast = max(rows, key=lambda r: r["step_s"]), min(rows, key=lambda r: r["step_s"])
+    if slow is fast:
+        return None
+    gaps = sorted(GPU_KEYS, key=lambda k: -(slow["gpu"][k] - fast["gpu"][k]))
+    first, second = gaps[0], gaps[1]
+    same = "GEMM" if abs(slow["gpu"]["GEMM"] - fast["gpu"]["GEMM"]) < 0.1 * max(fast["gpu"]["GEMM"], 1e-9) else None
+    g, h = slow["gpu"], fast["gpu"]
+    return (f"On the GPU, {slow['label']}'s step spends {g[first] - h[first]:.3f} s more than {fast['label']}'s in "
+            f"{first} ({g[first]:.3f} vs {h[first]:.3f} s) and {g[second] - h[second]:.3f} s more in {second} "
+            f"({g[second]:.3f} vs {h[second]:.3f} s)"
+            + (f"; their GEMM time is within 10% ({g['GEMM']:.3f} vs {h['GEMM']:.3f} s)." if same else "."))
 
 
 def time_block(runs: list[Result]) -> dict[str, Any] | None:
@@ -197,6 +248,7 @@ def time_block(runs: list[Result]) -> dict[str, Any] | None:
     for label, (r, prof) in chosen.items():
         parts, merged = _per_step(prof), why_parts.not_separated(prof)
         rows.append(_base(r, {
+            "gpu": _gpu_per_step(prof), "idle": idle_cell(prof),
             "label": label, "view": prof.view, "steps": prof.steps, "parts": parts, "merged": merged,
             "step_s": sum(parts.values()),
             "cells": [why_parts.cell(k, merged, SHORT) or fmt(parts[k], "seconds") for k in TIME_PARTS],
@@ -207,8 +259,13 @@ def time_block(runs: list[Result]) -> dict[str, Any] | None:
     views = sorted({row["view"] for row in rows})
     figure = _stacked([(row["label"], row["parts"]) for row in rows], TIME_PARTS, TIME_LABELS, "s",
                       f"One profiled step, by part ({' / '.join(views)} view)")
-    return {"columns": [SHORT[k] for k in TIME_PARTS], "rows": rows, "figure": figure,
-            "sentence": time_sentence([row for row in rows if not row["control"]]),
+    gpu_rows = [(row["label"], row["gpu"]) for row in rows if row["gpu"]]
+    kernels = _stacked(gpu_rows, GPU_KEYS, {k: k for k in GPU_KEYS}, "s",
+                       "One profiled step on the GPU, by kernel class, and its idle time") if gpu_rows else None
+    natives = [row for row in rows if not row["control"]]
+    return {"columns": [SHORT[k] for k in TIME_PARTS], "rows": rows, "figure": figure, "kernels_figure": kernels,
+            "kernel_sentence": kernel_sentence(natives),
+            "sentence": time_sentence(natives),
             "controls": [time_control_sentence(c, n) for c, n in _twins(rows)]}
 
 
@@ -218,7 +275,7 @@ def time_control_sentence(ctl: dict[str, Any], twin: dict[str, Any]) -> str:
     return (f"{ctl['label']}: the one change moves {twin['framework']}'s profiled step from {twin['step_s']:.3g} to "
             f"{ctl['step_s']:.3g} s ({ctl['step_s'] - twin['step_s']:+.3g} s), "
             f"{ctl['parts'][key] - twin['parts'][key]:+.3g} s of it in {names[key]} "
-            f"({twin['parts'][key]:.3g} to {ctl['parts'][key]:.3g} s); loss path {twin['loss']} -> {ctl['loss']}.")
+            f"({twin['parts'][key]:.3g} to {ctl['parts'][key]:.3g} s); {_loss_change(twin, ctl)}.")
 
 
 def time_sentence(rows: list[dict[str, Any]]) -> str | None:

@@ -26,6 +26,8 @@ from __future__ import annotations
 import bisect
 from typing import Any, Iterable
 
+from harness.results.gpu_idle import explain_device_time
+
 MARK = "harness::mark::"
 AUTOGRAD = "autograd::engine::evaluate_function"
 PARTS = ("data", "forward", "loss", "backward", "optimizer")
@@ -190,10 +192,12 @@ def attribute_steps(trace: dict[str, Any] | list[dict[str, Any]]) -> dict[str, A
     def to_s(parts: dict[str, float]) -> dict[str, float | None]:
         return {k: None if not_separated and k in not_separated else round(v / 1e6, 6) for k, v in parts.items()}
 
+    explained = explain_device_time(events, w0, w1) or {"kernel_classes_s": {}, "idle": None}
     return {"view": "device" if device is not None else "host", "window_s": (w1 - w0) / 1e6,
             "parts_s": to_s(device if device is not None else host), "host_parts_s": to_s(host),
             "steps": len(marks(events, "step_end")) - 1, "not_separated": not_separated,
-            "top_kernels": _top_kernels(events, w0, w1), "top_ops": _top_ops(events, w0, w1), "notes": notes}
+            "top_kernels": _top_kernels(events, w0, w1), "top_ops": _top_ops(events, w0, w1), "notes": notes,
+            **explained}
 
 
 def first_step_only(trace: dict[str, Any]) -> dict[str, Any]:

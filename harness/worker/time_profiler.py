@@ -116,7 +116,8 @@ class TimeProfiler(TrainerCallback):
         except Exception as err:  # noqa: BLE001
             self.record.status, self.record.reason = "failed", f"{type(err).__name__}: {str(err)[:300]}"
             return self.record
-        for key in ("view", "window_s", "parts_s", "host_parts_s", "not_separated", "top_kernels", "top_ops"):
+        for key in ("view", "window_s", "parts_s", "host_parts_s", "not_separated", "top_kernels", "top_ops",
+                    "kernel_classes_s", "idle"):
             setattr(self.record, key, out[key])
         self.record.head_mark = self.head_mark
         self.record.notes.extend(out["notes"] + ([self.marks_note] if self.marks_note else []))

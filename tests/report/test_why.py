@@ -233,3 +233,39 @@ def test_session_7_unsloth_profiles_recorded_before_the_field_read_not_separable
         assert len(unsloth) == 2 and all(cell.startswith("not separable") for cell in unsloth.values()), cells
         assert not any(cell.startswith("not separable") for label, cell in cells.items() if label not in unsloth)
     assert "with logits and loss temporaries (not separable in every run)" in section["memory"]["sentence"]
+
+
+def _with_gpu(record: Result, classes: dict[str, float], idle: dict) -> Result:
+    data = copy.deepcopy(record.to_dict())
+    data["profile"]["time"]["kernel_classes_s"] = classes
+    data["profile"]["time"]["idle"] = idle
+    return parse_result(data)
+
+
+def test_kernel_classes_and_the_gpu_idle_causes_are_shown_and_named(records, tmp_path):
+    """trl's step: 0.6 s more copies and casts than unsloth's (3 steps), equal GEMM; its idle line counts gaps over
+    the profiled steps and gives seconds per step."""
+    from harness.report.render import render_report
+    from harness.report.why import why_sections
+
+    def idle(total, long_ops):
+        return {"total_s": total, "short_gaps_s": 0.03, "short_gaps": 31_000, "long_gaps_s": total - 0.03,
+                "long_gaps": sum(o["count"] for o in long_ops), "long_gap_ops": long_ops}
+    gpu = {"trl": ({"GEMM": 1.14, "copies and casts": 0.60, "elementwise": 0.38},
+                   idle(0.65, [{"op": "aten::_cudnn_attention_forward", "count": 8, "idle_s": 0.228, "after_sync": 0},
+                               {"op": "no op recorded", "count": 23, "idle_s": 0.124, "after_sync": 9}])),
+           "unsloth": ({"GEMM": 1.20, "copies and casts": 0.003, "fused (Triton)": 0.09},
+                       idle(0.30, [{"op": "aten::_cudnn_attention_forward", "count": 4, "idle_s": 0.09, "after_sync": 0}]))}
+    timed = [_with_gpu(r, *gpu[r.framework.name]) if r.profiled == "time" and r.framework.name in gpu else r
+             for r in records]
+    (section,) = why_sections(timed).values()
+    assert section["time"]["kernel_sentence"] == (
+        "On the GPU, trl-1.16.0's step spends 0.199 s more than unsloth-2026.10.9's in copies and casts (0.200 vs "
+        "0.001 s) and 0.127 s more in elementwise (0.127 vs 0.000 s); their GEMM time is within 10% (0.380 vs 0.400 s).")
+    row = next(r for r in section["time"]["rows"] if r["framework"].startswith("trl"))
+    assert row["idle"].startswith("GPU idle 0.217 s a step, over 3 profiled step(s): 0.010 s in 31,000 launch gaps")
+    assert "aten::_cudnn_attention_forward 0.076 s (8); no op recorded 0.041 s (23, 9 right after a sync)" in row["idle"]
+    llamafactory = next(r for r in section["time"]["rows"] if r["framework"].startswith("llamafactory"))
+    assert llamafactory["gpu"] is None and llamafactory["idle"] is None  # an older result: no classes recorded
+    html = render_report(timed, tmp_path, name="why-gpu").read_text(encoding="utf-8")
+    assert html.count("data-why-idle") == 2 and "data-why-kernels" in html
