@@ -6,8 +6,10 @@ causes came after session 7's runs) gets it from its own trace, not from a new r
 
     python benchmarks/reattribute_time.py results/h200/session7/throughput_7b
 
-Only the fields the recorded result lacks are written; the parts it has are recomputed first and must equal
-the recorded ones (the same trace, the same code path), or the file is left as it was and the script exits 1.
+Only those fields (and ``not_separated``: the parts no LM-head mark could split off, which came with them)
+are written; the parts the result has are recomputed first and must equal the recorded ones (the same trace,
+the same code path), or the file is left as it was and the script exits 1. The one allowed difference: a
+part the attribution now leaves unseparated (None) that the older one recorded as exactly 0.0.
 A trace cut to its first step (``trace_note``) is skipped: it no longer holds the recorded window. Each
 updated result says so in its time profile's notes.
 """
@@ -26,12 +28,17 @@ from harness.atomic import atomic_write_json  # noqa: E402
 from harness.records import Result  # noqa: E402
 from harness.results.time_attribution import attribute_steps  # noqa: E402
 
-NEW_FIELDS = ("kernel_classes_s", "idle")
-NOTE = "kernel classes and GPU idle causes re-derived from the kept trace (benchmarks/reattribute_time.py)"
+NEW_FIELDS = ("kernel_classes_s", "idle", "not_separated")
+NOTE = ("kernel classes, GPU idle causes and unseparated parts re-derived from the kept trace "
+        "(benchmarks/reattribute_time.py)")
 
 
-def _same(a: dict[str, float], b: dict[str, float]) -> bool:
-    return a.keys() == b.keys() and all(math.isclose(a[k], b[k], rel_tol=1e-9, abs_tol=1e-9) for k in a)
+def _same(derived: dict[str, float | None], recorded: dict[str, float | None]) -> bool:
+    def agree(new: float | None, old: float | None) -> bool:
+        if new is None:  # not separable now; the older attribution wrote its empty span as 0
+            return old in (None, 0.0)
+        return old is not None and math.isclose(new, old, rel_tol=1e-9, abs_tol=1e-9)
+    return derived.keys() == recorded.keys() and all(agree(derived[k], recorded[k]) for k in derived)
 
 
 def reattribute(result_path: Path) -> str:
@@ -43,16 +50,17 @@ def reattribute(result_path: Path) -> str:
         return "skipped: no time profile"
     if prof.trace_file is None or prof.trace_note:
         return f"skipped: {prof.trace_note or 'no trace kept'}"
-    if prof.kernel_classes_s and prof.idle is not None:
-        return "current"
     trace = json.loads(gzip.decompress((result_path.parent / prof.trace_file).read_bytes()))
     out = attribute_steps(trace)
     if not _same(out["parts_s"], prof.parts_s):
         raise ValueError(f"{result_path}: recomputed parts {out['parts_s']} differ from the recorded {prof.parts_s}")
     time = data["profile"]["time"]
-    for key in NEW_FIELDS:
-        time[key] = out[key]
-    time["notes"] = [*time.get("notes", []), NOTE]
+    derived = {key: out[key] for key in NEW_FIELDS if out[key] is not None}
+    if all(time.get(key) == derived.get(key) for key in NEW_FIELDS):
+        return "current"
+    time.update(derived)
+    if NOTE not in time.get("notes", []):
+        time["notes"] = [*time.get("notes", []), NOTE]
     atomic_write_json(result_path, data)
     return "updated"
 

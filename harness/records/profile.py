@@ -35,7 +35,7 @@ class MemoryProfile(Record):
     reason: str | None = field(default=None, metadata=OMIT_NONE)
     # bytes at the peak, by MEMORY_CATEGORIES (+ MEMORY_OUTSIDE once the parent has NVML), and finer parts
     categories: dict[str, int | None] = field(default_factory=dict)
-    detail: dict[str, int] = field(default_factory=dict)
+    detail: dict[str, int | None] = field(default_factory=dict)
     peak_allocated_bytes: int | None = None  # reconstructed from the allocator's history: the categories' sum
     measured_peak_allocated_bytes: int | None = None  # torch.cuda.max_memory_allocated over training
     coverage: float | None = None  # peak_allocated / measured (1.0: the history holds the peak)
@@ -46,6 +46,12 @@ class MemoryProfile(Record):
     alloc_conf: str | None = None  # PYTORCH_CUDA_ALLOC_CONF the worker ran with
     snapshot_file: str | None = None  # the allocator snapshot (pickle, pytorch.org/memory_viz), when kept
     top_allocations: list[dict[str, Any]] = field(default_factory=list)
+    # where the LM head's mark fired (harness/worker/model_marks.py: "final norm output", "LM head input";
+    # "none": the head and loss ran inside the model's forward, no module to hook: unsloth's fused loss)
+    head_mark: str | None = field(default=None, metadata=OMIT_NONE)
+    # categories that could not be told apart, each -> the category that holds its bytes
+    # ({"logits_loss": "activations"}: no head mark in the peak step); such a category is None, not 0
+    not_separated: dict[str, str] | None = field(default=None, metadata=OMIT_NONE)
     notes: list[str] = field(default_factory=list)
 
 
@@ -56,8 +62,9 @@ class TimeProfile(Record):
     steps: list[int] = field(default_factory=list)
     view: str | None = None  # "device" (kernel time on the GPU) or "host" (CPU ops; a CPU run)
     window_s: float | None = None  # the profiled steps' wall time, from the trace
-    parts_s: dict[str, float] = field(default_factory=dict)  # by TIME_PARTS, adding up to window_s
-    host_parts_s: dict[str, float] = field(default_factory=dict)  # the host timeline's split, on a GPU too
+    # by TIME_PARTS, adding up to window_s; a part in not_separated is None (its time is in another part)
+    parts_s: dict[str, float | None] = field(default_factory=dict)
+    host_parts_s: dict[str, float | None] = field(default_factory=dict)  # the host timeline's split, on a GPU too
     step_meter_s: float | None = None  # the same steps by our StepMeter (an independent clock)
     top_kernels: list[dict[str, Any]] = field(default_factory=list)
     top_ops: list[dict[str, Any]] = field(default_factory=list)
@@ -68,6 +75,10 @@ class TimeProfile(Record):
     trace_file: str | None = None
     trace_bytes: int | None = None
     trace_note: str | None = None  # why the kept trace was cut or dropped
+    head_mark: str | None = field(default=None, metadata=OMIT_NONE)  # as MemoryProfile.head_mark
+    # parts that could not be told apart, each -> the part that holds its time ({"loss": "forward"}: no
+    # profiled micro-batch had an LM-head mark)
+    not_separated: dict[str, str] | None = field(default=None, metadata=OMIT_NONE)
     notes: list[str] = field(default_factory=list)
 
 

@@ -20,6 +20,7 @@ from harness.config.job import unprofiled_point_hash
 from harness.records import Result
 from harness.records.profile import (MEMORY_CATEGORIES, MEMORY_LABELS, MEMORY_OUTSIDE, TIME_LABELS, TIME_PARTS,
                                      MemoryProfile, TimeProfile)
+from harness.report import why_parts
 from harness.results.gpu_idle import CLASS_ORDER
 from harness.report.tables import by_label_and_repeat, fmt, point_title
 from harness.report.why_lora_cast import cast_change, cast_fields
@@ -129,12 +130,13 @@ def memory_block(runs: list[Result]) -> dict[str, Any] | None:
         return None
     rows = []
     for label, (r, prof) in chosen.items():
-        cats = prof.categories
+        cats, merged = prof.categories, why_parts.not_separated(prof)
         whole = all(cats.get(k) is not None for k in MEMORY_OUTSIDE)
         total = sum(cats.get(k) or 0 for k in MEMORY_CATEGORIES + (MEMORY_OUTSIDE if whole else ()))
         rows.append(_base(r, {
-            "label": label, "total": total, "scope": "NVML peak" if whole else "allocated peak",
-            "cells": [_gib(cats.get(k)) for k in MEMORY_CATEGORIES + MEMORY_OUTSIDE],
+            "label": label, "total": total, "scope": "NVML peak" if whole else "allocated peak", "merged": merged,
+            "cells": [why_parts.cell(k, merged, SHORT) or _gib(cats.get(k))
+                      for k in MEMORY_CATEGORIES + MEMORY_OUTSIDE],
             "coverage": None if prof.coverage is None else f"{prof.coverage * 100:.1f}%",
             "adds_up": prof.coverage is not None and abs(prof.coverage - 1) <= ADDS_UP,
             "peak": f"step {prof.peak_step}, {prof.peak_phase or 'phase not marked'}",
@@ -154,12 +156,14 @@ def _biggest(hi: dict[str, float], lo: dict[str, float]) -> str:
 
 
 def memory_sentence(rows: list[dict[str, Any]]) -> str | None:
-    """The biggest difference in one sentence, with its evidence (totals and the category that makes it)."""
+    """The biggest difference in one sentence, with its evidence (totals and the category that makes it), on
+    the categories every row could separate."""
     if len(rows) < 2:
         return None
+    rows, names = why_parts.comparable(rows, MEMORY_LABELS)
     if len({row["scope"] for row in rows}) > 1:
-        rows = [{**row, "total": sum(row["parts"][k] for k in MEMORY_CATEGORIES) * GiB, "scope": "allocated peak"}
-                for row in rows]
+        rows = [{**row, "total": sum(row["parts"].get(k, 0.0) for k in MEMORY_CATEGORIES) * GiB,
+                 "scope": "allocated peak"} for row in rows]
     hi, lo = max(rows, key=lambda r: r["total"]), min(rows, key=lambda r: r["total"])
     if hi is lo:
         return None
@@ -167,11 +171,11 @@ def memory_sentence(rows: list[dict[str, Any]]) -> str | None:
     gap = hi["parts"][key] - lo["parts"][key]
     return (f"{hi['label']}'s {hi['scope']} is {(hi['total'] - lo['total']) / GiB:.1f} GiB higher than "
             f"{lo['label']}'s ({hi['total'] / GiB:.1f} vs {lo['total'] / GiB:.1f} GiB), {gap:.1f} GiB of it "
-            f"{MEMORY_LABELS[key]} ({hi['parts'][key]:.1f} vs {lo['parts'][key]:.1f} GiB).")
+            f"{names[key]} ({hi['parts'][key]:.1f} vs {lo['parts'][key]:.1f} GiB).")
 
 
 def _allocated(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "total": sum(row["parts"][k] for k in MEMORY_CATEGORIES) * GiB, "scope": "allocated peak"}
+    return {**row, "total": sum(row["parts"].get(k, 0.0) for k in MEMORY_CATEGORIES) * GiB, "scope": "allocated peak"}
 
 
 def _loss_change(twin: dict[str, Any], ctl: dict[str, Any]) -> str:
@@ -181,13 +185,15 @@ def _loss_change(twin: dict[str, Any], ctl: dict[str, Any]) -> str:
 
 
 def memory_control_sentence(ctl: dict[str, Any], twin: dict[str, Any]) -> str:
-    """What a controlled rerun's one change did to its framework's peak, and in which category."""
+    """What a controlled rerun's one change did to its framework's peak, and in which category (of those
+    both runs could separate)."""
+    (ctl, twin), names = why_parts.comparable([ctl, twin], MEMORY_LABELS)
     if ctl["scope"] != twin["scope"]:
         ctl, twin = _allocated(ctl), _allocated(twin)
     key = max(ctl["parts"], key=lambda k: abs(ctl["parts"][k] - twin["parts"][k]))
     return (f"{ctl['label']}: the one change moves {twin['framework']}'s {ctl['scope']} from "
             f"{twin['total'] / GiB:.1f} to {ctl['total'] / GiB:.1f} GiB ({(ctl['total'] - twin['total']) / GiB:+.1f}), "
-            f"{ctl['parts'][key] - twin['parts'][key]:+.1f} GiB of it {MEMORY_LABELS[key]} "
+            f"{ctl['parts'][key] - twin['parts'][key]:+.1f} GiB of it {names[key]} "
             f"({twin['parts'][key]:.1f} to {ctl['parts'][key]:.1f} GiB); {_loss_change(twin, ctl)}.")
 
 
@@ -246,11 +252,12 @@ def time_block(runs: list[Result]) -> dict[str, Any] | None:
         return None
     rows = []
     for label, (r, prof) in chosen.items():
-        parts = _per_step(prof)
+        parts, merged = _per_step(prof), why_parts.not_separated(prof)
         rows.append(_base(r, {
             "gpu": _gpu_per_step(prof), "idle": idle_cell(prof),
-            "label": label, "view": prof.view, "steps": prof.steps, "parts": parts,
-            "step_s": sum(parts.values()), "cells": [fmt(parts[k], "seconds") for k in TIME_PARTS],
+            "label": label, "view": prof.view, "steps": prof.steps, "parts": parts, "merged": merged,
+            "step_s": sum(parts.values()),
+            "cells": [why_parts.cell(k, merged, SHORT) or fmt(parts[k], "seconds") for k in TIME_PARTS],
             "step_meter": fmt(prof.step_meter_s / max(1, len(prof.steps)), "seconds")
             if prof.step_meter_s is not None else "–",
             "trace": prof.trace_file, "trace_note": prof.trace_note, "notes": prof.notes,
@@ -269,10 +276,11 @@ def time_block(runs: list[Result]) -> dict[str, Any] | None:
 
 
 def time_control_sentence(ctl: dict[str, Any], twin: dict[str, Any]) -> str:
+    (ctl, twin), names = why_parts.comparable([ctl, twin], TIME_LABELS)
     key = max(ctl["parts"], key=lambda k: abs(ctl["parts"][k] - twin["parts"][k]))
     return (f"{ctl['label']}: the one change moves {twin['framework']}'s profiled step from {twin['step_s']:.3g} to "
             f"{ctl['step_s']:.3g} s ({ctl['step_s'] - twin['step_s']:+.3g} s), "
-            f"{ctl['parts'][key] - twin['parts'][key]:+.3g} s of it in {TIME_LABELS[key]} "
+            f"{ctl['parts'][key] - twin['parts'][key]:+.3g} s of it in {names[key]} "
             f"({twin['parts'][key]:.3g} to {ctl['parts'][key]:.3g} s){_gpu_change(twin, ctl)}; "
             f"{_loss_change(twin, ctl)}.")
 
@@ -289,13 +297,14 @@ def _gpu_change(twin: dict[str, Any], ctl: dict[str, Any]) -> str:
 def time_sentence(rows: list[dict[str, Any]]) -> str | None:
     if len(rows) < 2:
         return None
+    rows, names = why_parts.comparable(rows, TIME_LABELS)
     slow, fast = max(rows, key=lambda r: r["step_s"]), min(rows, key=lambda r: r["step_s"])
     if slow is fast:
         return None
     key = _biggest(slow["parts"], fast["parts"])
     return (f"{slow['label']}'s profiled step takes {slow['step_s'] - fast['step_s']:.3g} s longer than "
             f"{fast['label']}'s ({slow['step_s']:.3g} vs {fast['step_s']:.3g} s), "
-            f"{slow['parts'][key] - fast['parts'][key]:.3g} s of it in {TIME_LABELS[key]} "
+            f"{slow['parts'][key] - fast['parts'][key]:.3g} s of it in {names[key]} "
             f"({slow['parts'][key]:.3g} vs {fast['parts'][key]:.3g} s).")
 
 

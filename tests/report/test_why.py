@@ -181,6 +181,60 @@ def test_the_same_loss_rerun_is_named_and_said_what_its_one_change_did(records, 
     assert "loss path: full logits (bfloat16 [16, 1024, 152064])" in html
 
 
+SESSION7 = REPO_ROOT / "results" / "h200" / "session7" / "throughput_7b"
+
+
+def test_a_part_no_head_mark_could_separate_is_shown_not_separable_and_compared_on_the_coarser_split(records):
+    """unsloth's fused loss calls no module the head mark can hook (harness/worker/model_marks.py): its logits
+    and loss are in activations, its loss time in forward, recorded as None in ``not_separated``. The cells
+    say so, never 0, and the sentences compare every row on the split each can give."""
+    from harness.report.why import why_sections
+
+    changed = []
+    for r in records:
+        data = copy.deepcopy(r.to_dict())
+        if r.profiled == "memory" and r.framework.name == "unsloth":
+            cats = data["profile"]["memory"]["categories"]
+            cats["activations"], cats["logits_loss"] = cats["activations"] + cats["logits_loss"], None
+            data["profile"]["memory"]["not_separated"] = {"logits_loss": "activations"}
+        elif r.profiled == "time" and r.framework.name == "unsloth":
+            parts = data["profile"]["time"]["parts_s"]
+            parts["forward"], parts["loss"] = parts["forward"] + parts["loss"], None
+            data["profile"]["time"]["not_separated"] = {"loss": "forward"}
+        changed.append(parse_result(data))
+    (section,) = why_sections(changed).values()
+    memory = {row["framework"]: row for row in section["memory"]["rows"]}
+    column = section["memory"]["columns"].index("logits + loss")
+    assert memory["unsloth-2026.10.9"]["cells"][column] == "not separable (in activations)"
+    assert memory["trl-1.16.0"]["cells"][column] == "2.00 GiB"
+    # LLaMA-Factory's 6.1 + 26.0 GiB against unsloth's 4.5 + 1.8 GiB, one category in both
+    assert section["memory"]["sentence"] == (
+        "llamafactory-0.9.5's NVML peak is 44.7 GiB higher than unsloth-2026.10.9's (69.0 vs 24.3 GiB), 25.8 GiB "
+        "of it activations (kept for backward, recomputed, their grads) with logits and loss temporaries (not "
+        "separable in every run) (32.1 vs 6.3 GiB).")
+    time = {row["framework"]: row for row in section["time"]["rows"]}
+    assert time["unsloth-2026.10.9"]["cells"][section["time"]["columns"].index("head + loss")] == \
+        "not separable (in forward)"
+    assert section["time"]["sentence"].endswith("0.31 s of it in backward (0.64 vs 0.33 s).")
+
+
+def test_session_7_unsloth_profiles_recorded_before_the_field_read_not_separable():
+    """The committed session-7 results (results/h200/session7/throughput_7b) were written before
+    ``not_separated``: unsloth's memory profiles carry the attribution's note, its time profiles a loss of
+    exactly 0 s. Neither is shown as a measured 0; trl's and LLaMA-Factory's, marked, are shown as measured."""
+    from harness.report.why import why_sections
+
+    (section,) = why_sections(load_records([SESSION7])).values()
+    for kind, column in (("memory", "logits + loss"), ("time", "head + loss")):
+        block = section[kind]
+        index = block["columns"].index(column)
+        cells = {row["label"]: row["cells"][index] for row in block["rows"]}
+        unsloth = {label: cell for label, cell in cells.items() if label.startswith("unsloth")}
+        assert len(unsloth) == 2 and all(cell.startswith("not separable") for cell in unsloth.values()), cells
+        assert not any(cell.startswith("not separable") for label, cell in cells.items() if label not in unsloth)
+    assert "with logits and loss temporaries (not separable in every run)" in section["memory"]["sentence"]
+
+
 def _with_gpu(record: Result, classes: dict[str, float], idle: dict) -> Result:
     data = copy.deepcopy(record.to_dict())
     data["profile"]["time"]["kernel_classes_s"] = classes
