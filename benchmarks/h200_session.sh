@@ -63,6 +63,12 @@
 #   FW=trl SDPA=efficient R=/tmp/h200-s8 bash benchmarks/h200_session.sh ensure spread pack
 #   (once, before: GPUTESTS=tests/test_sdpa_backends.py ... gputests, ~3 minutes, needs .whl/unsloth too:
 #   trl and unsloth, compiling, trained on the efficient kernel alone)
+# Session 8 (planned): CONTROL=lora_cast, peft's LoRA input cast off (profile.lora_input_cast=off; docs/explain.md
+#   section 4), profile=time (PROFILES="time memory" adds the memory side); each run ~4 minutes, two a call:
+#   FW=trl,unsloth R=/tmp/h200-s8 GPUTESTS=tests/test_lora_cast_gpu.py bash benchmarks/h200_session.sh ensure gputests
+#   then FW=trl R=/tmp/h200-s8 CONTROL=lora_cast bash benchmarks/h200_session.sh ensure explain pack
+#   (then FW=llamafactory). Its report pairs each with the framework's own profile=time run: rerun it beside
+#   (CONTROL unset, PROFILES=time: it reads back the casts) or report together with results/h200/session7.
 # FW picks the frameworks of a stage (default: every compared framework, from the registry). Results go to results/h200*, reports to
 # reports/; the stages append to $LOG.
 set -uo pipefail
@@ -249,6 +255,13 @@ stage_explain() {
     for f in ${FW//,/ }; do
       python3 -m harness run experiment=throughput_7b framework=$f profile=time train.sdpa_backend=${SDPA:-efficient} \
         repeats=1 $OFFLINE results_dir=$R report=false
+    done
+  elif [ "${CONTROL:-}" = lora_cast ]; then
+    for f in ${FW//,/ }; do
+      for p in ${PROFILES:-time}; do
+        python3 -m harness run experiment=throughput_7b framework=$f profile=$p profile.lora_input_cast=off \
+          repeats=1 $OFFLINE results_dir=$R report=false
+      done
     done
   elif [ "${CONTROL:-}" = same_loss ]; then
     for f in ${FW//,/ }; do

@@ -11,6 +11,9 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+# Read before _isolated_environment unsets it (tests/helpers/hub_mirror.py): only the hub_mirror fixture hands it on.
+from tests.helpers.hub_mirror import exported_mirror  # noqa: E402
+
 # What tests may create in the checkout: bytecode, git's own files, and the framework environments, which are
 # built there on first use by design (HARNESS_ENV_ROOT moves them). Source files are left out of the check, so
 # that editing one while the suite runs is not reported: a run writes results, reports, caches and logs.
@@ -50,7 +53,8 @@ def _checkout_stays_untouched():
 def _isolated_environment(tmp_path_factory, _checkout_stays_untouched):
     """Set for the whole session, before any module or session fixture starts a run (a function-scoped
     fixture would come after those): random-weight models are cached per session, a test that forgets
-    results_dir= or reports_dir= writes under the session's tmp folder, and the offline mirror is unset.
+    results_dir= or reports_dir= writes under the session's tmp folder, and the offline mirror is unset (a test
+    that needs it asks for the ``hub_mirror`` fixture, which holds the value exported when the session started).
 
     On a machine without a GPU the workers and framework probes also run torch with one intra-op thread. With
     torch's default (one OpenMP thread per core) every op of the tiny model ends at a barrier that waits for a
@@ -70,3 +74,17 @@ def _isolated_environment(tmp_path_factory, _checkout_stays_untouched):
         if "OMP_NUM_THREADS" not in os.environ and not cuda_available():
             env.setenv("OMP_NUM_THREADS", "1")
         yield
+
+
+@pytest.fixture(scope="session")
+def hub_mirror() -> Path:
+    """The offline Hub mirror the user exported (HARNESS_HUB_MIRROR) for the tests that need Qwen's config and
+    tokenizer or the medical sample; they pass it into the harness subprocess (tests.helpers.hub_mirror.mirror_env).
+    The session's own environment stays without it (_isolated_environment), so no other test sees a mirror.
+    Skips when none was exported; a value that is not a folder fails, naming it (a typo must not read as a skip)."""
+    mirror = exported_mirror()
+    if mirror is None:
+        pytest.skip("needs HARNESS_HUB_MIRROR (the offline Hub mirror: Qwen2.5 configs and tokenizer, the medical sample)")
+    if not mirror.is_dir():
+        pytest.fail(f"HARNESS_HUB_MIRROR={mirror} is not a folder")
+    return mirror

@@ -39,6 +39,8 @@ def test_profile_time_through_trl_adds_up_and_keeps_an_openable_trace(tmp_path):
     assert prof["status"] == "ok" and prof["view"] == "host" and prof["steps"] == [3, 4, 5]
     assert sum(prof["parts_s"].values()) == __import__("pytest").approx(prof["window_s"], abs=1e-5)
     assert all(prof["parts_s"][k] > 0 for k in ("forward", "loss", "backward", "optimizer"))
+    # transformers' model calls its final norm module: the head is marked there (harness/worker/model_marks.py)
+    assert prof["head_mark"] == "final norm output" and "not_separated" not in prof
     assert abs(prof["window_s"] - prof["step_meter_s"]) <= CLOCK_TOLERANCE_S + CLOCK_TOLERANCE_REL * prof["step_meter_s"]
     trace_path = Path(record["run_dir"]) / prof["trace_file"]
     trace = json.loads(gzip.decompress(trace_path.read_bytes()))

@@ -4,11 +4,10 @@ ForCausalLMLoss, read back, before the 7B control runs of ``h200_session.sh`` (C
 in bf16. Four short runs of random-weight Qwen2.5-0.5B (~3 minutes)."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from tests.cli import harness, results
+from tests.helpers.hub_mirror import mirror_env
 
 pytestmark = pytest.mark.gpu
 
@@ -21,11 +20,10 @@ SAME_LOSS_REL = 5e-3
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    if not os.environ.get("HARNESS_HUB_MIRROR"):
-        pytest.skip("needs HARNESS_HUB_MIRROR (the Qwen2.5-0.5B config and tokenizer)")
+def sweep(tmp_path_factory, hub_mirror):
     out = tmp_path_factory.mktemp("same-loss-gpu")
-    run = harness("run", "framework=trl,unsloth", *ARGS, f"results_dir={out}", "report=false", "-m", timeout=1500)
+    run = harness("run", "framework=trl,unsloth", *ARGS, f"results_dir={out}", "report=false", "-m",
+                  env=mirror_env(hub_mirror), timeout=1500)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     runs = {(r["framework"]["name"], r["job"]["profile"].get("loss")): r for r in results(out)}
     assert all(r["status"] == "ok" for r in runs.values()), {k: r["reason"] for k, r in runs.items()}

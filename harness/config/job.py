@@ -116,8 +116,9 @@ DATASET_FIELD_DEFAULTS = {"config": None, "split": "train", "eval_split": None, 
 # Train fields added later, at the value that behaves as every earlier job did (a fixed warm-up; PyTorch's
 # own choice of SDPA kernel).
 TRAIN_FIELD_DEFAULTS = {"settle_factor": None, "sdpa_backend": "auto"}
-# Profile fields added later, at the value every earlier profiled job ran with (each framework's own loss).
-PROFILE_FIELD_DEFAULTS = {"loss": None}
+# Profile fields added later, at the value every earlier profiled job ran with (each framework's own loss
+# and LoRA input cast).
+PROFILE_FIELD_DEFAULTS = {"loss": None, "lora_input_cast": None}
 
 
 def _hashable(job: Job) -> Job:

@@ -142,6 +142,9 @@ class TrainConfig:
 PROFILE_KINDS = ("memory", "time")
 # profile.loss: the one loss implementation the same-loss control puts in every framework (docs/explain.md).
 PROFILE_LOSSES = ("transformers",)
+# profile.lora_input_cast: off switches peft's cast of each LoRA layer's input to the adapters' dtype off
+# (docs/explain.md section 4).
+PROFILE_LORA_INPUT_CASTS = ("off",)
 
 
 @dataclass
@@ -165,6 +168,11 @@ class ProfileConfig:
     # every framework: what LLaMA-Factory, ms-swift and axolotl run anyway; trl's and unsloth's fused,
     # chunked losses are replaced by it (harness/worker/common_loss.py; docs/explain.md).
     loss: Optional[str] = None
+    # A controlled rerun's one change: peft's LoRA input cast. null: each framework's own. off: every peft
+    # LoRA layer's cast_input_dtype_enabled is False from train begin to train end, so a bf16 activation
+    # is no longer copied to the fp32 adapters' dtype (and back by autocast) in each LoRA layer; under
+    # autocast the LoRA matmuls see the same bf16 values (harness/worker/lora_cast.py; docs/explain.md).
+    lora_input_cast: Optional[str] = None
 
 
 # ---- launcher (Scale): how the worker is started; nproc is part of the job (it changes the effective batch) ----

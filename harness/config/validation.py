@@ -7,8 +7,8 @@ import math
 from typing import Any
 
 from harness.config.schema import (FAIRNESS_MODES, LAUNCHERS, LR_SCHEDULERS, OPTIMIZERS, PROFILE_KINDS,
-                                   PROFILE_LOSSES, QUANTIZATIONS, SDPA_BACKENDS, SDPA_CUDA_ONLY, SEED_RANGE,
-                                   ConfigError)
+                                   PROFILE_LORA_INPUT_CASTS, PROFILE_LOSSES, QUANTIZATIONS, SDPA_BACKENDS,
+                                   SDPA_CUDA_ONLY, SEED_RANGE, ConfigError)
 
 
 def _positive(name: str, value: float | int | None, *, allow_zero: bool = False) -> None:
@@ -103,6 +103,7 @@ def validate_profile(cfg: Any) -> None:
     _positive("profile.trace_max_mb", profile.trace_max_mb)
     if profile.alloc_conf is not None and profile.kind is None:
         raise ConfigError("profile.alloc_conf needs profile=memory|time (an unprofiled run's job never changes)")
+    validate_lora_input_cast(profile)
     loss = profile.get("loss") if hasattr(profile, "get") else getattr(profile, "loss", None)
     if loss is None:
         return
@@ -113,6 +114,18 @@ def validate_profile(cfg: Any) -> None:
     recipe = cfg.get("recipe") if hasattr(cfg, "get") else getattr(cfg, "recipe", None)
     if recipe is not None and recipe.name != "identical":
         raise ConfigError(f"profile.loss needs recipe=identical (recipe={recipe.name} brings fused losses of its own)")
+
+
+def validate_lora_input_cast(profile: Any) -> None:
+    """profile.lora_input_cast: null (each framework's own) or off, and only on a profiled run."""
+    cast = profile.get("lora_input_cast") if hasattr(profile, "get") else getattr(profile, "lora_input_cast", None)
+    if cast is None:
+        return
+    if not isinstance(cast, str) or cast not in PROFILE_LORA_INPUT_CASTS:
+        raise ConfigError(f"profile.lora_input_cast must be one of {PROFILE_LORA_INPUT_CASTS} or null "
+                          f"(each framework's own), got {cast!r}")
+    if profile.kind is None:
+        raise ConfigError("profile.lora_input_cast needs profile=memory|time (an unprofiled run's job never changes)")
 
 
 def validate_framework(fw: Any) -> None:

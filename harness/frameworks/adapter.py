@@ -8,10 +8,10 @@ finds each subclass through ``adapter:`` in ``conf/framework/NAME.yaml``.
 Which process calls what: the parent (which never imports torch) reads the declarations (``packages``,
 ``distribution``, ``faults``, ``compare_rank``, ``multi_gpu_unsupported``) and calls nothing heavy;
 the worker calls ``import_framework``, ``train`` and reads ``truncation``, ``checkpointing_kind``,
-``evaluation_env`` and ``native_loss``. Adapter modules therefore import only light modules at their top; the framework
-itself is imported inside ``train`` / ``import_framework``. The built-in adapters keep ``native_args``
-and ``train`` as module functions too (the bare benchmark scripts and the silent-defaults tests import
-them) and their class delegates to them.
+``evaluation_env``, ``native_loss`` and ``lora_input_cast``. Adapter modules therefore import only light
+modules at their top; the framework itself is imported inside ``train`` / ``import_framework``. The
+built-in adapters keep ``native_args`` and ``train`` as module functions too (the bare benchmark scripts
+and the silent-defaults tests import them) and their class delegates to them.
 """
 from __future__ import annotations
 
@@ -75,6 +75,12 @@ class Adapter(ABC):
     #: in its trainer or its patched forward), so the control puts the harness's common compute_loss in its
     #: trainer's place (harness/worker/common_loss.py). Either way the run reads back what ran.
     native_loss: ClassVar[str] = "own"
+    #: How the framework's LoRA layers run on the identical recipe, as the LoRA input cast control
+    #: (``profile.lora_input_cast=off``) needs to know it (docs/explain.md section 4): "peft" when peft's
+    #: LoRA forward runs as written, so its ``_cast_input_dtype`` runs (and is counted) in each LoRA layer and
+    #: the control switches it off; "own" when the framework runs LoRA its own way (fused kernels, compiled
+    #: blocks), so the control switches nothing and says so.
+    lora_input_cast: ClassVar[str] = "peft"
 
     _REQUIRED: ClassVar[tuple[str, ...]] = ("packages", "distribution", "install_hint", "truncation")
 

@@ -98,6 +98,10 @@ class UnslothAdapter(Adapter):
     multi_gpu_unsupported = MULTI_GPU_UNSUPPORTED
     compare_rank = 1
     native_loss = "own"  # its patched forward's fused, chunked cross-entropy (docs/explain.md)
+    # its fused LoRA kernels (MLP, O) never call peft's _cast_input_dtype; Qwen2's q/k/v (biased, so not fused)
+    # do, inside its torch.compile'd decoder blocks, where inductor drops the lossless bf16->fp32->bf16 pair
+    # (docs/explain.md section 4): the LoRA input cast control switches nothing here.
+    lora_input_cast = "own"
     # unsloth's patched forward fuses the loss and returns no logits unless this is set; it reads it per
     # call, so it is switched on for our evaluation only (training keeps unsloth's fused path).
     evaluation_env = {"UNSLOTH_RETURN_LOGITS": "1"}

@@ -35,7 +35,7 @@ class MemoryProfile(Record):
     reason: str | None = field(default=None, metadata=OMIT_NONE)
     # bytes at the peak, by MEMORY_CATEGORIES (+ MEMORY_OUTSIDE once the parent has NVML), and finer parts
     categories: dict[str, int | None] = field(default_factory=dict)
-    detail: dict[str, int] = field(default_factory=dict)
+    detail: dict[str, int | None] = field(default_factory=dict)
     peak_allocated_bytes: int | None = None  # reconstructed from the allocator's history: the categories' sum
     measured_peak_allocated_bytes: int | None = None  # torch.cuda.max_memory_allocated over training
     coverage: float | None = None  # peak_allocated / measured (1.0: the history holds the peak)
@@ -46,6 +46,12 @@ class MemoryProfile(Record):
     alloc_conf: str | None = None  # PYTORCH_CUDA_ALLOC_CONF the worker ran with
     snapshot_file: str | None = None  # the allocator snapshot (pickle, pytorch.org/memory_viz), when kept
     top_allocations: list[dict[str, Any]] = field(default_factory=list)
+    # where the LM head's mark fired (harness/worker/model_marks.py: "final norm output", "LM head input";
+    # "none": the head and loss ran inside the model's forward, no module to hook: unsloth's fused loss)
+    head_mark: str | None = field(default=None, metadata=OMIT_NONE)
+    # categories that could not be told apart, each -> the category that holds its bytes
+    # ({"logits_loss": "activations"}: no head mark in the peak step); such a category is None, not 0
+    not_separated: dict[str, str] | None = field(default=None, metadata=OMIT_NONE)
     notes: list[str] = field(default_factory=list)
 
 
@@ -56,17 +62,26 @@ class TimeProfile(Record):
     steps: list[int] = field(default_factory=list)
     view: str | None = None  # "device" (kernel time on the GPU) or "host" (CPU ops; a CPU run)
     window_s: float | None = None  # the profiled steps' wall time, from the trace
-    parts_s: dict[str, float] = field(default_factory=dict)  # by TIME_PARTS, adding up to window_s
-    host_parts_s: dict[str, float] = field(default_factory=dict)  # the host timeline's split, on a GPU too
+    # by TIME_PARTS, adding up to window_s; a part in not_separated is None (its time is in another part)
+    parts_s: dict[str, float | None] = field(default_factory=dict)
+    host_parts_s: dict[str, float | None] = field(default_factory=dict)  # the host timeline's split, on a GPU too
     step_meter_s: float | None = None  # the same steps by our StepMeter (an independent clock)
     top_kernels: list[dict[str, Any]] = field(default_factory=list)
     top_ops: list[dict[str, Any]] = field(default_factory=list)
+    # device view only (harness/results/gpu_idle.py): GPU busy time by kernel class, and what the GPU waited
+    # for (short launch gaps; long gaps named by the host op spanning them); absent in older results
+    kernel_classes_s: dict[str, float] = field(default_factory=dict)
+    idle: dict[str, Any] | None = field(default=None, metadata=OMIT_NONE)
     # the SDPA backend ops of the window: name, count, total_s, median_s, max_s, slow_calls, slow_s (calls over 10x
     # the median); absent before they were read
     sdpa_ops: list[dict[str, Any]] | None = field(default=None, metadata=OMIT_NONE)
     trace_file: str | None = None
     trace_bytes: int | None = None
     trace_note: str | None = None  # why the kept trace was cut or dropped
+    head_mark: str | None = field(default=None, metadata=OMIT_NONE)  # as MemoryProfile.head_mark
+    # parts that could not be told apart, each -> the part that holds its time ({"loss": "forward"}: no
+    # profiled micro-batch had an LM-head mark)
+    not_separated: dict[str, str] | None = field(default=None, metadata=OMIT_NONE)
     notes: list[str] = field(default_factory=list)
 
 
@@ -96,11 +111,35 @@ class LossPath(Record):
 
 
 @dataclass
+class LoraCast(Record):
+    """What peft's LoRA input cast did in a profiled run's training micro-steps, read back from the live model
+    (harness/worker/lora_cast.py): each peft LoRA layer's forward calls ``_cast_input_dtype(x, lora_A.weight
+    .dtype)``, which copies its input to the adapters' dtype (fp32 by default) unless the layer's
+    ``cast_input_dtype_enabled`` is off. ``profile.lora_input_cast=off`` (the control) says so in ``requested``
+    and switches it off in every layer for training; a native run records its framework's own casts."""
+    requested: str = "native"  # native | off (profile.lora_input_cast)
+    layers: int = 0  # peft LoRA layers on the live model at train begin
+    switched: int = 0  # of them, set to cast_input_dtype_enabled=False by the control
+    watched: bool = False  # whether _cast_input_dtype's calls were counted (not where the framework runs its own)
+    micro_steps: int = 0  # training micro-batches seen (the model's forward with grad on)
+    # _cast_input_dtype's calls in training forwards (recomputed forwards of checkpointed layers included):
+    calls: int = 0  # all calls with a tensor input
+    casts: int = 0  # of them, those that copied the input to another dtype
+    skipped: int = 0  # of them, those whose dtypes differed but the cast was off: the copies the control removed
+    cast_from: str | None = None  # the input's and the adapters' dtype at the first call whose dtypes differed
+    cast_to: str | None = None
+    autocast: str | None = None  # the autocast dtype at that call (None: autocast was off)
+    summary: str | None = None  # the above in one line, for the report
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Profile(Record):
     kind: str | None = None  # memory | time
     memory: MemoryProfile | None = field(default=None, metadata=OMIT_NONE)
     time: TimeProfile | None = field(default=None, metadata=OMIT_NONE)
     loss_path: LossPath | None = field(default=None, metadata=OMIT_NONE)  # absent before the read-back existed
+    lora_cast: LoraCast | None = field(default=None, metadata=OMIT_NONE)  # absent before the read-back existed
 
 
 @dataclass
@@ -112,3 +151,4 @@ class ProfileSpec(Record):
     trace_max_mb: float | None = None
     alloc_conf: str | None = None
     loss: str | None = None  # the same-loss control (profile.loss=transformers); absent/None: the framework's own
+    lora_input_cast: str | None = None  # the LoRA input cast control (off); absent/None: the framework's own

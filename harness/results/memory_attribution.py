@@ -5,7 +5,8 @@ at snapshot time, and ``device_traces``, the alloc/free events before it; format
 ``_snapshot`` and torch/cuda/_memory_viz.py), the data pointers of the live model's and optimizer's
 tensors, and *markers*: tiny allocations our callbacks make from functions named ``_harness_mark_<kind>``
 (harness/worker/memory_profiler.py), so that the history itself says where each step began, where the
-LM head and loss began (the final norm's output) and ended (that output's gradient), and where the
+LM head and loss began (the final norm's output, or the LM head's input where the norm module is not called:
+harness/worker/model_marks.py) and ended (that tensor's gradient), and where the
 optimizer step began. Ordering by the trace, not by clocks, is exact.
 
 The peak is found by replaying the history: the state at snapshot time, undone event by event back to the
@@ -21,8 +22,13 @@ one category:
   backward after the head's gradient (recomputed activations under checkpointing, activation gradients);
 - ``other``: anything else (allocated before the peak step: workspaces, caches; optimizer temporaries).
 
-The categories add up to the reconstructed peak exactly; ``coverage`` compares that with the allocator's
-own ``max_memory_allocated`` (below 1 when the peak fell outside the kept history).
+A peak step without an LM-head marker (the model's forward computed its head and loss without calling a
+module we hook: unsloth's fused cross-entropy) cannot tell logits and loss from activations: they are
+counted in ``activations``, ``logits_loss`` is None (not separable, never a measured 0) and
+``not_separated`` says where it went.
+
+The categories add up to the reconstructed peak exactly (a None one holds nothing of its own); ``coverage``
+compares that with the allocator's own ``max_memory_allocated`` (below 1 when the peak fell outside the kept history).
 """
 from __future__ import annotations
 
@@ -210,11 +216,17 @@ def attribute_peak(snapshot: dict[str, Any], pointers: Pointers, *, device: int 
     }
     last_marker = max((i for i, _ in before), default=None)
     notes = []
+    not_separated = None
     if step_begin is None:
         notes.append("the kept history does not reach back to the peak step's start (raise profile.max_entries): "
                      "its allocations count as 'other'")
-    if not any(k == "head" for i, k in markers if step_begin is not None and i > step_begin):
-        notes.append("no LM-head marker in the peak step: logits and loss could not be told from activations")
+    elif not any(k == "head" for i, k in markers if step_begin < i < next_begin):
+        # Nothing marks where the head began (unsloth's fused loss calls no module): whatever the logits and
+        # loss held is in activations, and logits_loss is unknown, not 0.
+        categories["logits_loss"] = detail["logits_loss"] = None
+        not_separated = {"logits_loss": "activations"}
+        notes.append("no LM-head marker in the peak step: logits and loss could not be told from activations "
+                     "(counted in them; logits_loss not separable)")
     if replay.inconsistent:
         notes.append(f"{replay.inconsistent} history event(s) did not match the snapshot's blocks")
     rows.sort(key=lambda r: -r[0])
@@ -224,7 +236,7 @@ def attribute_peak(snapshot: dict[str, Any], pointers: Pointers, *, device: int 
         "coverage": round(peak / measured_peak, 4) if measured_peak else None,
         "peak_phase": PHASE_AFTER.get(phase_of[last_marker]) if last_marker is not None else None,
         "top_allocations": [{"bytes": size, "part": part, "where": _where(a.frames)} for size, part, a in rows[:TOP_N]],
-        "notes": notes,
+        "not_separated": not_separated, "notes": notes,
     }
 
 

@@ -13,7 +13,10 @@ step end), split at its own marks, micro-batch by micro-batch:
     backward  first -> last autograd op of the micro-batch                       (recompute included)
     optimizer last backward end -> step end                                      clip, step, zero_grad, sync
 
-The parts add up to the window exactly, by construction. Two views of it: ``host`` (a CPU run): each part
+The parts add up to the window exactly, by construction. A micro-batch without a head mark (its model
+computed the head and loss inside the forward, calling no module we hook: unsloth's fused loss) has its
+head and loss in ``forward``; when no profiled micro-batch has one, ``loss`` is None (not separable, never
+a measured 0) and ``not_separated`` says so. Two views of it: ``host`` (a CPU run): each part
 is the time some recorded op was running, and ``gaps`` is the rest (Python and framework overhead between
 ops); ``device`` (a GPU run): each part is the time a kernel it launched was running on the GPU, each
 instant counted once, and ``gaps`` is the time the GPU had nothing to run (launch and host-side gaps).
@@ -22,6 +25,8 @@ from __future__ import annotations
 
 import bisect
 from typing import Any, Iterable
+
+from harness.results.gpu_idle import explain_device_time
 
 MARK = "harness::mark::"
 AUTOGRAD = "autograd::engine::evaluate_function"
@@ -54,14 +59,16 @@ def _overlap(union: list[tuple[float, float]], a: float, b: float) -> float:
     return sum(max(0.0, min(b, y) - max(a, x)) for x, y in union if y > a and x < b)
 
 
-def step_intervals(events: list[dict[str, Any]]) -> tuple[list[tuple[float, float, str]], list[str]]:
-    """The host timeline of the profiled steps split into (start, end, part), and notes."""
+def step_intervals(events: list[dict[str, Any]]) -> tuple[list[tuple[float, float, str]], list[str], tuple[int, int]]:
+    """The host timeline of the profiled steps split into (start, end, part), notes, and (micro-batches,
+    those of them without an LM-head mark: their head and loss lie in their forward's span)."""
     ends = marks(events, "step_end")
     forwards, heads = marks(events, "forward"), marks(events, "head")
     autograd = sorted((float(e["ts"]), float(e["ts"]) + float(e.get("dur", 0))) for e in events
                       if str(e.get("name", "")).startswith(AUTOGRAD))
     out: list[tuple[float, float, str]] = []
     notes: list[str] = []
+    micro = unmarked = 0
     for e0, e1 in zip(ends, ends[1:]):
         fwd = [f for f in forwards if e0 < f < e1]
         if not fwd:
@@ -72,6 +79,7 @@ def step_intervals(events: list[dict[str, Any]]) -> tuple[list[tuple[float, floa
         for j, f in enumerate(fwd):
             nxt = fwd[j + 1] if j + 1 < len(fwd) else e1
             head = next((h for h in heads if f < h < nxt), None)
+            micro, unmarked = micro + 1, unmarked + (head is None)
             back = [(a, b) for a, b in autograd if (head or f) < a < nxt]
             b0 = back[0][0] if back else nxt
             b1 = max(b for _, b in back) if back else nxt
@@ -85,7 +93,7 @@ def step_intervals(events: list[dict[str, Any]]) -> tuple[list[tuple[float, floa
         out.append((t, e1, "optimizer"))
     if len(ends) < 2:
         notes.append("fewer than two step-end marks: no whole step was profiled")
-    return out, notes
+    return out, notes, (micro, unmarked)
 
 
 def _host_view(events: list[dict[str, Any]], spans: list[tuple[float, float, str]]) -> dict[str, float]:
@@ -193,18 +201,31 @@ def attribute_steps(trace: dict[str, Any] | list[dict[str, Any]]) -> dict[str, A
     """The profiled window (seconds), its parts by view, the host's split, top kernels and ops, the SDPA
     backend ops, notes."""
     events = _x(trace.get("traceEvents", []) if isinstance(trace, dict) else trace)
-    spans, notes = step_intervals(events)
+    spans, notes, (micro, unmarked) = step_intervals(events)
     if not spans:
         raise ValueError("the trace holds no whole profiled step (no two harness::mark::step_end marks)")
     w0, w1 = spans[0][0], spans[-1][1]
     host = _host_view(events, spans)
     device = _device_view(events, spans)
-    to_s = lambda parts: {k: round(v / 1e6, 6) for k, v in parts.items()}  # noqa: E731
+    # No micro-batch marked its head (unsloth's fused loss calls no module we hook): the head and loss ran
+    # inside the forward's span, and "loss" is unknown, never a measured 0.
+    not_separated = {"loss": "forward"} if micro and unmarked == micro else None
+    if not_separated:
+        notes.append(f"no LM-head mark in any of the {micro} profiled micro-batch(es): the LM head and loss are "
+                     "counted in forward (loss not separable)")
+    elif unmarked:
+        notes.append(f"{unmarked} of {micro} profiled micro-batch(es) had no LM-head mark: their head and loss "
+                     "are counted in forward")
+
+    def to_s(parts: dict[str, float]) -> dict[str, float | None]:
+        return {k: None if not_separated and k in not_separated else round(v / 1e6, 6) for k, v in parts.items()}
+
+    explained = explain_device_time(events, w0, w1) or {"kernel_classes_s": {}, "idle": None}
     return {"view": "device" if device is not None else "host", "window_s": (w1 - w0) / 1e6,
             "parts_s": to_s(device if device is not None else host), "host_parts_s": to_s(host),
-            "steps": len(marks(events, "step_end")) - 1,
+            "steps": len(marks(events, "step_end")) - 1, "not_separated": not_separated,
             "top_kernels": _top_kernels(events, w0, w1), "top_ops": _top_ops(events, w0, w1),
-            "sdpa_ops": _sdpa_ops(events, w0, w1), "notes": notes}
+            "sdpa_ops": _sdpa_ops(events, w0, w1), "notes": notes, **explained}
 
 
 def first_step_only(trace: dict[str, Any]) -> dict[str, Any]:

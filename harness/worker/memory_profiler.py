@@ -64,6 +64,8 @@ class MemoryProfiler(TrainerCallback):
         self.model: Any = None
         self.optimizer: Any = None
         self.marks: ModelMarks | None = None
+        self.head_mark: str | None = None  # where the LM head's mark fired, read when the hooks come off
+        self.marks_note: str | None = None
         self.snapshot: dict[str, Any] | None = None
         self.snapshot_step: int | None = None
         self.snapshot_gradients: list[int] = []
@@ -142,6 +144,7 @@ class MemoryProfiler(TrainerCallback):
         """Stop recording (idempotent; also after a failed training, so evaluation runs unrecorded)."""
         if self.marks is not None:
             self.marks.remove()
+            self.head_mark, self.marks_note = self.marks.head_mark, self.marks.note()
             self.marks = None
         if self.active:
             import torch
@@ -166,6 +169,9 @@ class MemoryProfiler(TrainerCallback):
         for key, value in out.items():
             setattr(self.record, key, value)
         self.record.reserved_bytes, self.record.peak_step = reserved, self.snapshot_step
+        self.record.head_mark = self.head_mark
+        if self.marks_note:
+            self.record.notes.append(self.marks_note)
         self._keep_snapshot()
         return self.record
 

@@ -49,11 +49,22 @@ def loss_probe_for(job: dict[str, Any], native_loss: str) -> Any | None:
     return LossPathProbe(profile.get("loss"), native_loss)
 
 
+def lora_cast_probe_for(job: dict[str, Any], native: str) -> Any | None:
+    """The LoRA input cast read-back of a profiled run (and its control, ``profile.lora_input_cast=off``), or
+    None when the job is not profiled. On every rank: the control must change every rank's step."""
+    profile = job.get("profile") or {}
+    if not profile.get("kind"):
+        return None
+    from harness.worker.lora_cast import LoraCastProbe
+
+    return LoraCastProbe(profile.get("lora_input_cast"), native)
+
+
 def finish(profiler: Any, *, step_log: list[dict[str, Any]], memory: dict[str, Any],
-           loss_probe: Any = None) -> Profile:
+           loss_probe: Any = None, lora_cast: Any = None) -> Profile:
     """The run's profile record from its profiler (after training, whatever its outcome). Never raises:
     a profile that fails is recorded as failed, and the run's own status and figures stand."""
-    from harness.records.profile import LossPath, MemoryProfile, TimeProfile
+    from harness.records.profile import LoraCast, LossPath, MemoryProfile, TimeProfile
 
     kind = profiler.kind
     try:
@@ -71,4 +82,9 @@ def finish(profiler: Any, *, step_log: list[dict[str, Any]], memory: dict[str, A
             out.loss_path = loss_probe.finish()
         except Exception as err:  # noqa: BLE001
             out.loss_path = LossPath(notes=[f"read-back failed: {type(err).__name__}: {str(err)[:300]}"])
+    if lora_cast is not None:
+        try:
+            out.lora_cast = lora_cast.finish()
+        except Exception as err:  # noqa: BLE001
+            out.lora_cast = LoraCast(notes=[f"read-back failed: {type(err).__name__}: {str(err)[:300]}"])
     return out

@@ -133,18 +133,24 @@ def _train_and_measure(job: dict[str, Any], adapter: Adapter, result: WorkerResu
     # profiled runs: which loss path ran, read back; profile.loss=transformers puts the common loss in place.
     # Last: its hook that takes the labels out of the forward must run after the StepMeter's, which counts them.
     loss_probe = profiling.loss_probe_for(job, adapter.native_loss)
+    # profiled runs: peft's LoRA input casts counted; profile.lora_input_cast=off switches them off for training.
+    lora_cast = profiling.lora_cast_probe_for(job, adapter.lora_input_cast)
+    if lora_cast is not None:
+        callbacks.append(lora_cast)
     if loss_probe is not None:
         callbacks.append(loss_probe)
     try:
         with loss_probe.watching() if loss_probe is not None else contextlib.nullcontext():
             trained = adapter.train(job, callbacks)
     finally:
+        if lora_cast is not None:
+            lora_cast.stop()  # a run that failed mid-step never reached train end: put peft's cast back
         # Whatever happened, keep what was measured so far (an OOM keeps its peak and its steps).
         result.train = Train.from_dict(meter.summary(), "train")
         result.memory = Memory.from_dict(meter.train_memory or torch_memory(), "memory")
         if profiler is not None:
             result.profile = profiling.finish(profiler, step_log=meter.records, memory=result.memory.to_dict(),
-                                              loss_probe=loss_probe)
+                                              loss_probe=loss_probe, lora_cast=lora_cast)
     if meter.dist_backend:
         job["runtime"]["dist_backend"] = meter.dist_backend
     headline = _memory_headline(meter.train_memory_per_rank, result.memory.to_dict())

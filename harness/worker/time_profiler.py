@@ -40,6 +40,8 @@ class TimeProfiler(TrainerCallback):
             self.record.notes.append(f"profiled {self.last - self.first} step(s): train.max_steps ends the run")
         self.prof: Any = None
         self.marks: ModelMarks | None = None
+        self.head_mark: str | None = None  # where the LM head's mark fired, read when the hooks come off
+        self.marks_note: str | None = None
         self.model: Any = None
         self.trace: dict[str, Any] | None = None
 
@@ -67,6 +69,7 @@ class TimeProfiler(TrainerCallback):
         prof, self.prof = self.prof, None
         if self.marks is not None:
             self.marks.remove()
+            self.head_mark, self.marks_note = self.marks.head_mark, self.marks.note()
             self.marks = None
         prof.stop()
         path = self.run_dir / "profile_trace.json"
@@ -113,9 +116,11 @@ class TimeProfiler(TrainerCallback):
         except Exception as err:  # noqa: BLE001
             self.record.status, self.record.reason = "failed", f"{type(err).__name__}: {str(err)[:300]}"
             return self.record
-        for key in ("view", "window_s", "parts_s", "host_parts_s", "top_kernels", "top_ops", "sdpa_ops"):
+        for key in ("view", "window_s", "parts_s", "host_parts_s", "not_separated", "top_kernels", "top_ops",
+                    "sdpa_ops", "kernel_classes_s", "idle"):
             setattr(self.record, key, out[key])
-        self.record.notes.extend(out["notes"])
+        self.record.head_mark = self.head_mark
+        self.record.notes.extend(out["notes"] + ([self.marks_note] if self.marks_note else []))
         profiled = set(self.record.steps)
         times = [r["time_s"] for r in step_log if r.get("step") in profiled]
         self.record.step_meter_s = sum(times) if len(times) == len(profiled) else None

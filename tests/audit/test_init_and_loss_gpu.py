@@ -7,11 +7,10 @@ them, same rounding over 4-bit layers, tests/audit/test_lora_init_qlora.py) and 
 step alike (``loss_normalization`` observed from the backpropagated loss of the first steps)."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from tests.cli import harness, results
+from tests.helpers.hub_mirror import mirror_env
 
 pytestmark = pytest.mark.gpu
 
@@ -21,11 +20,9 @@ ARGS = ("framework=trl,unsloth,llamafactory,swift,axolotl", "model=qwen2.5-0.5b"
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    if not os.environ.get("HARNESS_HUB_MIRROR"):
-        pytest.skip("needs HARNESS_HUB_MIRROR (the Qwen2.5-0.5B config and tokenizer)")
+def sweep(tmp_path_factory, hub_mirror):
     out = tmp_path_factory.mktemp("init-loss-gpu")
-    run = harness("run", *ARGS, f"results_dir={out}", "report=false", "-m", timeout=3000)
+    run = harness("run", *ARGS, f"results_dir={out}", "report=false", "-m", env=mirror_env(hub_mirror), timeout=3000)
     return run, [r for r in results(out) if r["status"] == "ok"]
 
 

@@ -9,12 +9,12 @@ and through trl's ``SFTConfig``, which unsloth's SFTTrainer uses.
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.framework_env import LLAMAFACTORY, PROBES, REPO, TRL, run_in_env  # noqa: F401  (re-exported)
+from tests.helpers.hub_mirror import exported_mirror
 from tests.helpers.jobs import make_job
 
 LF, TRL_PROBES = PROBES[LLAMAFACTORY], PROBES[TRL]
@@ -315,7 +315,8 @@ def test_trl_packing_strategy_pinned():
 
 
 def _mirror() -> Path:
-    return Path(os.environ.get("HARNESS_HUB_MIRROR") or REPO.parent / "shared" / "hub")
+    # the value exported when the session started: the session's environment no longer has it (tests/conftest.py)
+    return exported_mirror() or REPO.parent / "shared" / "hub"
 
 
 def _qwen_mirror() -> Path:

@@ -125,3 +125,19 @@ def test_the_parent_adds_fragmentation_and_non_pytorch_memory():
 def test_a_snapshot_without_history_is_refused_by_name():
     with pytest.raises(ValueError, match="no allocation history"):
         attribute_peak({"segments": [], "device_traces": [[]]}, Pointers())
+
+
+def test_a_peak_step_without_a_head_marker_counts_logits_and_loss_in_activations_and_says_not_separable():
+    # unsloth's fused loss calls no module the head mark can hook: the step has no head / head_grad markers
+    snapshot, pointers = _one_step()
+    events = snapshot["device_traces"][0]
+    snapshot["device_traces"][0] = [e for e in events if e["frames"][0]["name"] not in
+                                    ("_harness_mark_head", "_harness_mark_head_grad")]
+    out = attribute_peak(snapshot, pointers, measured_peak=310 * MiB)
+    assert out["categories"]["logits_loss"] is None and out["detail"]["logits_loss"] is None
+    assert out["not_separated"] == {"logits_loss": "activations"}
+    # 30 MiB of activations, the 60 MiB of logits and loss, and the 6 MiB of activation grads (no head_grad
+    # marker: the backward's allocations follow the forward marker)
+    assert out["categories"]["activations"] == (30 + 60 + 6) * MiB
+    assert out["peak_allocated_bytes"] == 310 * MiB == sum(v for v in out["categories"].values() if v is not None)
+    assert any("not separable" in n for n in out["notes"])

@@ -124,3 +124,26 @@ def test_sdpa_backend_ops_are_counted_with_their_longest_call():
     assert fwd["median_s"] == pytest.approx(1e-3) and fwd["max_s"] == pytest.approx(58e-3)
     assert fwd["slow_calls"] == 1 and fwd["slow_s"] == pytest.approx(58e-3)
     assert ops["aten::_scaled_dot_product_cudnn_attention_backward"]["count"] == 1
+
+
+def _without(events: list[dict], kinds: tuple[str, ...], after: float = -1.0) -> list[dict]:
+    return [e for e in events if not (e["name"] in {MARK + k for k in kinds} and e["ts"] > after)]
+
+
+def test_steps_without_a_head_mark_have_no_loss_part_their_head_and_loss_are_in_forward():
+    # unsloth's fused loss calls no module the head mark can hook: forward runs to the first autograd op
+    events = _without([_mark("step_end", 0.0)] + _step(0.0) + _step(1000.0), ("head", "head_grad"))
+    out = attribute_steps({"traceEvents": events})
+    assert out["not_separated"] == {"loss": "forward"}
+    assert out["parts_s"]["loss"] is None and out["host_parts_s"]["loss"] is None
+    # the host view of _step: forward 100-400 and loss 400-500, each with 10 us uncovered, now one part
+    assert out["parts_s"]["forward"] == pytest.approx(2 * (290e-6 + 90e-6))
+    assert sum(v for v in out["parts_s"].values() if v is not None) == pytest.approx(out["window_s"])
+    assert any("not separable" in n for n in out["notes"])
+
+
+def test_a_window_where_only_some_micro_batches_lack_the_head_mark_keeps_its_loss_part_and_says_so():
+    events = _without([_mark("step_end", 0.0)] + _step(0.0) + _step(1000.0), ("head", "head_grad"), after=1000.0)
+    out = attribute_steps({"traceEvents": events})
+    assert out["not_separated"] is None and out["parts_s"]["loss"] == pytest.approx(90e-6)
+    assert any("1 of 2 profiled micro-batch(es) had no LM-head mark" in n for n in out["notes"])

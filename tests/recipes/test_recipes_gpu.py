@@ -6,11 +6,10 @@ varlen SDPA over its packed rows, TF32 and data loader workers active, each reco
 its identical twin."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from tests.cli import harness, results
+from tests.helpers.hub_mirror import mirror_env
 
 pytestmark = pytest.mark.gpu
 
@@ -19,12 +18,10 @@ ARGS = ("model=qwen2.5-0.5b", "model.weights=random", "train.max_steps=12", "tra
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    if not os.environ.get("HARNESS_HUB_MIRROR"):
-        pytest.skip("needs HARNESS_HUB_MIRROR (the Qwen2.5-0.5B config and tokenizer)")
+def sweep(tmp_path_factory, hub_mirror):
     out = tmp_path_factory.mktemp("recipes-gpu")
     run = harness("run", "framework=trl,unsloth,llamafactory,axolotl", *ARGS, f"results_dir={out}", "report=false",
-                  "-m", timeout=3000)
+                  "-m", env=mirror_env(hub_mirror), timeout=3000)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return {(r["framework"]["name"], (r.get("recipe") or {}).get("name", "identical")): r for r in results(out)}
 

@@ -212,3 +212,155 @@ def test_the_sdpa_rerun_joins_its_point_is_named_and_shows_the_attention_ops(rec
     html = render_report(others + [parse_result(native), parse_result(data)], tmp_path, name="sdpa").read_text()
     assert html.count('data-why-control="time"') == 1 and html.count("data-why-sdpa") == 2
     assert "_scaled_dot_product_efficient_attention x168" in html
+
+
+SESSION7 = REPO_ROOT / "results" / "h200" / "session7" / "throughput_7b"
+
+
+def test_a_part_no_head_mark_could_separate_is_shown_not_separable_and_compared_on_the_coarser_split(records):
+    """unsloth's fused loss calls no module the head mark can hook (harness/worker/model_marks.py): its logits
+    and loss are in activations, its loss time in forward, recorded as None in ``not_separated``. The cells
+    say so, never 0, and the sentences compare every row on the split each can give."""
+    from harness.report.why import why_sections
+
+    changed = []
+    for r in records:
+        data = copy.deepcopy(r.to_dict())
+        if r.profiled == "memory" and r.framework.name == "unsloth":
+            cats = data["profile"]["memory"]["categories"]
+            cats["activations"], cats["logits_loss"] = cats["activations"] + cats["logits_loss"], None
+            data["profile"]["memory"]["not_separated"] = {"logits_loss": "activations"}
+        elif r.profiled == "time" and r.framework.name == "unsloth":
+            parts = data["profile"]["time"]["parts_s"]
+            parts["forward"], parts["loss"] = parts["forward"] + parts["loss"], None
+            data["profile"]["time"]["not_separated"] = {"loss": "forward"}
+        changed.append(parse_result(data))
+    (section,) = why_sections(changed).values()
+    memory = {row["framework"]: row for row in section["memory"]["rows"]}
+    column = section["memory"]["columns"].index("logits + loss")
+    assert memory["unsloth-2026.10.9"]["cells"][column] == "not separable (in activations)"
+    assert memory["trl-1.16.0"]["cells"][column] == "2.00 GiB"
+    # LLaMA-Factory's 6.1 + 26.0 GiB against unsloth's 4.5 + 1.8 GiB, one category in both
+    assert section["memory"]["sentence"] == (
+        "llamafactory-0.9.5's NVML peak is 44.7 GiB higher than unsloth-2026.10.9's (69.0 vs 24.3 GiB), 25.8 GiB "
+        "of it activations (kept for backward, recomputed, their grads) with logits and loss temporaries (not "
+        "separable in every run) (32.1 vs 6.3 GiB).")
+    time = {row["framework"]: row for row in section["time"]["rows"]}
+    assert time["unsloth-2026.10.9"]["cells"][section["time"]["columns"].index("head + loss")] == \
+        "not separable (in forward)"
+    assert section["time"]["sentence"].endswith("0.31 s of it in backward (0.64 vs 0.33 s).")
+
+
+def test_session_7_unsloth_profiles_recorded_before_the_field_read_not_separable():
+    """The committed session-7 results (results/h200/session7/throughput_7b) were written before
+    ``not_separated``: unsloth's memory profiles carry the attribution's note, its time profiles a loss of
+    exactly 0 s. Neither is shown as a measured 0; trl's and LLaMA-Factory's, marked, are shown as measured."""
+    from harness.report.why import why_sections
+
+    (section,) = why_sections(load_records([SESSION7])).values()
+    for kind, column in (("memory", "logits + loss"), ("time", "head + loss")):
+        block = section[kind]
+        index = block["columns"].index(column)
+        cells = {row["label"]: row["cells"][index] for row in block["rows"]}
+        unsloth = {label: cell for label, cell in cells.items() if label.startswith("unsloth")}
+        assert len(unsloth) == 2 and all(cell.startswith("not separable") for cell in unsloth.values()), cells
+        assert not any(cell.startswith("not separable") for label, cell in cells.items() if label not in unsloth)
+    assert "with logits and loss temporaries (not separable in every run)" in section["memory"]["sentence"]
+
+
+def _with_gpu(record: Result, classes: dict[str, float], idle: dict) -> Result:
+    data = copy.deepcopy(record.to_dict())
+    data["profile"]["time"]["kernel_classes_s"] = classes
+    data["profile"]["time"]["idle"] = idle
+    return parse_result(data)
+
+
+def test_kernel_classes_and_the_gpu_idle_causes_are_shown_and_named(records, tmp_path):
+    """trl's step: 0.6 s more copies and casts than unsloth's (3 steps), equal GEMM; its idle line counts gaps over
+    the profiled steps and gives seconds per step."""
+    from harness.report.render import render_report
+    from harness.report.why import why_sections
+
+    def idle(total, long_ops):
+        return {"total_s": total, "short_gaps_s": 0.03, "short_gaps": 31_000, "long_gaps_s": total - 0.03,
+                "long_gaps": sum(o["count"] for o in long_ops), "long_gap_ops": long_ops}
+    gpu = {"trl": ({"GEMM": 1.14, "copies and casts": 0.60, "elementwise": 0.38},
+                   idle(0.65, [{"op": "aten::_cudnn_attention_forward", "count": 8, "idle_s": 0.228, "after_sync": 0},
+                               {"op": "no op recorded", "count": 23, "idle_s": 0.124, "after_sync": 9}])),
+           "unsloth": ({"GEMM": 1.20, "copies and casts": 0.003, "fused (Triton)": 0.09},
+                       idle(0.30, [{"op": "aten::_cudnn_attention_forward", "count": 4, "idle_s": 0.09, "after_sync": 0}]))}
+    timed = [_with_gpu(r, *gpu[r.framework.name]) if r.profiled == "time" and r.framework.name in gpu else r
+             for r in records]
+    (section,) = why_sections(timed).values()
+    assert section["time"]["kernel_sentence"] == (
+        "On the GPU, trl-1.16.0's step spends 0.199 s more than unsloth-2026.10.9's in copies and casts (0.200 vs "
+        "0.001 s) and 0.127 s more in elementwise (0.127 vs 0.000 s); their GEMM time is within 10% (0.380 vs 0.400 s).")
+    row = next(r for r in section["time"]["rows"] if r["framework"].startswith("trl"))
+    assert row["idle"].startswith("GPU idle 0.217 s a step, over 3 profiled step(s): 0.010 s in 31,000 launch gaps")
+    assert "aten::_cudnn_attention_forward 0.076 s (8); no op recorded 0.041 s (23, 9 right after a sync)" in row["idle"]
+    llamafactory = next(r for r in section["time"]["rows"] if r["framework"].startswith("llamafactory"))
+    assert llamafactory["gpu"] is None and llamafactory["idle"] is None  # an older result: no classes recorded
+    html = render_report(timed, tmp_path, name="why-gpu").read_text(encoding="utf-8")
+    assert html.count("data-why-idle") == 2 and "data-why-kernels" in html
+
+
+def _lora_cast(**kw) -> dict:
+    base = {"requested": "native", "layers": 196, "switched": 0, "watched": True, "micro_steps": 48, "calls": 18816,
+            "casts": 18816, "skipped": 0, "cast_from": "bfloat16", "cast_to": "float32", "autocast": "bfloat16",
+            "summary": "18,816 casts bfloat16 -> float32, under bfloat16 autocast", "notes": []}
+    return {**base, **kw}
+
+
+def test_the_lora_input_cast_rerun_is_named_and_said_what_its_one_change_did(records, tmp_path):
+    """trl under profile.lora_input_cast=off: its own row, and a sentence with the casts read back (18,816 -> 0) and
+    the kernel class the change moved most (copies and casts), by construction; unsloth's control switched nothing."""
+    from harness.report.render import render_report
+    from harness.report.why import why_sections
+
+    def timed(r: Result, casts: dict, classes: dict, off: bool, backward: float | None = None) -> Result:
+        data = copy.deepcopy(r.to_dict())
+        if off:
+            data["job"]["profile"]["lora_input_cast"] = "off"
+            data["job_hash"], data["run_id"] = job_hash(data["job"]), data["run_id"] + "-cast-off"
+        data["profile"]["lora_cast"] = casts
+        data["profile"]["time"]["kernel_classes_s"] = classes
+        data["profile"]["time"]["idle"] = {"total_s": 0.3, "short_gaps_s": 0.03, "short_gaps": 100, "long_gaps_s": 0.27,
+                                           "long_gaps": 1, "long_gap_ops": []}
+        if backward is not None:
+            data["profile"]["time"]["parts_s"]["backward"] = backward
+        return parse_result(data)
+
+    trl = next(r for r in records if r.profiled == "time" and r.framework.name == "trl")
+    unsloth = next(r for r in records if r.profiled == "time" and r.framework.name == "unsloth")
+    own = _lora_cast(watched=False, calls=0, casts=0, cast_from=None, cast_to=None, autocast=None,
+                     summary="196 peft LoRA layers, not watched (the framework's own LoRA path)")
+    runs = [timed(trl, _lora_cast(), {"GEMM": 1.14, "copies and casts": 0.60, "elementwise": 0.38}, False),
+            timed(trl, _lora_cast(requested="off", switched=196, casts=0, skipped=18816,
+                                  summary="0 casts, 18,816 skipped (bfloat16 -> float32, under bfloat16 autocast)"),
+                  {"GEMM": 1.14, "copies and casts": 0.06, "elementwise": 0.38}, True, backward=3 * 0.50),
+            timed(unsloth, own, {"GEMM": 1.20, "copies and casts": 0.003}, False),
+            timed(unsloth, {**own, "requested": "off", "notes": ["nothing switched, not watched"]},
+                  {"GEMM": 1.20, "copies and casts": 0.003}, True)]
+    others = [r for r in records if r.run_id not in (trl.run_id, unsloth.run_id)]
+    (section,) = why_sections(others + runs).values()
+    rows = {row["label"]: row for row in section["time"]["rows"]}
+    assert rows["trl-1.16.0 (lora_input_cast=off)"]["casts"] == "0 casts, 18,816 skipped (bfloat16 -> float32)"
+    assert rows["trl-1.16.0"]["casts"] == "18,816 casts (bfloat16 -> float32)"
+    assert rows["unsloth-2026.10.9 (lora_input_cast=off)"]["casts"] == "not watched (own LoRA path)"
+    assert rows["llamafactory-0.9.5"]["casts"] == "not read back"  # a result from before the read-back
+    # the frameworks' own sentence is still among their own runs
+    assert section["time"]["sentence"].startswith("llamafactory-0.9.5's profiled step takes 0.51 s longer than unsloth")
+    trl_ctl, unsloth_ctl = section["time"]["controls"]
+    assert trl_ctl == (
+        "trl-1.16.0 (lora_input_cast=off): the one change moves trl-1.16.0's profiled step from 1.11 to 0.99 s (-0.12 s), "
+        "-0.12 s of it in backward (0.62 to 0.5 s); on the GPU, copies and casts 0.200 to 0.020 s a step (-0.180); "
+        "same loss path (not read back); LoRA input casts 18,816 -> 0 (0 casts, 18,816 skipped (bfloat16 -> float32)).")
+    assert unsloth_ctl.endswith("LoRA input casts: nothing switched (not watched (own LoRA path)).")
+    # beside a run of its framework from before the read-back (session 7's), the control's own count still says it
+    before = runs[1:] + [timed(trl, None, {"GEMM": 1.14, "copies and casts": 0.60}, False)]
+    (section,) = why_sections(others + before).values()
+    assert section["time"]["controls"][0].endswith(
+        "LoRA input casts: 0 casts, 18,816 skipped (bfloat16 -> float32) (the run without the change has no read-back).")
+    html = render_report(others + runs, tmp_path, name="cast-off").read_text(encoding="utf-8")
+    assert html.count('data-why-control="time"') == 2 and "lora_input_cast=off" in html
+    assert "LoRA input casts: 0 casts, 18,816 skipped" in html
