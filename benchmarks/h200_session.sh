@@ -45,30 +45,33 @@
 #   FW=trl R=/tmp/h200-s6 PIN=gpu bash benchmarks/h200_session.sh ensure spread pack
 #   PYTHONHASHSEED=0 FW=trl R=/tmp/h200-s6/hs bash benchmarks/h200_session.sh ensure spread   (then pack R=/tmp/h200-s6)
 #   (results/h200/session6/trl_spread/README.md: the 12 repeats and what they show)
-# Session 7 (planned, issue 15: the explain runs; one H200, nothing else on the host). Carry .whl/trl
-# .whl/llamafactory .whl/base .hub (~57 MB with the tree; bitsandbytes sits in both framework folders). Each run
-# ~3.5-4 minutes, so two runs a call:
-#   FW=trl,llamafactory R=/tmp/h200-s7 bash benchmarks/h200_session.sh ensure; then in the same call
-#   FW=trl R=/tmp/h200-s7 PROFILES=memory bash benchmarks/h200_session.sh host explain pack   (its known-answer test first)
-#   FW=trl R=/tmp/h200-s7 PROFILES=time bash benchmarks/h200_session.sh ensure explain pack
-#     (the time trace of trl also answers issue 13's open question: which part of trl's step waits on the host)
-#   FW=llamafactory R=/tmp/h200-s7 bash benchmarks/h200_session.sh ensure explain pack
-#   R=/tmp/h200-s7 CONTROL=expandable bash benchmarks/h200_session.sh ensure explain pack
-#   then session 8: unsloth (carry .whl/unsloth) and CONTROL=same_loss for trl and unsloth.
-# Session 8 (planned, issue 13 item 2: session 7's time profiles show SDPA on cuDNN attention, whose first call
-# with each new sequence length builds a graph on the host, 43-83 ms while the GPU idles: 4 forward and 2
-# backward calls, ~0.36 s of trl's 2.88 s profiled window, autotuning in timed steps; docs/explain.md). One
-# H200, nothing else on the host; carry .whl/trl .whl/base .hub. The controlled rerun, then the spread with it:
-#   FW=trl CONTROL=sdpa SDPA=efficient R=/tmp/h200-s8 bash benchmarks/h200_session.sh ensure explain pack
-#   FW=trl SDPA=efficient R=/tmp/h200-s8 bash benchmarks/h200_session.sh ensure spread pack
-#   (once, before: GPUTESTS=tests/test_sdpa_backends.py ... gputests, ~3 minutes, needs .whl/unsloth too:
-#   trl and unsloth, compiling, trained on the efficient kernel alone)
-# Session 8 (planned): CONTROL=lora_cast, peft's LoRA input cast off (profile.lora_input_cast=off; docs/explain.md
-#   section 4), profile=time (PROFILES="time memory" adds the memory side); each run ~4 minutes, two a call:
-#   FW=trl,unsloth R=/tmp/h200-s8 GPUTESTS=tests/test_lora_cast_gpu.py bash benchmarks/h200_session.sh ensure gputests
-#   then FW=trl R=/tmp/h200-s8 CONTROL=lora_cast bash benchmarks/h200_session.sh ensure explain pack
-#   (then FW=llamafactory). Its report pairs each with the framework's own profile=time run: rerun it beside
-#   (CONTROL unset, PROFILES=time: it reads back the casts) or report together with results/h200/session7.
+# Session 7 (issue 15, the explain runs; one H200, nothing else on the host; commit a0bac08; logs
+# results/h200/logs/session-7-call*.log; results results/h200/session7). LOG under R: the gputests stage's checkout
+# guard fails a run whose session.log is written inside the tree. Calls, in order (~4 minutes each):
+#   1 (carry .whl/trl .whl/llamafactory .whl/base .hub): FW=trl,llamafactory ... ensure; then
+#     FW=trl R=/tmp/h200-s7 LOG=/tmp/h200-s7/session-7-call1.log bash benchmarks/h200_session.sh host explain; ... pack
+#   2: FW=llamafactory ... explain; then CONTROL=expandable ... explain; then pack
+#   3 (carry .whl/trl .whl/unsloth .whl/base .hub; the warm machine keeps /tmp/harness-envs): FW=unsloth ... setup;
+#     FW=unsloth ... explain; FW=trl CONTROL=same_loss ... explain; pack
+#   4: FW=unsloth CONTROL=same_loss ... explain; pack
+#   5-6: the strict audit's lora_init_hash / loss_normalization on 0.5B (the GPU test skipped: the test session hid
+#     the mirror, since fixed), by hand: python3 -m harness run framework=trl,unsloth,llamafactory model=qwen2.5-0.5b
+#     model.weights=random train.max_steps=4 train.measure_warmup_steps=4 train.max_length=512 train.batch_size=4
+#     train.grad_accum=2 train.quantization=none,4bit env_auto_build=false results_dir=/tmp/h200-s7/init_loss -m
+#     (LLaMA-Factory's 4-bit run cut by the call's time limit)
+# Session 8 (planned, issues 13 and 15; one H200, nothing else on the host; carry .whl/trl .whl/unsloth .whl/base .hub,
+# ~52 MB with the tree). Session 7's time profiles (docs/explain.md section 3): SDPA runs cuDNN attention, whose first
+# call with each new sequence length builds a plan on the host (43-83 ms while the GPU idles; 28 of the 40 timed
+# steps bring a new length), and peft's LoRA layers copy every adapter input bf16 -> fp32 -> bf16 (0.2 s a step of
+# copies in trl and LLaMA-Factory). One script, four calls, each ending with pack:
+#   1: FW=trl,unsloth R=/tmp/h200-s8 LOG=/tmp/h200-s8/call1.log bash benchmarks/h200_session.sh ensure host; then
+#      GPUTESTS="tests/test_sdpa_backends.py tests/test_lora_cast_gpu.py tests/measure/test_memory_profile_gpu.py" ... gputests
+#   2: FW=trl CONTROL=sdpa SDPA=efficient ... explain; FW=trl CONTROL=lora_cast ... explain      (~2 x 100 s)
+#   3: FW=unsloth CONTROL=same_loss PROFILES=memory ... explain   (the LM-head mark now fires: its logits attributed)
+#      then FW=trl SDPA=efficient REPEATS=3 ... spread             (issue 13: does trl come within 1% without the builds)
+#   4 (if the device time allows): FW=unsloth SDPA=efficient ... spread, then LLaMA-Factory (carry .whl/llamafactory)
+#   If the spread is within 1% for all three, throughput_7b's recipe pins train.sdpa_backend=efficient (a new point:
+#   3 repeats of all three again) and issue 13 item 2 closes on it.
 # FW picks the frameworks of a stage (default: every compared framework, from the registry). Results go to results/h200*, reports to
 # reports/; the stages append to $LOG.
 set -uo pipefail

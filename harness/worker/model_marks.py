@@ -120,7 +120,7 @@ class ModelMarks:
         if not marked:
             return (f"the LM head was never entered through a module in {self.forwards} training micro-batch(es) "
                     f"(hooked: {hooked}): the model's forward computes the head and its loss itself (a fused "
-                    "loss reading lm_head.weight, as unsloth's does given labels), so they are not separable "
+                    "loss reading lm_head.weight without calling the module), so they are not separable "
                     "from the forward")
         return (f"the LM head was marked in {marked} of {self.forwards} training micro-batch(es) (hooked: {hooked}); "
                 "in the others its head and loss are counted with the forward")
