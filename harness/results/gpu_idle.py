@@ -31,12 +31,15 @@ NO_OP = "no op recorded"
 TOP_N = 10
 # First match wins: Triton first (its fused kernels carry the names of the ops they fused, "attention"
 # included), the optimizer's multi-tensor kernels before the plain elementwise ones, copies before both.
+# "cast" is not "nocast": PyTorch's strided elementwise kernels are all named
+# ``elementwise_kernel<..., gpu_kernel_impl_nocast<Functor>>`` (muls, adds, negs: session 7 put 0.053 s a
+# step of trl's and LLaMA-Factory's among the copies that way); a copy among them names direct_copy_kernel.
 KERNEL_CLASSES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile(rx, re.I)) for name, rx in (
     ("fused (Triton)", r"^triton_|triton"),
     ("attention", r"cudnn|fmha|flash|attention|sdpa|mha_|_attn"),
     ("GEMM", r"nvjet|gemm|cutlass|xmma|cublas|^Kernel2$|splitK|matmul"),
     ("optimizer", r"multi_tensor_apply|adam|fused_.*optim"),
-    ("copies and casts", r"copy|cast|to_copy|CatArrayBatched|index_select|gather|scatter"),
+    ("copies and casts", r"copy|(?<!no)cast|CatArrayBatched|index_select|gather|scatter"),
     ("reductions and norms", r"reduce|norm|softmax|sum_|mean|_max|_min|welford|cross_entropy|nll_loss"),
     ("elementwise", r"elementwise|pointwise|unrolled|vectorized|fill|where|silu|gelu|mul|add"),
     ("memset and memcpy", r"^Memset|^Memcpy"),

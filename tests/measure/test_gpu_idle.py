@@ -70,6 +70,11 @@ def test_an_instant_two_streams_share_counts_once_and_a_cpu_trace_has_no_device_
     ("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64", "GEMM"),
     ("void at::native::vectorized_elementwise_kernel<8, at::native::bfloat16_copy_kernel_cuda(at::TensorIteratorBase&)", "copies and casts"),
     ("void at::native::vectorized_elementwise_kernel<4, at::native::silu_kernel>", "elementwise"),
+    # session 7's strided elementwise kernels: "nocast" in every name, a copy only where the functor is one
+    ("void at::native::elementwise_kernel<128, 4, at::native::gpu_kernel_impl_nocast<at::native::BinaryFunctor<"
+     "c10::BFloat16, c10::BFloat16, c10::BFloat16, at::native::binary_internal::MulFunctor<float> > >", "elementwise"),
+    ("void at::native::elementwise_kernel<128, 4, at::native::gpu_kernel_impl_nocast<at::native::"
+     "direct_copy_kernel_cuda(at::TensorIteratorBase&)::{lambda()#3}", "copies and casts"),
     ("triton_red_fused__to_copy_add_mean_mul_pow_rsqrt_0", "fused (Triton)"),
     ("void at::native::reduce_kernel<512, 1, at::native::ReduceOp<float, at::native::func_wrapper_t>>", "reductions and norms"),
     ("fmha_cutlassF_bf16_aligned_64x64_rf_sm80", "attention"),
