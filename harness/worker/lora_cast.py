@@ -26,6 +26,7 @@ from transformers import TrainerCallback
 
 from harness.frameworks.adapter import FrameworkUnavailable
 from harness.records.profile import LoraCast
+from harness.worker.live_fields.values import dtype_name
 
 OWN_NOTE = ("nothing switched, not watched: this framework runs its LoRA layers its own way (Adapter.lora_input_cast"
             "='own'; docs/explain.md section 4)")
@@ -39,10 +40,6 @@ def lora_layers(model: Any) -> list[Any]:
     except ImportError:
         return []
     return [m for m in model.modules() if isinstance(m, LoraLayer)]
-
-
-def _dtype(d: Any) -> str:
-    return str(d).replace("torch.", "")
 
 
 def _grad_training(module: Any) -> bool:
@@ -115,8 +112,8 @@ class LoraCastProbe(TrainerCallback):
         enabled = getattr(layer, "cast_input_dtype_enabled", True)
         autocast = torch.is_autocast_enabled(x.device.type)
         if rec.cast_from is None:
-            rec.cast_from, rec.cast_to = _dtype(x.dtype), _dtype(dtype)
-            rec.autocast = _dtype(torch.get_autocast_dtype(x.device.type)) if autocast else None
+            rec.cast_from, rec.cast_to = dtype_name(x.dtype), dtype_name(dtype)
+            rec.autocast = dtype_name(torch.get_autocast_dtype(x.device.type)) if autocast else None
         if enabled:
             rec.casts += 1
             return
@@ -124,8 +121,8 @@ class LoraCastProbe(TrainerCallback):
         if not autocast:
             # outside autocast peft's cast is what makes input and adapters match: without it the matmul fails
             raise FrameworkUnavailable(
-                f"profile.lora_input_cast=off: a LoRA layer's {_dtype(x.dtype)} input met {_dtype(dtype)} adapters "
-                "outside autocast, where peft's cast is needed; this run cannot be the control")
+                f"profile.lora_input_cast=off: a LoRA layer's {dtype_name(x.dtype)} input met {dtype_name(dtype)} "
+                "adapters outside autocast, where peft's cast is needed; this run cannot be the control")
 
     def on_train_end(self, args, state, control, **kwargs):
         self.stop()
