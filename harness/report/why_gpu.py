@@ -42,13 +42,15 @@ def kernel_sentence(rows: list[dict[str, Any]]) -> str | None:
     slow, fast = max(rows, key=lambda r: r["step_s"]), min(rows, key=lambda r: r["step_s"])
     if slow is fast:
         return None
-    gaps = sorted(GPU_KEYS, key=lambda k: -(slow["gpu"][k] - fast["gpu"][k]))
-    first, second = gaps[0], gaps[1]
-    same = "GEMM" if abs(slow["gpu"]["GEMM"] - fast["gpu"]["GEMM"]) < 0.1 * max(fast["gpu"]["GEMM"], 1e-9) else None
     g, h = slow["gpu"], fast["gpu"]
+    gaps = sorted(GPU_KEYS, key=lambda k: -(g[k] - h[k]))
+    first, second = gaps[0], gaps[1]
+    same = abs(g["GEMM"] - h["GEMM"]) < 0.1 * max(h["GEMM"], 1e-9)
+    # the runner-up only where the slower step really spends more in it (never "-0.002 s more")
+    also = (f" and {g[second] - h[second]:.3f} s more in {second} ({g[second]:.3f} vs {h[second]:.3f} s)"
+            if g[second] > h[second] else "")
     return (f"On the GPU, {slow['label']}'s step spends {g[first] - h[first]:.3f} s more than {fast['label']}'s in "
-            f"{first} ({g[first]:.3f} vs {h[first]:.3f} s) and {g[second] - h[second]:.3f} s more in {second} "
-            f"({g[second]:.3f} vs {h[second]:.3f} s)"
+            f"{first} ({g[first]:.3f} vs {h[first]:.3f} s){also}"
             + (f"; their GEMM time is within 10% ({g['GEMM']:.3f} vs {h['GEMM']:.3f} s)." if same else "."))
 
 

@@ -304,6 +304,22 @@ def test_kernel_classes_and_the_gpu_idle_causes_are_shown_and_named(records, tmp
     assert html.count("data-why-idle") == 2 and "data-why-kernels" in html
 
 
+def test_the_kernel_sentence_names_a_runner_up_only_where_the_slower_step_spends_more(records):
+    """trl's step spends more than unsloth's only in GPU idle: no second class is named, never '0.000 s more'."""
+    from harness.report.why import why_sections
+
+    def idle(total):
+        return {"total_s": total, "short_gaps_s": 0.03, "short_gaps": 100, "long_gaps_s": total - 0.03, "long_gaps": 1,
+                "long_gap_ops": []}
+    gpu = {"trl": ({"GEMM": 1.14}, idle(0.65)), "unsloth": ({"GEMM": 1.20, "fused (Triton)": 0.09}, idle(0.30))}
+    timed = [_with_gpu(r, *gpu[r.framework.name]) if r.profiled == "time" and r.framework.name in gpu else r
+             for r in records]
+    (section,) = why_sections(timed).values()
+    assert section["time"]["kernel_sentence"] == (
+        "On the GPU, trl-1.16.0's step spends 0.117 s more than unsloth-2026.10.9's in GPU idle (0.217 vs 0.100 s); "
+        "their GEMM time is within 10% (0.380 vs 0.400 s).")
+
+
 def _lora_cast(**kw) -> dict:
     base = {"requested": "native", "layers": 196, "switched": 0, "watched": True, "micro_steps": 48, "calls": 18816,
             "casts": 18816, "skipped": 0, "cast_from": "bfloat16", "cast_to": "float32", "autocast": "bfloat16",
