@@ -154,6 +154,35 @@ def test_the_control_outside_autocast_or_without_lora_layers_is_refused_with_the
         LoraCastProbe("off", "peft").on_train_begin(None, None, None, model=Stack())
 
 
+def test_a_second_train_begin_still_leaves_peft_s_cast_on_at_train_end(x0):
+    """A process that trains twice: the control's second train begin must not save its own switched state."""
+    m = _peft_model()
+    probe = LoraCastProbe("off", "peft")
+    for _ in range(2):
+        probe.on_train_begin(None, None, None, model=m)
+        assert all(layer.cast_input_dtype_enabled is False for layer in lora_layers(m))
+        _train_step(m, x0)
+    probe.on_train_end(None, None, None)
+    assert all(layer.cast_input_dtype_enabled is True and "_cast_input_dtype" not in layer.__dict__
+               for layer in lora_layers(m))
+    rec = probe.finish()
+    assert rec.switched == 8 and rec.skipped == 2 * 16 and rec.casts == 0  # one wrapper a layer: counted once
+
+
+def test_a_native_run_whose_peft_has_no_input_cast_is_not_watched_and_not_failed(monkeypatch):
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    m = _peft_model()
+    monkeypatch.setattr(BaseTunerLayer, "_cast_input_dtype", None)  # as a peft from before the method
+    probe = LoraCastProbe(None, "peft")
+    probe.on_train_begin(None, None, None, model=m)
+    rec = probe.finish()
+    assert (rec.layers, rec.watched, rec.calls) == (8, False, 0)
+    assert any("have no _cast_input_dtype" in n for n in rec.notes)
+    with pytest.raises(FrameworkUnavailable, match="profile.lora_input_cast=off: 8 LoRA layers"):
+        LoraCastProbe("off", "peft").on_train_begin(None, None, None, model=m)
+
+
 def test_a_framework_with_its_own_lora_path_is_neither_switched_nor_watched_and_says_so(x0):
     m = _peft_model()
     probe = LoraCastProbe("off", "own")

@@ -58,6 +58,9 @@ class LoraCastProbe(TrainerCallback):
         self.handles: list[Any] = []
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        # a second train() in the same process: the first one's switch and wrappers come off first, or the
+        # state saved here would be the switched one, and train end would leave the casts off
+        self.stop()
         if model is None:
             if self.switch:
                 raise FrameworkUnavailable("profile.lora_input_cast=off: no model at train begin, so no LoRA layer "
@@ -69,13 +72,20 @@ class LoraCastProbe(TrainerCallback):
         if not self.watch:
             self.record.notes.append(OWN_NOTE)
             return
+        unwatchable = [type(m).__name__ for m in layers if not callable(getattr(m, "_cast_input_dtype", None))]
+        if unwatchable and not self.switch:
+            # a peft older than the cast has nothing to count; a read-back never fails the run it reads
+            self.record.notes.append(f"not watched: {len(unwatchable)} LoRA layers ({unwatchable[0]}) have no "
+                                     "_cast_input_dtype (a peft without the input cast)")
+            return
         if self.switch:
-            lacking = [type(m).__name__ for m in layers if not hasattr(m, "cast_input_dtype_enabled")]
+            lacking = [type(m).__name__ for m in layers if not hasattr(m, "cast_input_dtype_enabled")
+                       or not callable(getattr(m, "_cast_input_dtype", None))]
             if not layers or lacking:
                 raise FrameworkUnavailable(
                     "profile.lora_input_cast=off: " + ("the model has no peft LoRA layer" if not layers else
                                                        f"{len(lacking)} LoRA layers ({lacking[0]}) have no "
-                                                       "cast_input_dtype_enabled (peft too old)"))
+                                                       "cast_input_dtype_enabled or _cast_input_dtype (peft too old)"))
             for layer in layers:
                 self.saved.append((layer, layer.cast_input_dtype_enabled))
                 layer.cast_input_dtype_enabled = False
