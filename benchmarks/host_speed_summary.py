@@ -27,7 +27,8 @@ from harness.results.load import load_records  # noqa: E402
 
 
 def new_length_fit(run: Result) -> tuple[float, float, int] | None:
-    """(seconds a step, seconds per step with a new padded length, how many timed steps had one), or None."""
+    """(the fit's fixed seconds a step, the extra seconds of a step with a new padded length, how many timed steps
+    had one), or None where the step log lacks the shapes or the timed steps cannot separate the two."""
     assert run.train is not None
     seen: set[int] = set()
     rows, times = [], []
