@@ -62,8 +62,8 @@
 # Session 8 (planned, issues 13 and 15; one H200, nothing else on the host; carry .whl/trl .whl/unsloth .whl/base .hub,
 # ~52 MB with the tree). Session 7's time profiles (docs/explain.md section 3): SDPA runs cuDNN attention, whose first
 # call with each new sequence length builds a plan on the host (43-83 ms while the GPU idles; 28 of the 40 timed
-# steps bring a new length), and peft's LoRA layers copy every adapter input bf16 -> fp32 -> bf16 (0.2 s a step of
-# copies in trl and LLaMA-Factory). One script, four calls, each ending with pack:
+# steps bring a new length), and peft's LoRA layers copy every adapter input bf16 -> fp32 -> bf16 (0.12 s a step of
+# cast copies in trl and LLaMA-Factory). One script, four calls, each ending with pack:
 #   1: FW=trl,unsloth R=/tmp/h200-s8 LOG=/tmp/h200-s8/call1.log bash benchmarks/h200_session.sh ensure host; then
 #      GPUTESTS="tests/test_sdpa_backends.py tests/test_lora_cast_gpu.py tests/measure/test_memory_profile_gpu.py" ... gputests
 #   2: FW=trl CONTROL=sdpa SDPA=efficient ... explain; FW=trl CONTROL=lora_cast ... explain      (~2 x 100 s)
