@@ -8,12 +8,11 @@ casts read back natively and none under the control; unsloth switched and watche
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
 from tests.cli import harness, results
+from tests.helpers.hub_mirror import mirror_env
 from tests.test_lora_cast import BF16, _peft_model, _step
 
 pytestmark = pytest.mark.gpu
@@ -52,11 +51,11 @@ def test_on_the_gpu_the_same_bits_and_the_activation_copies_go_away():
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    if not os.environ.get("HARNESS_HUB_MIRROR"):
-        pytest.skip("needs HARNESS_HUB_MIRROR (the Qwen2.5-0.5B config and tokenizer)")
+def sweep(tmp_path_factory, hub_mirror):
+    # the mirror through the fixture: the session's environment has HARNESS_HUB_MIRROR unset (tests/conftest.py)
     out = tmp_path_factory.mktemp("lora-cast-gpu")
-    run = harness("run", "framework=trl,unsloth", *ARGS, f"results_dir={out}", "report=false", "-m", timeout=1500)
+    run = harness("run", "framework=trl,unsloth", *ARGS, f"results_dir={out}", "report=false", "-m",
+                  env=mirror_env(hub_mirror), timeout=1500)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     runs = {(r["framework"]["name"], r["job"]["profile"].get("lora_input_cast")): r for r in results(out)}
     assert all(r["status"] == "ok" for r in runs.values()), {k: r["reason"] for k, r in runs.items()}

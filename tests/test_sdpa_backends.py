@@ -7,14 +7,13 @@ every profiled attention call the efficient kernel (before the 7B runs of ``h200
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from harness.worker import sdpa  # noqa: E402
 from tests.cli import harness, results  # noqa: E402
+from tests.helpers.hub_mirror import mirror_env  # noqa: E402
 
 # the op each backend runs under aten::scaled_dot_product_attention (CPU flash: its own op)
 OPS = {"cudnn": "aten::_scaled_dot_product_cudnn_attention", "flash": "aten::_scaled_dot_product_flash_attention",
@@ -88,14 +87,14 @@ def test_the_choice_is_what_a_real_call_runs_on_the_gpu():
 
 
 @pytest.mark.gpu
-def test_trl_and_unsloth_train_on_the_efficient_kernel_alone(tmp_path):
+def test_trl_and_unsloth_train_on_the_efficient_kernel_alone(tmp_path, hub_mirror):
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    if not os.environ.get("HARNESS_HUB_MIRROR"):
-        pytest.skip("needs HARNESS_HUB_MIRROR (the Qwen2.5-0.5B config and tokenizer)")
+    # the mirror through the fixture: the session's environment has HARNESS_HUB_MIRROR unset (tests/conftest.py)
     run = harness("run", "framework=trl,unsloth", "model=qwen2.5-0.5b", "model.weights=random", "train.max_steps=4",
                   "train.measure_warmup_steps=1", "train.max_length=512", "profile=time", "profile.steps=2",
-                  "train.sdpa_backend=efficient", f"results_dir={tmp_path}", "report=false", "-m", timeout=1500)
+                  "train.sdpa_backend=efficient", f"results_dir={tmp_path}", "report=false", "-m",
+                  env=mirror_env(hub_mirror), timeout=1500)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     by = {r["framework"]["name"]: r for r in results(tmp_path)}
     assert set(by) == {"trl", "unsloth"}
