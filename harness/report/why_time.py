@@ -12,6 +12,7 @@ from harness.report.tables import fmt
 from harness.report.why_figure import stacked
 from harness.report.why_gpu import GPU_KEYS, gpu_change, gpu_per_step, idle_cell, kernel_sentence
 from harness.report.why_rows import SHORT, base, biggest, first, loss_change, twins
+from harness.results.time_attribution import SLOW_CALL
 
 
 def _per_step(prof: TimeProfile) -> dict[str, float]:
@@ -25,7 +26,7 @@ def sdpa_cell(prof: TimeProfile) -> str | None:
     if not prof.sdpa_ops:
         return None
     return "; ".join(f"{o['name'].removeprefix('aten::')} x{o['count']} ({o['total_s']:.3g} s, median "
-                     f"{o['median_s'] * 1e3:.3g} ms, {o['slow_calls']} over 10x it: {o['slow_s']:.3g} s)"
+                     f"{o['median_s'] * 1e3:.3g} ms, {o['slow_calls']} over {SLOW_CALL}x it: {o['slow_s']:.3g} s)"
                      for o in prof.sdpa_ops)
 
 
