@@ -1,8 +1,8 @@
 """Re-derive the time attribution of committed ``profile=time`` results from the traces kept beside them.
 
 The attribution (harness/results/time_attribution.py, harness/results/gpu_idle.py) is a pure function of the
-kept Chrome trace, so a result recorded before a part of it existed (the kernel classes and the GPU's idle
-causes came after session 7's runs) gets it from its own trace, not from a new run:
+kept Chrome trace, so a result recorded before a part of it existed (the kernel classes, the GPU's idle
+causes and the SDPA backend ops came after session 7's runs) gets it from its own trace, not from a new run:
 
     python benchmarks/reattribute_time.py results/h200/session7/throughput_7b
 
@@ -28,7 +28,8 @@ from harness.atomic import atomic_write_json  # noqa: E402
 from harness.records import Result  # noqa: E402
 from harness.results.time_attribution import attribute_steps  # noqa: E402
 
-NEW_FIELDS = ("kernel_classes_s", "idle", "not_separated")
+NEW_FIELDS = ("kernel_classes_s", "idle", "sdpa_ops", "not_separated")
+# (the same words as when it wrote only the first three: a result it updates again keeps one note)
 NOTE = ("kernel classes, GPU idle causes and unseparated parts re-derived from the kept trace "
         "(benchmarks/reattribute_time.py)")
 

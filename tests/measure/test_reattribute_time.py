@@ -36,7 +36,10 @@ def test_the_missing_fields_are_rederived_from_the_kept_trace(older_result):
     # against a fresh attribution of the same trace, not the committed figures: those are what the code gave
     # when they were written (gpu_idle's kernel classes have been corrected since)
     fresh = attribute_steps(json.loads(gzip.decompress((run / time["trace_file"]).read_bytes())))
-    assert {k: time[k] for k in ("kernel_classes_s", "idle")} == {k: fresh[k] for k in ("kernel_classes_s", "idle")}
+    assert {k: time[k] for k in ("kernel_classes_s", "idle", "sdpa_ops")} == \
+        {k: fresh[k] for k in ("kernel_classes_s", "idle", "sdpa_ops")}
+    # session 7's unsloth ran SDPA on cuDNN attention (docs/explain.md section 5)
+    assert {o["name"] for o in time["sdpa_ops"]} >= {"aten::_scaled_dot_product_cudnn_attention"}
     assert time["idle"] == recorded["idle"] and set(time["kernel_classes_s"]) == set(recorded["kernel_classes_s"])
     # unsloth's fused loss: no LM-head mark, so the loss is not separable from the forward (recorded as 0.0 before)
     assert time["not_separated"] == {"loss": "forward"} and time["parts_s"]["loss"] == 0.0
