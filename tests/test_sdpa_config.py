@@ -87,3 +87,26 @@ def test_a_profiled_sdpa_control_explains_the_point_of_the_framework_own_choice(
     assert unprofiled_point_hash(control["job"]) == plain["point_hash"]
     unprofiled = plan_jobs(["framework=trl", "train.sdpa_backend=math"], False)[0]
     assert unprofiled["point_hash"] != plain["point_hash"]  # unprofiled, it is a point of its own
+
+
+def test_a_probe_that_runs_out_of_gpu_memory_is_repeated_at_batch_1(monkeypatch):
+    """An out-of-memory probe is not "no backend can run it" (which would fail the strict audit): it is asked
+    again at batch 1 and says so."""
+    import torch
+
+    from harness.worker import sdpa
+
+    asked: list[int] = []
+
+    def choice(q, *args, **kwargs):
+        asked.append(q.shape[0])
+        if q.shape[0] > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return int(torch.nn.attention.SDPBackend.MATH)
+
+    monkeypatch.setattr(torch, "_fused_sdp_choice", choice)
+    shape = {"device": "cpu", "dtype": "float32", "batch": 4, "length": 8, "heads": 2, "kv_heads": 2, "head_dim": 4}
+    out: dict = {}
+    notes: list[str] = []
+    assert sdpa._choices_within_memory(shape, out, notes) == {"padded": "math", "causal": "math"}
+    assert asked == [4, 1, 1] and out["sdpa_probe"]["batch"] == 1 and "batch 1" in notes[0]
