@@ -282,7 +282,7 @@ def test_the_fixture_is_what_the_committed_snapshot_cuts_to():
 
     fixture = json.loads(gzip.decompress(FIXTURE.read_bytes()))
     run = (REPO_ROOT / fixture["source"]).parent
-    if not run.is_dir():
-        pytest.skip(f"{fixture['source']} is not in this checkout")
+    if not (run / "memory_snapshot.pickle").is_file():  # kept in the history only (results/h200/session7/README.md)
+        pytest.skip(f"{run / 'memory_snapshot.pickle'} is not in this checkout")
     rebuilt = build(run / "memory_snapshot.pickle", run / "result.json", QWEN_7B_HIDDEN)
     assert json.loads(json.dumps(rebuilt)) == fixture
