@@ -48,7 +48,10 @@ def new_length_fit(run: Result) -> tuple[float, float, int] | None:
     return float(fixed), float(per_new), int(design[:, 2].sum())
 
 
-def main(root: str) -> None:
+def main(root: str) -> int:
+    if not Path(root).is_dir():
+        print(f"error: {root}: not a results folder", file=sys.stderr)
+        return 2
     for run in sorted(load_records([Path(root)]), key=lambda r: (r.framework.name, r.repeat or 0)):
         if not run.ok or run.train is None:
             continue
@@ -59,6 +62,11 @@ def main(root: str) -> None:
         new = "-" if fit is None else f"{fit[1]:.3f} s in {fit[2]} steps"
         print(f"{run.framework.name} r{run.repeat or 0}: {run.train.tokens_per_s:,.0f} tok/s, "
               f"host work {host}, gc {gc_s} over {run.train.timed_steps} timed steps, per new length {new}")
+    return 0
+
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if len(sys.argv) != 2:
+        print("usage: python benchmarks/host_speed_summary.py RESULTS_DIR", file=sys.stderr)
+        raise SystemExit(2)
+    raise SystemExit(main(sys.argv[1]))

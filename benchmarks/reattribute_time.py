@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("dirs", nargs="+", type=Path, help="results folders (searched for result.json)")
     args = p.parse_args(argv)
+    for folder in args.dirs:
+        if not folder.is_dir():
+            print(f"error: {folder}: not a results folder", file=sys.stderr)
+            return 2
     failed = 0
     for folder in args.dirs:
         for path in sorted(folder.rglob("result.json")):
