@@ -11,8 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.cli import harness, results
-from tests.helpers.hub_mirror import mirror_env
+from tests.helpers.hub_mirror import ok_runs_of_a_mirror_sweep
 from tests.test_lora_cast import BF16, _peft_model, _step
 
 pytestmark = pytest.mark.gpu
@@ -53,13 +52,8 @@ def test_on_the_gpu_the_same_bits_and_the_activation_copies_go_away():
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, hub_mirror):
     # the mirror through the fixture: the session's environment has HARNESS_HUB_MIRROR unset (tests/conftest.py)
-    out = tmp_path_factory.mktemp("lora-cast-gpu")
-    run = harness("run", "framework=trl,unsloth", *ARGS, f"results_dir={out}", "report=false", "-m",
-                  env=mirror_env(hub_mirror), timeout=1500)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    runs = {(r["framework"]["name"], r["job"]["profile"].get("lora_input_cast")): r for r in results(out)}
-    assert all(r["status"] == "ok" for r in runs.values()), {k: r["reason"] for k, r in runs.items()}
-    return runs
+    return ok_runs_of_a_mirror_sweep(tmp_path_factory.mktemp("lora-cast-gpu"), hub_mirror,
+                                     ("framework=trl,unsloth", *ARGS), "lora_input_cast")
 
 
 def test_trl_casts_every_lora_input_natively_and_none_under_the_control(sweep):

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cli import harness, results
-from tests.helpers.hub_mirror import mirror_env
+from tests.helpers.hub_mirror import ok_runs_of_a_mirror_sweep
 
 pytestmark = pytest.mark.gpu
 
@@ -21,13 +20,8 @@ SAME_LOSS_REL = 5e-3
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, hub_mirror):
-    out = tmp_path_factory.mktemp("same-loss-gpu")
-    run = harness("run", "framework=trl,unsloth", *ARGS, f"results_dir={out}", "report=false", "-m",
-                  env=mirror_env(hub_mirror), timeout=1500)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    runs = {(r["framework"]["name"], r["job"]["profile"].get("loss")): r for r in results(out)}
-    assert all(r["status"] == "ok" for r in runs.values()), {k: r["reason"] for k, r in runs.items()}
-    return runs
+    return ok_runs_of_a_mirror_sweep(tmp_path_factory.mktemp("same-loss-gpu"), hub_mirror,
+                                     ("framework=trl,unsloth", *ARGS), "loss")
 
 
 @pytest.mark.parametrize("framework", ["trl", "unsloth"])

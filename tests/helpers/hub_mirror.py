@@ -20,3 +20,15 @@ def exported_mirror() -> Path | None:
 def mirror_env(mirror: Path) -> dict[str, str]:
     """The environment a harness subprocess needs to resolve Hub ids in ``mirror``."""
     return {MIRROR_ENV: str(mirror)}
+
+
+def ok_runs_of_a_mirror_sweep(out: Path, mirror: Path, args: tuple[str, ...], control: str) -> dict:
+    """Run ``python -m harness run ARGS -m`` into ``out`` with the mirror; every run must be ok. The runs by
+    (framework, the profile field ``control`` of their job): a native run and its controlled rerun."""
+    from tests.cli import harness, results
+
+    run = harness("run", *args, f"results_dir={out}", "report=false", "-m", env=mirror_env(mirror), timeout=1500)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    runs = {(r["framework"]["name"], r["job"]["profile"].get(control)): r for r in results(out)}
+    assert all(r["status"] == "ok" for r in runs.values()), {k: r["reason"] for k, r in runs.items()}
+    return runs
