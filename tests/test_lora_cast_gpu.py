@@ -29,10 +29,10 @@ def _copy_kernels(cast: bool) -> int:
     from torch.profiler import ProfilerActivity, profile
 
     model, x0 = _peft_model().cuda(), torch.randn(16, 256, 64, device="cuda").to(BF16)
-    _step(model, x0, cast)  # warm-up: cuBLAS handles, allocator
+    _step(model, x0, cast, device="cuda")  # warm-up: cuBLAS handles, allocator
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        _step(model, x0, cast)
+        _step(model, x0, cast, device="cuda")
         torch.cuda.synchronize()
     return sum(e.count for e in prof.key_averages() if "copy_kernel" in e.key)
 

@@ -73,6 +73,45 @@ def test_the_choice_is_what_a_real_call_runs_on_cpu():
         assert _real_call(shape, "padded") is None
 
 
+def test_efficient_alone_repeats_keys_and_values_in_unmasked_calls_with_the_same_attention(monkeypatch):
+    """Under efficient alone an unmasked grouped call has no kernel (its batch-1 evaluations failed on the H200:
+    "Invalid backend"), so apply() has transformers repeat keys and values there too: same outputs, one layout."""
+    from transformers.integrations import sdpa_attention
+
+    monkeypatch.setattr(sdpa_attention, "use_gqa_in_sdpa", sdpa_attention.use_gqa_in_sdpa)  # put back after
+    torch.manual_seed(0)
+    q, k, v = torch.randn(1, 4, 8, 16), torch.randn(1, 2, 8, 16), torch.randn(1, 2, 8, 16)
+    module = type("Attention", (torch.nn.Module,), {})()
+    module.num_key_value_groups, module.is_causal = 2, True
+
+    def attend():
+        return sdpa_attention.sdpa_attention_forward(module, q, k, v, attention_mask=None)[0]
+
+    assert sdpa.kv_layout() == sdpa.KV_GROUPED and sdpa_attention.use_gqa_in_sdpa(None, k, v)
+    with sdpa.flags_as(["math"]):
+        grouped = attend()
+    with sdpa.flags_as(sdpa.enabled()):
+        assert sdpa.apply({"train": {"sdpa_backend": "efficient"}}) == ["efficient"]
+        assert sdpa.snapshot() == {"sdpa_enabled": ["efficient"], "sdpa_kv": sdpa.KV_REPEATED}
+    assert not sdpa_attention.use_gqa_in_sdpa(None, k, v)
+    with sdpa.flags_as(["math"]):
+        torch.testing.assert_close(attend(), grouped, rtol=0, atol=1e-6)
+        # the audit's causal probe then asks for the repeated layout
+        shape = {"device": "cpu", "dtype": "float32", "batch": 1, "length": 8, "heads": 4, "kv_heads": 2,
+                 "head_dim": 16}
+        assert sdpa.choices(shape, grouped=False) == {"padded": "math", "causal": "math"}
+
+
+def test_other_backends_leave_the_grouped_calls_alone(monkeypatch):
+    from transformers.integrations import sdpa_attention
+
+    monkeypatch.setattr(sdpa_attention, "use_gqa_in_sdpa", sdpa_attention.use_gqa_in_sdpa)
+    with sdpa.flags_as(sdpa.enabled()):
+        sdpa.apply({"train": {"sdpa_backend": "math"}})
+        assert sdpa.apply({"train": {"sdpa_backend": "auto"}}) is None
+    assert sdpa.kv_layout() == sdpa.KV_GROUPED
+
+
 @pytest.mark.gpu
 def test_the_choice_is_what_a_real_call_runs_on_the_gpu():
     if not torch.cuda.is_available():
@@ -100,6 +139,8 @@ def test_trl_and_unsloth_train_on_the_efficient_kernel_alone(tmp_path, hub_mirro
     assert set(by) == {"trl", "unsloth"}
     for name, r in by.items():
         assert r["status"] == "ok", (name, r["reason"])
-        assert r["audit"]["sdpa_enabled"] == ["efficient"] and r["audit"]["sdpa_choice"]["padded"] == "efficient"
+        assert r["audit"]["sdpa_enabled"] == ["efficient"] and r["audit"]["sdpa_kv"] == sdpa.KV_REPEATED
+        # the unmasked call too: keys and values repeated, so the evaluations' batch-1 calls have a kernel
+        assert r["audit"]["sdpa_choice"] == {"padded": "efficient", "causal": "efficient"}
         ops = {o["name"] for o in r["profile"]["time"]["sdpa_ops"]}
         assert ops and all(o.startswith(OPS["efficient"]) for o in ops), (name, ops)

@@ -63,7 +63,7 @@ INFORMATIONAL_FIELDS: tuple[str, ...] = (
     "lora_init_tensors", "lora_init_A_norm", "lora_init_B_norm", "lora_init_B_nonzero", "lora_init_read_at",
     "loss_normalization_source", "loss_normalization_flags", "loss_normalization_mechanism",
     "loss_normalization_trainer", "loss_normalization_steps",
-    "sdpa_probe", "sdpa_priority", "sdpa_enabled_at_end",
+    "sdpa_probe", "sdpa_priority", "sdpa_enabled_at_end", "sdpa_kv",
 )
 
 # recipe=recommended (issue 17): what stays the task when each framework runs its own features, strict across

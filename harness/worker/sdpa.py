@@ -36,6 +36,17 @@ BACKEND_NAMES = {"CUDNN_ATTENTION": "cudnn", "FLASH_ATTENTION": "flash", "EFFICI
                  "MATH": "math", "OVERRIDEABLE": "overrideable", "ERROR": "none"}
 
 
+# Backends that take no grouped keys and values: PyTorch's dispatcher lets only flash and math run a call with
+# enable_gqa (sdp_utils.cpp, check_grouped_query_attention). transformers' sdpa attention passes enable_gqa, without
+# repeating keys and values to every query head, whenever a call has no mask (``use_gqa_in_sdpa``, transformers
+# integrations/sdpa_attention.py, 5.x): the evaluations' batch-1 calls, or a training batch whose rows all fill it.
+# Under one of these backends alone such a call finds no kernel ("Invalid backend", session 8's first GPU test), so
+# apply() makes every call repeat keys and values, as a padded call already does: the same attention, one layout.
+NO_GQA = frozenset({"efficient"})
+# the audit's sdpa_kv: how keys and values reach an unmasked call
+KV_GROUPED, KV_REPEATED = "grouped (enable_gqa) when unmasked", "repeated to every head (repeat_kv)"
+
+
 class SdpaSettingError(RuntimeError):
     """The flags did not take the value asked for (the run fails with this reason)."""
 
@@ -70,13 +81,42 @@ def apply(job: dict[str, Any]) -> list[str] | None:
     now = enabled()
     if now != [backend]:
         raise SdpaSettingError(f"train.sdpa_backend={backend}: the flags read back {now}")
-    print(f"sdpa: only {backend} attention enabled (train.sdpa_backend={backend})", flush=True)
+    repeated = backend in NO_GQA and repeat_keys_and_values()
+    print(f"sdpa: only {backend} attention enabled (train.sdpa_backend={backend})"
+          + ("; keys and values repeated in unmasked calls too" if repeated else ""), flush=True)
     return now
+
+
+def _never_grouped(*args: Any, **kwargs: Any) -> bool:
+    return False
+
+
+def repeat_keys_and_values() -> bool:
+    """transformers' sdpa attention repeats keys and values to every query head in every call (its
+    ``use_gqa_in_sdpa`` answers no), True where it did; False where transformers has no such shortcut (older
+    releases always repeat) or no sdpa integration."""
+    try:
+        from transformers.integrations import sdpa_attention
+    except ImportError:
+        return False
+    if not callable(getattr(sdpa_attention, "use_gqa_in_sdpa", None)):
+        return False
+    sdpa_attention.use_gqa_in_sdpa = _never_grouped  # looked up as a module global at every call
+    return True
+
+
+def kv_layout() -> str:
+    """How transformers' sdpa attention hands keys and values to an unmasked call now (the audit's sdpa_kv)."""
+    try:
+        from transformers.integrations import sdpa_attention
+    except ImportError:
+        return KV_REPEATED
+    return KV_REPEATED if getattr(sdpa_attention, "use_gqa_in_sdpa", _never_grouped) is _never_grouped else KV_GROUPED
 
 
 def snapshot() -> dict[str, Any]:
     """The enabled backends as training starts (LiveObjects.on_train_begin)."""
-    return {"sdpa_enabled": enabled()}
+    return {"sdpa_enabled": enabled(), "sdpa_kv": kv_layout()}
 
 
 @contextlib.contextmanager
@@ -126,13 +166,14 @@ def probe_shape(model: Any, audit: dict[str, Any], job: dict[str, Any], args: An
             "length": int(length or 1), "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim}
 
 
-def choices(shape: dict[str, Any]) -> dict[str, str]:
+def choices(shape: dict[str, Any], grouped: bool = True) -> dict[str, str]:
     """The backend SDPA picks for the two calls transformers' sdpa attention makes in training (grad on), laid
     out as it lays them out: ``padded``, a batch padded to its longest row (a boolean [B, 1, L, L] mask, keys
     and values repeated to every query head by ``repeat_kv``, a contiguous copy, is_causal off), and
     ``causal``, a batch without padding (no mask, is_causal, grouped keys and values with enable_gqa). Queries
     (and unrepeated keys and values) are the projections' [B, L, heads, D] viewed as [B, heads, L, D]. "none":
-    no enabled backend can run the call (it would raise)."""
+    no enabled backend can run the call (it would raise). ``grouped=False``: the causal call as it runs when
+    transformers repeats keys and values in every call (:func:`repeat_keys_and_values`)."""
     import torch
 
     device, dtype = torch.device(shape["device"]), getattr(torch, shape["dtype"])
@@ -151,10 +192,10 @@ def choices(shape: dict[str, Any]) -> dict[str, str]:
                 mask = torch.ones(length, length, device=device, dtype=torch.bool).tril() \
                     .expand(b, 1, length, length).contiguous()
             else:
-                k, v, mask = projected(g), projected(g), None
+                k, v, mask = projected(g if grouped else n), projected(g if grouped else n), None
             try:
                 choice = torch._fused_sdp_choice(q, k, v, mask, 0.0, name == "causal",
-                                                 enable_gqa=name == "causal" and g != n)
+                                                 enable_gqa=name == "causal" and grouped and g != n)
                 out[name] = backend_name(int(choice))
             except torch.cuda.OutOfMemoryError:
                 raise  # not an answer about the backends: the caller probes a smaller batch
@@ -164,19 +205,20 @@ def choices(shape: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def _choices_within_memory(shape: dict[str, Any], out: dict[str, Any], notes: list[str]) -> dict[str, str]:
+def _choices_within_memory(shape: dict[str, Any], out: dict[str, Any], notes: list[str],
+                           grouped: bool = True) -> dict[str, str]:
     """``choices`` at the job's batch; where its tensors (~0.4 GB for the 7B job, more at long lengths) do not fit
     beside what training left allocated, at batch 1: SDPA's backend checks look at lengths, heads, head size,
     dtype and layout, not at the batch, and "none" for an out-of-memory probe would fail the strict audit."""
     import torch
 
     try:
-        return choices(shape)
+        return choices(shape, grouped)
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
         out["sdpa_probe"] = shape = {**shape, "batch": 1}
         notes.append("sdpa_choice probed at batch 1: the job's batch did not fit in GPU memory after training")
-        return choices(shape)
+        return choices(shape, grouped)
 
 
 def priority() -> list[str] | None:
@@ -192,7 +234,8 @@ def priority() -> list[str] | None:
 
 def read_sdpa(live: Any, model: Any, job: dict[str, Any], out: dict[str, Any], notes: list[str]) -> None:
     """(After the audit's batching and batches sections: the calls' shape comes from them.) The audit's SDPA fields: ``sdpa_enabled`` (at train begin), ``sdpa_choice`` (for the representative
-    calls, under those flags), ``sdpa_probe`` (the calls' shape), ``sdpa_priority``; a note where the flags
+    calls, under those flags and keys-and-values layout), ``sdpa_kv`` (that layout, at train begin), ``sdpa_probe``
+    (the calls' shape), ``sdpa_priority``; a note where the flags
     changed during training or are not what ``train.sdpa_backend`` asked for."""
     begin = (getattr(live, "train_begin_sdpa", None) or {}).get("sdpa_enabled")
     now = enabled()
@@ -203,6 +246,8 @@ def read_sdpa(live: Any, model: Any, job: dict[str, Any], out: dict[str, Any], n
         out["sdpa_enabled_at_end"] = now
         notes.append(f"sdpa: the enabled backends changed during training: {begin} at train begin, {now} at the end")
     out["sdpa_enabled"] = begin
+    kv = (getattr(live, "train_begin_sdpa", None) or {}).get("sdpa_kv") or kv_layout()
+    out["sdpa_kv"] = kv
     backend = setting(job)
     if backend != "auto" and begin != [backend]:
         notes.append(f"sdpa: train.sdpa_backend={backend} was applied, yet {begin} were enabled at train begin "
@@ -214,5 +259,5 @@ def read_sdpa(live: Any, model: Any, job: dict[str, Any], out: dict[str, Any], n
     shape = probe_shape(model, out, job, getattr(live, "args", None))
     out["sdpa_probe"] = shape
     with flags_as(begin):
-        out["sdpa_choice"] = _choices_within_memory(shape, out, notes)
+        out["sdpa_choice"] = _choices_within_memory(shape, out, notes, grouped=kv == KV_GROUPED)
     out["sdpa_priority"] = priority() if shape["device"].startswith("cuda") else None

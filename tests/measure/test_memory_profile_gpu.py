@@ -45,6 +45,9 @@ def test_known_model_peak_is_attributed_to_its_known_bytes(tmp_path, style, head
             self.norm = nn.LayerNorm(HIDDEN, elementwise_affine=False)  # the final norm the marks hook
             self.lm_head = nn.Linear(HIDDEN, VOCAB, bias=False)
 
+        def get_output_embeddings(self) -> nn.Module:  # as every transformers causal LM has it
+            return self.lm_head
+
         def forward(self, x, labels):
             h = self.frozen(x)
             h = h + self.adapter(h)
