@@ -181,11 +181,24 @@ def write_job(run_dir: Path, job: "JobFile") -> Path:
 CONTROL_TRAIN_FIELDS = ("sdpa_backend",)
 
 
+def profile_free_point_hash(job: Job) -> str:
+    """The point hash of ``job`` without its profile, every train field kept: the unprofiled point a profiled
+    run is the profile of when nothing else differs."""
+    return point_hash({k: v for k, v in json.loads(json.dumps(job)).items() if k != "profile"})
+
+
 def unprofiled_point_hash(job: Job) -> str:
-    """The sweep point a profiled job explains: its point hash without the profile (a profiled run is its
-    own sweep point, so it is never compared for speed with unprofiled runs; the report joins them here),
-    and with a controlled rerun's train field (``train.sdpa_backend``) at its default."""
+    """The sweep point a profiled job explains where no unprofiled point of its own train fields exists: its
+    point hash without the profile (a profiled run is its own sweep point, so it is never compared for speed
+    with unprofiled runs; the report joins them here), and with a controlled rerun's train field
+    (``train.sdpa_backend``) at its default. harness/report/why_points.py picks between the two."""
     plain = {k: v for k, v in json.loads(json.dumps(job)).items() if k != "profile"}
     for key in CONTROL_TRAIN_FIELDS:
         (plain.get("train") or {}).pop(key, None)
     return point_hash(plain)
+
+
+def control_train_values(job: Job) -> dict[str, Any]:
+    """The job's CONTROL_TRAIN_FIELDS, each at its default where the job does not set it."""
+    train = job.get("train") or {}
+    return {key: train.get(key) or TRAIN_FIELD_DEFAULTS[key] for key in CONTROL_TRAIN_FIELDS}

@@ -61,7 +61,7 @@ def build_context(records: list[Result], *, audits: list[dict[str, Any]] | None,
         audits, audit_note = _default_audits(records)
     audit_by_point = {str(a.get("point_hash")): a for a in audits}
     # Profiled runs (profile=memory|time) explain a point; they never enter its tables, headline or charts.
-    why = why_sections([r for r in records if r.profiled], run_folder)
+    why = why_sections(records, run_folder)
     points = []
     for point_hash, runs in tables.group_by_point([r for r in records if not r.profiled]).items():
         audit = audit_by_point.get(point_hash)

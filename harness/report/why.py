@@ -2,7 +2,7 @@
 
 A profiled run (``profile=memory|time``) is its own sweep point, so it never enters a comparison table, a
 headline, a baseline or a trend (its figures carry the profiler's cost). Here it is joined back to the point
-it explains (``harness.job.unprofiled_point_hash``): one stacked bar per framework of the memory peak's
+it explains (harness/report/why_points.py): one stacked bar per framework of the memory peak's
 categories (harness/results/memory_attribution.py) and of a profiled step's parts
 (harness/results/time_attribution.py), and the biggest difference between the frameworks named in one
 sentence with its numbers. A controlled rerun (one change: ``profile.alloc_conf``, ``profile.loss`` for
@@ -22,23 +22,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.config.job import unprofiled_point_hash
 from harness.records import Result
 from harness.report.tables import by_label_and_repeat, point_title
 from harness.report.why_memory import memory_block
+from harness.report.why_points import explained_points
 from harness.report.why_time import time_block
 
 
 def why_sections(records: list[Result], folder_of: Any = None) -> dict[str, dict[str, Any]]:
-    """Unprofiled point hash -> its Why section, from the profiled ``records`` (empty when there are none)."""
-    by_point: dict[str, list[Result]] = {}
-    for r in records:
-        if r.profiled:
-            by_point.setdefault(unprofiled_point_hash(r.job.to_dict()), []).append(r)
+    """Unprofiled point hash -> its Why section, from the profiled ``records`` (empty when there are none),
+    joined to the unprofiled points among ``records``."""
+    profiled, unprofiled = [r for r in records if r.profiled], [r for r in records if not r.profiled]
     out = {}
-    for point, runs in by_point.items():
+    for point, (values, runs) in explained_points(profiled, unprofiled).items():
         out[point] = {
-            "point_hash": point, "title": point_title(runs), "memory": memory_block(runs), "time": time_block(runs),
+            "point_hash": point, "title": point_title(runs), "memory": memory_block(runs, values),
+            "time": time_block(runs, values),
             "runs": [{"run_id": r.run_id, "label": r.label, "repeat": r.repeat, "kind": r.profiled,
                       "status": r.status, "reason": r.reason or "",
                       "profile_status": _profile_status(r), "folder": folder_of(r) if folder_of else r.run_dir,

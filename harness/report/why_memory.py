@@ -9,7 +9,7 @@ from harness.records import Result
 from harness.records.profile import MEMORY_CATEGORIES, MEMORY_LABELS, MEMORY_OUTSIDE, MemoryProfile
 from harness.report import why_parts
 from harness.report.why_figure import stacked
-from harness.report.why_rows import SHORT, base, biggest, first, loss_change, twins
+from harness.report.why_rows import SHORT, Point, base, biggest, first, loss_change, twins
 
 GiB = 2**30
 # Coverage: the categories' sum (the allocator history's peak) against torch's own max_memory_allocated.
@@ -24,8 +24,8 @@ def _memory_parts(prof: MemoryProfile) -> dict[str, float]:
     return {k: (prof.categories.get(k) or 0) / GiB for k in MEMORY_CATEGORIES + MEMORY_OUTSIDE}
 
 
-def memory_block(runs: list[Result]) -> dict[str, Any] | None:
-    chosen = first(runs, "memory")
+def memory_block(runs: list[Result], point: Point = None) -> dict[str, Any] | None:
+    chosen = first(runs, "memory", point)
     if not chosen:
         return None
     rows = []
@@ -33,7 +33,7 @@ def memory_block(runs: list[Result]) -> dict[str, Any] | None:
         cats, merged = prof.categories, why_parts.not_separated(prof)
         whole = all(cats.get(k) is not None for k in MEMORY_OUTSIDE)
         total = sum(cats.get(k) or 0 for k in MEMORY_CATEGORIES + (MEMORY_OUTSIDE if whole else ()))
-        rows.append(base(r, {
+        rows.append(base(r, point=point, row={
             "label": label, "total": total, "scope": "NVML peak" if whole else "allocated peak", "merged": merged,
             "cells": [why_parts.cell(k, merged, SHORT) or _gib(cats.get(k))
                       for k in MEMORY_CATEGORIES + MEMORY_OUTSIDE],

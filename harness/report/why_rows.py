@@ -9,6 +9,7 @@ from typing import Any
 from harness.records import Result
 from harness.report.tables import by_label_and_repeat
 from harness.report.why_lora_cast import cast_change, cast_fields
+from harness.report.why_points import train_changes
 
 # the tables' column heads (the figures' legends carry the long labels)
 SHORT = {"frozen_weights": "frozen weights", "trainable_state": "trainable + grads + optimizer",
@@ -18,33 +19,36 @@ SHORT = {"frozen_weights": "frozen weights", "trainable_state": "trainable + gra
          "gaps": "gaps"}
 
 
-def first(runs: list[Result], kind: str) -> dict[str, tuple[Result, Any]]:
+# A section's point: its control train values (harness/report/why_points.py); None: every field at its default.
+Point = dict[str, Any] | None
+
+
+def first(runs: list[Result], kind: str, point: Point = None) -> dict[str, tuple[Result, Any]]:
     """label -> (run, its ok profile of ``kind``): the first repeat with one."""
     out: dict[str, tuple[Result, Any]] = {}
     for r in sorted(runs, key=by_label_and_repeat):
         prof = getattr(r.profile, kind, None) if r.ok and r.profile is not None else None
-        if prof is not None and prof.status == "ok" and row_label(r) not in out:
-            out[row_label(r)] = (r, prof)
+        if prof is not None and prof.status == "ok" and row_label(r, point) not in out:
+            out[row_label(r, point)] = (r, prof)
     return out
 
 
-def changes(r: Result) -> list[str]:
+def changes(r: Result, point: Point = None) -> list[str]:
     """A controlled rerun's one change, where it has one: the allocator setting (``profile.alloc_conf``),
     the same loss in every framework (``profile.loss``, as ``loss=transformers``), peft's LoRA input cast
-    (``profile.lora_input_cast``, as ``lora_input_cast=off``), the one SDPA kernel allowed
-    (``train.sdpa_backend``, as ``sdpa=efficient``)."""
+    (``profile.lora_input_cast``, as ``lora_input_cast=off``), the SDPA kernel allowed where it is not the
+    point's (``train.sdpa_backend``, as ``sdpa=efficient``, or ``sdpa=auto`` in a suite that pins one)."""
     prof = r.job.profile
     if prof is None:
         return []
-    backend = (r.job.train or {}).get("sdpa_backend") or "auto"
     return ([prof.alloc_conf] if prof.alloc_conf else []) + ([f"loss={prof.loss}"] if prof.loss else []) \
         + ([f"lora_input_cast={prof.lora_input_cast}"] if prof.lora_input_cast else []) \
-        + ([f"sdpa={backend}"] if backend != "auto" else [])
+        + train_changes(r.job.train, point)
 
 
-def row_label(r: Result) -> str:
+def row_label(r: Result, point: Point = None) -> str:
     """framework-version, and the controlled rerun's one change where it has one."""
-    named = changes(r)
+    named = changes(r, point)
     return f"{r.label} ({', '.join(named)})" if named else r.label
 
 
@@ -60,10 +64,10 @@ def loss_cell(r: Result) -> str:
     return "fused: no full logits"
 
 
-def base(r: Result, row: dict[str, Any]) -> dict[str, Any]:
+def base(r: Result, row: dict[str, Any], point: Point = None) -> dict[str, Any]:
     """``row`` with the fields every row carries: its framework, whether it is a controlled rerun, its loss path
     and its LoRA input casts."""
-    return {**row, "framework": r.label, "control": bool(changes(r)), "loss": loss_cell(r),
+    return {**row, "framework": r.label, "control": bool(changes(r, point)), "loss": loss_cell(r),
             "loss_path": (r.profile.loss_path.path if r.profile is not None and r.profile.loss_path else None),
             **cast_fields(r)}
 

@@ -11,7 +11,7 @@ from harness.report import why_parts
 from harness.report.tables import fmt
 from harness.report.why_figure import stacked
 from harness.report.why_gpu import GPU_KEYS, gpu_change, gpu_per_step, idle_cell, kernel_sentence
-from harness.report.why_rows import SHORT, base, biggest, first, loss_change, twins
+from harness.report.why_rows import SHORT, Point, base, biggest, first, loss_change, twins
 from harness.results.time_attribution import SLOW_CALL
 
 
@@ -30,14 +30,14 @@ def sdpa_cell(prof: TimeProfile) -> str | None:
                      for o in prof.sdpa_ops)
 
 
-def time_block(runs: list[Result]) -> dict[str, Any] | None:
-    chosen = first(runs, "time")
+def time_block(runs: list[Result], point: Point = None) -> dict[str, Any] | None:
+    chosen = first(runs, "time", point)
     if not chosen:
         return None
     rows = []
     for label, (r, prof) in chosen.items():
         parts, merged = _per_step(prof), why_parts.not_separated(prof)
-        rows.append(base(r, {
+        rows.append(base(r, point=point, row={
             "gpu": gpu_per_step(prof), "idle": idle_cell(prof),
             "label": label, "view": prof.view, "steps": prof.steps, "parts": parts, "merged": merged,
             "step_s": sum(parts.values()),

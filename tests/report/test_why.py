@@ -214,6 +214,42 @@ def test_the_sdpa_rerun_joins_its_point_is_named_and_shows_the_attention_ops(rec
     assert "_scaled_dot_product_efficient_attention x168" in html
 
 
+def _with_sdpa(r: Result, backend: str, suffix: str) -> Result:
+    data = copy.deepcopy(r.to_dict())
+    data["job"]["train"]["sdpa_backend"] = backend
+    data["job_hash"], data["point_hash"] = job_hash(data["job"]), point_hash(data["job"])
+    data["run_id"] += suffix
+    return parse_result(data)
+
+
+def test_in_a_suite_that_pins_a_kernel_its_profile_is_native_and_the_framework_own_choice_the_control(records):
+    """throughput_7b pinning train.sdpa_backend=efficient (issue 13): a profiled efficient run is that point's own
+    profile, and a profiled run at PyTorch's own choice the controlled rerun, named sdpa=auto."""
+    from harness.report.why import why_sections
+
+    pinned = [_with_sdpa(r, "efficient", "-pinned") for r in records]  # every run, plain and profiled
+    trl = next(r for r in records if r.profiled == "time" and r.framework.name == "trl")
+    auto = parse_result({**copy.deepcopy(trl.to_dict()), "run_id": f"{trl.run_id}-auto"})
+    (point,) = {r.point_hash for r in pinned if not r.profiled}
+    sections = why_sections(pinned + [auto])
+    assert set(sections) == {point}  # the auto run joins the pinned point, not a point of its own
+    rows = {row["label"]: row for row in sections[point]["time"]["rows"]}
+    assert not rows["trl-1.16.0"]["control"] and rows["trl-1.16.0 (sdpa=auto)"]["control"]
+    assert "sdpa=efficient" not in " ".join(rows)
+    (control,) = sections[point]["time"]["controls"]
+    assert control.startswith("trl-1.16.0 (sdpa=auto): the one change moves trl-1.16.0's profiled step from")
+
+
+def test_profiled_runs_alone_explain_the_point_of_the_fields_defaults(records):
+    from harness.report.why import why_sections
+
+    profiled = [r for r in records if r.profiled]
+    trl = next(r for r in profiled if r.profiled == "time" and r.framework.name == "trl")
+    sections = why_sections(profiled + [_with_sdpa(trl, "efficient", "-sdpa")])
+    (section,) = sections.values()
+    assert {row["label"] for row in section["time"]["rows"]} >= {"trl-1.16.0", "trl-1.16.0 (sdpa=efficient)"}
+
+
 SESSION7 = REPO_ROOT / "results" / "h200" / "session7" / "throughput_7b"
 
 
