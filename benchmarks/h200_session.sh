@@ -59,19 +59,29 @@
 #     model.weights=random train.max_steps=4 train.measure_warmup_steps=4 train.max_length=512 train.batch_size=4
 #     train.grad_accum=2 train.quantization=none,4bit env_auto_build=false results_dir=/tmp/h200-s7/init_loss -m
 #     (LLaMA-Factory's 4-bit run cut by the call's time limit)
-# Session 8 (planned, issues 13 and 15; one H200, nothing else on the host; carry .whl/trl .whl/unsloth .whl/base .hub,
-# ~52 MB with the tree). Session 7's time profiles (docs/explain.md section 3): SDPA runs cuDNN attention, whose first
-# call with each new sequence length builds a plan on the host (43-83 ms while the GPU idles; 28 of the 40 timed
-# steps bring a new length), and peft's LoRA layers copy every adapter input bf16 -> fp32 -> bf16 (0.12 s a step of
-# cast copies in trl and LLaMA-Factory). One script, four calls, each ending with pack:
-#   1: FW=trl,unsloth R=/tmp/h200-s8 LOG=/tmp/h200-s8/call1.log bash benchmarks/h200_session.sh ensure host; then
-#      GPUTESTS="tests/test_sdpa_backends.py tests/test_lora_cast_gpu.py tests/measure/test_memory_profile_gpu.py" ... gputests
-#   2: FW=trl CONTROL=sdpa SDPA=efficient ... explain; FW=trl CONTROL=lora_cast ... explain      (~2 x 100 s)
-#   3: FW=unsloth CONTROL=same_loss PROFILES=memory ... explain   (the LM-head mark now fires: its logits attributed)
-#      then FW=trl SDPA=efficient REPEATS=3 ... spread             (issue 13: does trl come within 1% without the builds)
-#   4 (if the device time allows): FW=unsloth SDPA=efficient ... spread, then LLaMA-Factory (carry .whl/llamafactory)
+# Session 8 (issues 13 and 15; one H200, nothing else on the host; commit f337565; log
+# results/h200/logs/session-8-call1.log). One call ran (396 s): a fresh machine set up trl and unsloth in 45 s, then
+# the GPU tests: 5 passed, 3 failed, so no 7B run was started. The failures, all mended since on CPU:
+#   - trl under train.sdpa_backend=efficient failed after training, "RuntimeError: Invalid backend": its batch-1
+#     evaluation is unmasked, so transformers passes enable_gqa, which the efficient kernel does not take. apply() now
+#     has transformers repeat keys and values there too (harness/worker/sdpa.py, audit field sdpa_kv);
+#   - the LoRA-cast copy count ran its step without CUDA autocast; the known memory model had no
+#     get_output_embeddings, so its LM-head mark could not fire.
+# The next call was refused: new machines were paused for the rest of the session.
+# Session 9 (planned, issues 13 and 15; carry .whl/trl .whl/unsloth .whl/base .hub, ~55 MiB with the tree). The three
+# mended GPU tests first (~2 minutes), then the 7B runs; keep each call's runs going when a test fails:
+#   1: FW=trl,unsloth R=/tmp/h200-s9 LOG=/tmp/h200-s9/call1.log bash benchmarks/h200_session.sh ensure host; then
+#      GPUTESTS="tests/test_sdpa_backends.py::test_trl_and_unsloth_train_on_the_efficient_kernel_alone
+#        tests/test_lora_cast_gpu.py::test_on_the_gpu_the_same_bits_and_the_activation_copies_go_away
+#        tests/measure/test_memory_profile_gpu.py" ... gputests;
+#      then FW=trl CONTROL=sdpa SDPA=efficient ... explain; FW=trl CONTROL=lora_cast ... explain        (~8 minutes)
+#   2: FW=trl SDPA=efficient REPEATS=3 ... spread (issue 13: does trl come within 1% without the builds), then
+#      FW=unsloth CONTROL=same_loss PROFILES=memory ... explain (the LM-head mark now fires: its logits attributed)
+#   3 (if the device time allows): FW=unsloth SDPA=efficient REPEATS=3 ... spread; LLaMA-Factory's in session 10
+#      (carry .whl/llamafactory instead of .whl/unsloth)
 #   If the spread is within 1% for all three, throughput_7b's recipe pins train.sdpa_backend=efficient (a new point:
-#   3 repeats of all three again) and issue 13 item 2 closes on it.
+#   3 repeats of all three again; the Why section then joins the efficient profiles to it as native and an auto
+#   profile as the sdpa=auto control, harness/report/why_points.py) and issue 13 item 2 closes on it.
 # FW picks the frameworks of a stage (default: every compared framework, from the registry). Results go to results/h200*, reports to
 # reports/; the stages append to $LOG.
 set -uo pipefail
