@@ -11,7 +11,7 @@ the worker calls ``import_framework``, ``train`` and reads ``truncation``, ``che
 ``evaluation_env``, ``native_loss`` and ``lora_input_cast``. Adapter modules therefore import only light
 modules at their top; the framework itself is imported inside ``train`` / ``import_framework``. The
 built-in adapters keep ``native_args`` and ``train`` as module functions too (the bare benchmark scripts
-and the silent-defaults tests import them) and their class delegates to them.
+and the silent-defaults tests import them) and their class binds them (``train = staticmethod(train)``).
 """
 from __future__ import annotations
 

@@ -112,11 +112,6 @@ class FakeAdapter(Adapter):
     native_loss = "transformers"  # a plain transformers.Trainer
     # compare_rank stays None: a test double is never part of a plain -m
 
-    def native_args(self, job: Job) -> dict[str, Any]:
-        return native_args(job)
-
-    def import_framework(self, job: Job) -> None:
-        import_framework(job)
-
-    def train(self, job: Job, callbacks: list[Any]) -> Trained:
-        return train(job, callbacks)
+    native_args = staticmethod(native_args)
+    import_framework = staticmethod(import_framework)
+    train = staticmethod(train)

@@ -152,11 +152,8 @@ class LlamaFactoryAdapter(Adapter):
     # the Trainer's compute_loss -> the model's forward -> ForCausalLMLoss (docs/explain.md)
     native_loss = "transformers"
 
-    def native_args(self, job: Job) -> dict[str, Any]:
-        return native_args(job)
-
-    def train(self, job: Job, callbacks: list[Any]) -> Trained:
-        return train(job, callbacks)
+    native_args = staticmethod(native_args)
+    train = staticmethod(train)
 
     def truncation_for(self, job: Job) -> str:
         if native_args(job).get("neat_packing"):

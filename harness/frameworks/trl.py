@@ -109,13 +109,11 @@ class TrlAdapter(Adapter):
     compare_rank = 0  # the reference the reports compare the others against
     native_loss = "own"  # trl's fused, chunked LM head and loss (docs/explain.md)
 
-    def native_args(self, job: Job) -> dict[str, Any]:
-        return native_args(job)
+    native_args = staticmethod(native_args)
 
     def truncation_for(self, job: Job) -> str:
         if adapter_flags(job).get("pretruncate"):
             return PRETRUNCATED
         return self.truncation
 
-    def train(self, job: Job, callbacks: list[Any]) -> Trained:
-        return train(job, callbacks)
+    train = staticmethod(train)

@@ -106,14 +106,9 @@ class UnslothAdapter(Adapter):
     # call, so it is switched on for our evaluation only (training keeps unsloth's fused path).
     evaluation_env = {"UNSLOTH_RETURN_LOGITS": "1"}
 
-    def native_args(self, job: Job) -> dict[str, Any]:
-        return native_args(job)
-
-    def import_framework(self, job: Job) -> None:
-        import_framework(job)
-
-    def train(self, job: Job, callbacks: list[Any]) -> Trained:
-        return train(job, callbacks)
+    native_args = staticmethod(native_args)
+    import_framework = staticmethod(import_framework)
+    train = staticmethod(train)
 
     def checkpointing_kind(self, function_names: Sequence[str]) -> str:
         # unsloth installs its own checkpoint function (seen on the H200 even when asked for standard

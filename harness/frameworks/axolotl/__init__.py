@@ -92,11 +92,6 @@ class AxolotlAdapter(Adapter):
     # AxolotlTrainer.compute_loss -> the Trainer's -> the model's forward -> ForCausalLMLoss (docs/explain.md)
     native_loss = "transformers"
 
-    def native_args(self, job: Job) -> dict[str, Any]:
-        return native_args(job)
-
-    def import_framework(self, job: Job) -> None:
-        import_framework(job)
-
-    def train(self, job: Job, callbacks: list[Any]) -> Trained:
-        return train(job, callbacks)
+    native_args = staticmethod(native_args)
+    import_framework = staticmethod(import_framework)
+    train = staticmethod(train)
