@@ -10,7 +10,6 @@ timed by the same class-level wrapper the adapter uses (nothing per step). Print
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from pathlib import Path
 def main(job_path: str) -> None:
     import yaml
 
-    from bare_common import load_job, step_clock  # noqa: PLC0415  (beside this script)
+    from bare_common import load_job, print_figures, step_clock  # noqa: PLC0415  (beside this script)
 
     from harness.frameworks.axolotl import import_framework, native_args, run_axolotl
 
@@ -32,9 +31,7 @@ def main(job_path: str) -> None:
     config.write_text(yaml.safe_dump(args, sort_keys=False, allow_unicode=True), encoding="utf-8")
     with step_clock(job) as clock:
         timer = run_axolotl(job, [], evaluate=False, config=config)
-    tokens = int(timer.trainer.state.num_input_tokens_seen)
-    print(json.dumps({"tokens": tokens, "train_call_s": timer.seconds, "tokens_per_s": tokens / timer.seconds,
-                      **clock.report()}))
+    print_figures(timer.trainer, timer.seconds, clock)
 
 
 if __name__ == "__main__":

@@ -77,3 +77,11 @@ def step_clock(job: dict[str, Any]) -> OptimizerStepClock:
     """The clock of this job's timed window: after ``measure_warmup_steps``, to ``max_steps``."""
     train = job["train"]
     return OptimizerStepClock(int(train.get("measure_warmup_steps") or 0), int(train["max_steps"]))
+
+
+def print_figures(trainer: Any, seconds: float, clock: OptimizerStepClock) -> None:
+    """The one JSON line every bare script prints (benchmarks/overhead.py reads it): the Trainer's own token count
+    (``num_input_tokens_seen``, non-padding, not ours), the wall time of its ``train()`` call, and the timed window."""
+    tokens = int(trainer.state.num_input_tokens_seen)
+    print(json.dumps({"tokens": tokens, "train_call_s": seconds, "tokens_per_s": tokens / seconds, **clock.report()}),
+          flush=True)

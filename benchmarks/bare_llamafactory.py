@@ -9,7 +9,6 @@ class-level wrapper the adapter uses (nothing per step). Prints one JSON line: {
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 
 def main(job_path: str) -> None:
     os.environ.setdefault("DISABLE_VERSION_CHECK", "1")
-    from bare_common import load_job, step_clock  # noqa: PLC0415  (beside this script)
+    from bare_common import load_job, print_figures, step_clock  # noqa: PLC0415  (beside this script)
 
     from harness.frameworks.base import TrainCallTimer
     from harness.frameworks.llamafactory import _stub_missing_torchaudio, native_args, write_dataset_info
@@ -30,9 +29,7 @@ def main(job_path: str) -> None:
     args = dict(native_args(job), output_dir=str(Path(job_path).parent / "bare_output"))
     with step_clock(job) as clock, TrainCallTimer() as timer:
         run_exp(args=args, callbacks=[])
-    tokens = int(timer.trainer.state.num_input_tokens_seen)
-    print(json.dumps({"tokens": tokens, "train_call_s": timer.seconds, "tokens_per_s": tokens / timer.seconds,
-                      **clock.report()}))
+    print_figures(timer.trainer, timer.seconds, clock)
 
 
 if __name__ == "__main__":

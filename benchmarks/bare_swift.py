@@ -9,13 +9,12 @@ wrapper the adapter uses (nothing per step). Prints one JSON line: {"tokens", "t
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 
 def main(job_path: str) -> None:
-    from bare_common import load_job, step_clock  # noqa: PLC0415  (beside this script)
+    from bare_common import load_job, print_figures, step_clock  # noqa: PLC0415  (beside this script)
 
     from harness.frameworks.base import TrainCallTimer
     from harness.frameworks.swift import PadToMultiple, native_args, write_data
@@ -30,9 +29,7 @@ def main(job_path: str) -> None:
     pipeline.template.data_collator = PadToMultiple(pipeline.template)
     with step_clock(job) as clock, TrainCallTimer() as timer:
         pipeline.main()
-    tokens = int(timer.trainer.state.num_input_tokens_seen)
-    print(json.dumps({"tokens": tokens, "train_call_s": timer.seconds, "tokens_per_s": tokens / timer.seconds,
-                      **clock.report()}))
+    print_figures(timer.trainer, timer.seconds, clock)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ The token count is the Trainer's own ``num_input_tokens_seen`` (non-padding), no
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ def main(job_path: str) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from bare_common import load_job, step_clock  # noqa: PLC0415  (beside this script)
+    from bare_common import load_job, print_figures, step_clock  # noqa: PLC0415  (beside this script)
 
     from harness.frameworks.base import timed_train
     from harness.frameworks.sft_common import load_split
@@ -37,8 +36,7 @@ def main(job_path: str) -> None:
                          processing_class=tokenizer, peft_config=LoraConfig(**args["lora_config"]))
     with step_clock(job) as clock:
         seconds = timed_train(trainer)
-    tokens = int(trainer.state.num_input_tokens_seen)
-    print(json.dumps({"tokens": tokens, "train_call_s": seconds, "tokens_per_s": tokens / seconds, **clock.report()}))
+    print_figures(trainer, seconds, clock)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 def main(job_path: str) -> None:
-    from bare_common import load_job, step_clock  # noqa: PLC0415  (beside this script)
+    from bare_common import load_job, print_figures, step_clock  # noqa: PLC0415  (beside this script)
 
     from harness.frameworks import unsloth as adapter
 
@@ -36,8 +36,7 @@ def main(job_path: str) -> None:
                          processing_class=tokenizer)
     with step_clock(job) as clock:
         seconds = timed_train(trainer)
-    tokens = int(trainer.state.num_input_tokens_seen)
-    print(json.dumps({"tokens": tokens, "train_call_s": seconds, "tokens_per_s": tokens / seconds, **clock.report()}))
+    print_figures(trainer, seconds, clock)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 import pytest
 

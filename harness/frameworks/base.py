@@ -65,6 +65,15 @@ def timed_train(trainer: Any) -> float:
     return time.perf_counter() - started
 
 
+def train_then_evaluate(trainer: Any, tokenizer: Any) -> Trained:
+    """A transformers Trainer's whole run as the harness records it: ``train()`` timed, then the framework's own
+    ``evaluate()``, whose eval loss the harness's evaluator cross-checks (trl and unsloth, both SFTTrainers)."""
+    train_call_s = timed_train(trainer)
+    metrics = trainer.evaluate()
+    return Trained(model=trainer.model, tokenizer=tokenizer, framework_eval_loss=metrics.get("eval_loss"),
+                   train_call_s=train_call_s)
+
+
 def uses_cuda(job: Job) -> bool:
     return job["runtime"]["device"] == "cuda"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.frameworks.adapter import Adapter
-from harness.frameworks.base import timed_train, Job, Trained, torch_dtype_name
+from harness.frameworks.base import train_then_evaluate, Job, Trained, torch_dtype_name
 from harness.frameworks.recipes import adapter_flags, apply_recipe
 from harness.frameworks.sft_common import load_split, load_pretruncated_split, lora_config_args, sft_config_args
 from harness.frameworks.quantization import bnb_config_args
@@ -95,10 +95,7 @@ def build_trainer(job: Job, callbacks: list[Any]) -> tuple[Any, Any]:
 
 def train(job: Job, callbacks: list[Any]) -> Trained:
     trainer, tokenizer = build_trainer(job, callbacks)
-    train_call_s = timed_train(trainer)
-    metrics = trainer.evaluate()
-    return Trained(model=trainer.model, tokenizer=tokenizer, framework_eval_loss=metrics.get("eval_loss"),
-                   train_call_s=train_call_s)
+    return train_then_evaluate(trainer, tokenizer)
 
 
 class TrlAdapter(Adapter):

@@ -9,7 +9,7 @@ import os
 from typing import Any, Sequence
 
 from harness.frameworks.adapter import Adapter
-from harness.frameworks.base import timed_train, FrameworkUnavailable, Job, Trained, torch_dtype_name
+from harness.frameworks.base import train_then_evaluate, FrameworkUnavailable, Job, Trained, torch_dtype_name
 from harness.frameworks.recipes import adapter_flags, apply_recipe
 from harness.frameworks.sft_common import load_split, sft_config_args
 from harness.phases import mark
@@ -84,10 +84,7 @@ def train(job: Job, callbacks: list[Any]) -> Trained:
     mark("data_ready")
     trainer = SFTTrainer(model=model, args=SFTConfig(**args["sft_config"]), train_dataset=train_set,
                          eval_dataset=eval_set, processing_class=tokenizer, callbacks=callbacks)
-    train_call_s = timed_train(trainer)
-    metrics = trainer.evaluate()
-    return Trained(model=trainer.model, tokenizer=tokenizer, framework_eval_loss=metrics.get("eval_loss"),
-                   train_call_s=train_call_s)
+    return train_then_evaluate(trainer, tokenizer)
 
 
 class UnslothAdapter(Adapter):
