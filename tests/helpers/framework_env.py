@@ -24,6 +24,8 @@ from typing import Any, Callable, Mapping
 
 import pytest
 
+from tests.helpers.once_per_run import once_per_run
+
 REPO = Path(__file__).resolve().parents[2]
 TRL = ("trl", "1.16.0")
 LLAMAFACTORY = ("llamafactory", "0.9.5")
@@ -132,6 +134,13 @@ class Outcomes(Mapping[str, Any]):
     def __iter__(self):
         return iter(self._outcomes)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"python": self.python, "outcomes": self._outcomes, "jobs": self.jobs, "output": self.output}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Outcomes":
+        return cls(data["python"], data["outcomes"], data["jobs"], data.get("output", ""))
+
     def __len__(self) -> int:
         return len(self._outcomes)
 
@@ -180,6 +189,12 @@ class Probes:
     def run(self, scratch: Callable[[str], Path], timeout_per_probe: int = 60) -> Outcomes:
         snippets = {name: (job(scratch(name)), body) for name, (job, body) in self._declared.items()}
         return run_snippets(self.framework, snippets, timeout=120 + timeout_per_probe * len(snippets))
+
+    def run_once(self, tmp_path_factory: Any, timeout_per_probe: int = 60) -> Outcomes:
+        """:meth:`run`, once per test run whatever the number of xdist workers (tests/helpers/once_per_run.py)."""
+        name = "probes-" + "-".join(self.framework)
+        return Outcomes.from_dict(once_per_run(
+            tmp_path_factory, name, lambda: self.run(tmp_path_factory.mktemp, timeout_per_probe).to_dict()))
 
 
 PROBES = {framework: Probes(framework) for framework in (TRL, LLAMAFACTORY, SWIFT, AXOLOTL)}
