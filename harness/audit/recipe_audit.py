@@ -30,7 +30,9 @@ SIGMAS = 3.0
 # Per-run evidence, different between any two runs (harness/audit/fairness.py _EVIDENCE_FIELDS), and the
 # audit's own bookkeeping: never a difference.
 # global_step stays compared: the packing features declare it (conf/framework/*.yaml).
-NOT_COMPARED = frozenset({"notes", "schema", "framework"}) | (_EVIDENCE_FIELDS - {"global_step"})
+# sdpa_probe is the shape the audit's SDPA probe was given, read from per_device_batch and padded_lengths, which are
+# compared (and declared by the batching features) themselves: a packed or padding-free batch changes it with them.
+NOT_COMPARED = frozenset({"notes", "schema", "framework", "sdpa_probe"}) | (_EVIDENCE_FIELDS - {"global_step"})
 APPLIED_STATUSES = ("active", "not seen", "not checked", "applied")
 
 

@@ -9,15 +9,21 @@ fill them. So the packed run gets the identical run's expected supervised total,
 in rows per step holding the padded batch's real tokens and as many steps as that budget needs:
 
     R = max(1, round(batch_size x t_mean / max_length))                 (t_mean: tokens per record)
-    N = ceil(S* / (R x grad_accum x world x max_length x s_mean / t_mean))
+    N = ceil(S* / (R x grad_accum x world x max_length x fill x s_mean / t_mean))
 
-with ``t_mean`` and ``s_mean`` from the evaluator's tokenisation of the train records cut at ``max_length``.
-Example (the 2000-record medical mirror, max length 1024, batch 16, 48 steps): t = 186.7, s = 131.5,
-S* = 48 x 16 x 131.5 = 101,000, R = round(2987 / 1024) = 3, N = ceil(101,000 / 2,164) = 47. The StepMeter's
-supervised count is the check (:func:`budget_check`): within ``BUDGET_TOLERANCE`` of S* or the audit says
-"budget missed" (a knapsack's fill and records a framework drops move it)."""
+with ``t_mean`` and ``s_mean`` from the evaluator's tokenisation of the train records cut at ``max_length``, and
+``fill`` the mean share of a row that records fill when packed by best-fit decreasing (:func:`packing_fill`): the
+bin packing LLaMA-Factory's greedy knapsack, axolotl's multipack and trl's BFD packing all approximate, since a
+record is never split across rows. Example (the 2000-record medical mirror, max length 1024, batch 16, 48 steps):
+t = 186.7, s = 131.5, S* = 48 x 16 x 131.5 = 101,000, R = round(2987 / 1024) = 3, fill 0.995 (LLaMA-Factory's
+greedy knapsack gives the same 357 rows), N = ceil(101,000 / 2,153) = 47. Where records are long beside the row
+the fill matters: the tiny data at max length 128 (87 tokens a record) fills 0.72 of a row, and without the fill
+LLaMA-Factory's and axolotl's packed CPU runs consumed 9% and 23% fewer supervised tokens than their twins. The StepMeter's supervised count is the check
+(:func:`budget_check`): within ``BUDGET_TOLERANCE`` of S* or the audit says "budget missed" (a framework's packer
+filling less than best fit, and records a framework drops, move it)."""
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Any, Iterable
 
@@ -47,13 +53,29 @@ def budget_from_counts(lengths: list[int], supervised: list[int], train: dict[st
     t_mean, s_mean = sum(lengths) / len(lengths), sum(supervised) / len(supervised)
     target = int(train["max_steps"]) * batch * per_step * s_mean
     rows = max(1, round(batch * t_mean / max_length))
-    per_packed_step = rows * per_step * max_length * s_mean / t_mean
+    fill = packing_fill(lengths, max_length)
+    per_packed_step = rows * per_step * max_length * fill * s_mean / t_mean
     steps = max(1, math.ceil(target / per_packed_step))
     return {"records": len(lengths), "mean_tokens": t_mean, "mean_supervised": s_mean, "max_length": max_length,
-            "target_supervised": target, "rows_per_step": rows, "steps": steps,
+            "target_supervised": target, "rows_per_step": rows, "fill": fill, "steps": steps,
             "formula": (f"S* = {train['max_steps']} x {batch} x {per_step} x {s_mean:.1f} = {target:,.0f}; "
-                        f"R = round({batch} x {t_mean:.1f} / {max_length}) = {rows}; "
+                        f"R = round({batch} x {t_mean:.1f} / {max_length}) = {rows}; fill {fill:.3f}; "
                         f"N = ceil(S* / {per_packed_step:,.0f}) = {steps}")}
+
+
+def packing_fill(lengths: list[int], max_length: int) -> float:
+    """The mean share of a ``max_length`` row that the records fill when packed by best-fit decreasing (each
+    record, longest first, into the row it leaves the least room in; a record is never split). 1.0 where every
+    record is as long as a row; records of no tokens take no room."""
+    sizes = sorted((min(int(n), max_length) for n in lengths if n > 0), reverse=True)
+    if not sizes:
+        return 1.0
+    room: list[int] = []  # the rows' free tokens, ascending
+    for size in sizes:
+        i = bisect.bisect_left(room, size)  # the fullest row it still fits in
+        left = (room.pop(i) if i < len(room) else max_length) - size
+        bisect.insort(room, left)
+    return sum(sizes) / (len(room) * max_length)
 
 
 def budget_check(budget: dict[str, Any], consumed: int | None) -> dict[str, Any]:

@@ -210,3 +210,22 @@ def test_tf32_and_dataloader_worker_probes_read_the_process_and_the_dataloader()
     assert PROBES["dataloader_workers"](_live(dataloader=workers), {})[0] is True
     assert PROBES["dataloader_workers"](_live(dataloader=SimpleNamespace(num_workers=0)), {})[0] is False
     assert PROBES["dataloader_workers"](_live(), {})[0] is None
+
+
+def test_packing_fill_is_best_fit_decreasing():
+    from harness.data.budget import packing_fill
+
+    assert packing_fill([1024] * 4, 1024) == 1.0
+    assert packing_fill([624, 624, 400, 400], 1024) == 1.0  # 624 + 400 twice
+    assert packing_fill([700, 700, 700], 1024) == pytest.approx(700 / 1024)  # no two share a row
+    assert packing_fill([2000, 0, 512, 512], 1024) == 1.0  # cut at the row; empty records take no room
+    assert packing_fill([], 1024) == 1.0
+
+
+def test_a_budget_counts_the_rows_records_cannot_fill():
+    # 3 records of 700 tokens a step's worth, rows of 1024: one record a row, so 3 rows where a full fill needs 2
+    budget = budget_from_counts([700] * 30, [350] * 30, {"max_steps": 10, "batch_size": 3, "grad_accum": 1,
+                                                         "max_length": 1024})
+    assert budget["fill"] == pytest.approx(700 / 1024) and budget["rows_per_step"] == 2
+    # 10 x 3 x 350 supervised = 10,500; a step: 2 rows x 1024 x 0.684 x 0.5 = 700 -> 15 steps
+    assert budget["steps"] == 15 and "fill 0.684" in budget["formula"]
