@@ -158,9 +158,12 @@ stage_recipes_setup() {
     fi
   done
 }
+# One repeat per recipe by default (REPEATS): throughput_7b alone asks for 3, 12 runs of ~100 s for two frameworks.
 stage_recipes() {
-  python3 -m harness run experiment=throughput_7b framework=$FW 'recipe=identical,recommended' $OFFLINE results_dir=$R -m
-  python3 -m harness run experiment=qlora_7b framework=$FW 'recipe=identical,recommended' $OFFLINE results_dir=$R -m
+  python3 -m harness run experiment=throughput_7b framework=$FW 'recipe=identical,recommended' repeats=${REPEATS:-1} \
+    $OFFLINE results_dir=$R -m
+  python3 -m harness run experiment=qlora_7b framework=$FW 'recipe=identical,recommended' repeats=${REPEATS:-1} \
+    $OFFLINE results_dir=$R -m
 }
 # Issue 13, the repeat spread of one framework (trl's was 2.2% in session 5): three fresh repeats of the
 # suite in their own folder, with the per-step host readings of session 6 (collector time, preemptions), so
