@@ -76,6 +76,7 @@
 #        tests/measure/test_memory_profile_gpu.py" ... gputests;
 #      then FW=trl CONTROL=sdpa SDPA=efficient ... explain; FW=trl CONTROL=lora_cast ... explain        (~8 minutes)
 #   2: FW=trl SDPA=efficient REPEATS=3 ... spread (issue 13: does trl come within 1% without the builds), then
+#      FW=trl CONTROL=checkpointing ... explain (issue 15: the checkpointing kind; profile=memory, ~4 minutes), then
 #      FW=unsloth CONTROL=same_loss PROFILES=memory ... explain (the LM-head mark now fires: its logits attributed)
 #   3 (if the device time allows): FW=unsloth SDPA=efficient REPEATS=3 ... spread; LLaMA-Factory's in session 10
 #      (carry .whl/llamafactory instead of .whl/unsloth)
@@ -261,6 +262,11 @@ stage_scaling() {
 # attention ops (count, median, calls over 10x the median). The dispatcher check on the GPU first (seconds),
 # then ~4 minutes per framework, one framework per call:
 #   FW=trl CONTROL=sdpa SDPA=efficient R=/tmp/h200-s8 bash benchmarks/h200_session.sh ensure explain pack
+# CONTROL=checkpointing: the controlled rerun for issue 15's checkpointing-kind hypothesis (trl's 1.8 GiB of
+# activations over unsloth, at a backward peak against unsloth's forward one), which changes exactly the kind: trl
+# (or any framework of FW but unsloth, which is unavailable under it: its own function is reentrant already) with
+# profile.checkpointing=reentrant, under profile=memory by default (~4 minutes):
+#   FW=trl CONTROL=checkpointing R=/tmp/h200-s9 bash benchmarks/h200_session.sh ensure explain pack
 # PROFILES narrows the profiles of one call (default "memory time"), so a framework's two runs can go in two calls.
 stage_explain() {
   if [ "${CONTROL:-}" = expandable ]; then
@@ -271,6 +277,13 @@ stage_explain() {
     for f in ${FW//,/ }; do
       python3 -m harness run experiment=throughput_7b framework=$f profile=time train.sdpa_backend=${SDPA:-efficient} \
         repeats=1 $OFFLINE results_dir=$R report=false
+    done
+  elif [ "${CONTROL:-}" = checkpointing ]; then
+    for f in ${FW//,/ }; do
+      for p in ${PROFILES:-memory}; do
+        python3 -m harness run experiment=throughput_7b framework=$f profile=$p profile.checkpointing=reentrant \
+          repeats=1 $OFFLINE results_dir=$R report=false
+      done
     done
   elif [ "${CONTROL:-}" = lora_cast ]; then
     for f in ${FW//,/ }; do

@@ -118,7 +118,7 @@ DATASET_FIELD_DEFAULTS = {"config": None, "split": "train", "eval_split": None, 
 TRAIN_FIELD_DEFAULTS = {"settle_factor": None, "sdpa_backend": "auto"}
 # Profile fields added later, at the value every earlier profiled job ran with (each framework's own loss
 # and LoRA input cast).
-PROFILE_FIELD_DEFAULTS = {"loss": None, "lora_input_cast": None}
+PROFILE_FIELD_DEFAULTS = {"loss": None, "lora_input_cast": None, "checkpointing": None}
 
 
 def _hashable(job: Job) -> Job:

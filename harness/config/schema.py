@@ -145,6 +145,9 @@ PROFILE_LOSSES = ("transformers",)
 # profile.lora_input_cast: off switches peft's cast of each LoRA layer's input to the adapters' dtype off
 # (docs/explain.md section 4).
 PROFILE_LORA_INPUT_CASTS = ("off",)
+# profile.checkpointing: reentrant checkpoints every layer with torch's reentrant checkpoint function, as unsloth's
+# own does, in place of the non-reentrant one the identical recipe pins (docs/explain.md section 6).
+PROFILE_CHECKPOINTINGS = ("reentrant",)
 
 
 @dataclass
@@ -173,6 +176,10 @@ class ProfileConfig:
     # is no longer copied to the fp32 adapters' dtype (and back by autocast) in each LoRA layer; under
     # autocast the LoRA matmuls see the same bf16 values (harness/worker/lora_cast.py; docs/explain.md).
     lora_input_cast: Optional[str] = None
+    # A controlled rerun's one change: the gradient checkpointing kind. null: the job's (non-reentrant, pinned in
+    # every framework by the identical recipe). reentrant: torch.utils.checkpoint with use_reentrant=True, the
+    # kind unsloth's own checkpoint function is; the same recomputation, the same math, other tensors live when.
+    checkpointing: Optional[str] = None
 
 
 # ---- launcher (Scale): how the worker is started; nproc is part of the job (it changes the effective batch) ----

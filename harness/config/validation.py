@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from harness.config.schema import (FAIRNESS_MODES, LAUNCHERS, LR_SCHEDULERS, OPTIMIZERS, PROFILE_KINDS,
-                                   PROFILE_LORA_INPUT_CASTS, PROFILE_LOSSES, QUANTIZATIONS, SDPA_BACKENDS,
-                                   SDPA_CUDA_ONLY, SEED_RANGE, ConfigError)
+from harness.config.schema import (FAIRNESS_MODES, LAUNCHERS, LR_SCHEDULERS, OPTIMIZERS, PROFILE_CHECKPOINTINGS,
+                                   PROFILE_KINDS, PROFILE_LORA_INPUT_CASTS, PROFILE_LOSSES, QUANTIZATIONS,
+                                   SDPA_BACKENDS, SDPA_CUDA_ONLY, SEED_RANGE, ConfigError)
 
 
 def _positive(name: str, value: float | int | None, *, allow_zero: bool = False) -> None:
@@ -104,6 +104,7 @@ def validate_profile(cfg: Any) -> None:
     if profile.alloc_conf is not None and profile.kind is None:
         raise ConfigError("profile.alloc_conf needs profile=memory|time (an unprofiled run's job never changes)")
     validate_lora_input_cast(profile)
+    validate_checkpointing(cfg, profile)
     loss = profile.get("loss") if hasattr(profile, "get") else getattr(profile, "loss", None)
     if loss is None:
         return
@@ -126,6 +127,27 @@ def validate_lora_input_cast(profile: Any) -> None:
                           f"(each framework's own), got {cast!r}")
     if profile.kind is None:
         raise ConfigError("profile.lora_input_cast needs profile=memory|time (an unprofiled run's job never changes)")
+
+
+def validate_checkpointing(cfg: Any, profile: Any) -> None:
+    """profile.checkpointing: null (the job's non-reentrant checkpointing) or reentrant, on a profiled run of the
+    identical recipe that checkpoints at all."""
+    kind = profile.get("checkpointing") if hasattr(profile, "get") else getattr(profile, "checkpointing", None)
+    if kind is None:
+        return
+    if not isinstance(kind, str) or kind not in PROFILE_CHECKPOINTINGS:
+        raise ConfigError(f"profile.checkpointing must be one of {PROFILE_CHECKPOINTINGS} or null "
+                          f"(the job's own, non-reentrant), got {kind!r}")
+    if profile.kind is None:
+        raise ConfigError("profile.checkpointing needs profile=memory|time (an unprofiled run's job never changes)")
+    train = cfg.get("train") if hasattr(cfg, "get") else getattr(cfg, "train", None)
+    if train is not None and not train.gradient_checkpointing:
+        raise ConfigError("profile.checkpointing needs train.gradient_checkpointing=true (there is nothing to "
+                          "checkpoint otherwise)")
+    recipe = cfg.get("recipe") if hasattr(cfg, "get") else getattr(cfg, "recipe", None)
+    if recipe is not None and recipe.name != "identical":
+        raise ConfigError(f"profile.checkpointing needs recipe=identical (recipe={recipe.name} picks its own "
+                          "checkpointing)")
 
 
 def validate_framework(fw: Any) -> None:

@@ -65,6 +65,12 @@ def timed_train(trainer: Any) -> float:
     return time.perf_counter() - started
 
 
+def reentrant_checkpointing(job: Job) -> bool:
+    """Whether the job checkpoints with torch's reentrant function: only under the controlled rerun
+    ``profile.checkpointing=reentrant`` (docs/explain.md section 6); the identical recipe pins non-reentrant."""
+    return ((job.get("profile") or {}).get("checkpointing")) == "reentrant"
+
+
 def train_then_evaluate(trainer: Any, tokenizer: Any) -> Trained:
     """A transformers Trainer's whole run as the harness records it: ``train()`` timed, then the framework's own
     ``evaluate()``, whose eval loss the harness's evaluator cross-checks (trl and unsloth, both SFTTrainers)."""
@@ -126,8 +132,10 @@ def training_arguments(job: Job) -> dict[str, Any]:
         "bf16": prec == "bf16",
         "fp16": prec == "fp16",
         "gradient_checkpointing": t["gradient_checkpointing"],
-        # Non-reentrant checkpointing everywhere (LLaMA-Factory defaults to reentrant).
-        "gradient_checkpointing_kwargs": {"use_reentrant": False} if t["gradient_checkpointing"] else None,
+        # Non-reentrant checkpointing everywhere (LLaMA-Factory defaults to reentrant); reentrant only under the
+        # profile.checkpointing control.
+        "gradient_checkpointing_kwargs": ({"use_reentrant": reentrant_checkpointing(job)}
+                                          if t["gradient_checkpointing"] else None),
         "logging_steps": 1,
         "save_strategy": "no",
         "eval_strategy": "no",  # our evaluator runs at train.eval_steps; the framework's eval runs once at the end

@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.atomic import atomic_write_json
 from harness.frameworks.adapter import Adapter
-from harness.frameworks.base import Job, TrainCallTimer, Trained, precision, training_arguments
+from harness.frameworks.base import Job, TrainCallTimer, Trained, precision, reentrant_checkpointing, training_arguments
 from harness.frameworks.quantization import bnb_config_args
 from harness.frameworks.recipes import apply_recipe
 
@@ -83,7 +83,8 @@ def native_args(job: Job) -> dict[str, Any]:
         "disable_shuffling": False,
         "overwrite_output_dir": True,
         "disable_gradient_checkpointing": not t["gradient_checkpointing"],
-        "use_reentrant_gc": False,  # LLaMA-Factory defaults to reentrant checkpointing
+        # LLaMA-Factory defaults to reentrant checkpointing; reentrant only under profile.checkpointing
+        "use_reentrant_gc": reentrant_checkpointing(job),
         "use_unsloth": False,
         "use_unsloth_gc": False,
         "enable_liger_kernel": False,

@@ -9,7 +9,7 @@ import os
 from typing import Any, Sequence
 
 from harness.frameworks.adapter import Adapter
-from harness.frameworks.base import train_then_evaluate, FrameworkUnavailable, Job, Trained, torch_dtype_name
+from harness.frameworks.base import train_then_evaluate, FrameworkUnavailable, Job, Trained, reentrant_checkpointing, torch_dtype_name
 from harness.frameworks.recipes import adapter_flags, apply_recipe
 from harness.frameworks.sft_common import load_split, sft_config_args
 from harness.phases import mark
@@ -22,6 +22,12 @@ MULTI_GPU_UNSUPPORTED = ("unsloth does not support multi-GPU training in this ha
                          "(open-source unsloth is single-GPU)")
 
 
+# profile.checkpointing=reentrant: unsloth installs its own reentrant checkpoint function whatever it is asked (the
+# audit's gradient_checkpointing_kind), so the control has nothing to change in it.
+CHECKPOINTING_OWN = ("profile.checkpointing=reentrant: unsloth checkpoints with its own reentrant function already "
+                     "(audit field gradient_checkpointing_kind); the control changes nothing in it")
+
+
 def import_framework(job: Job) -> None:
     """Import unsloth first; it refuses to run without a CUDA GPU, which we report as unavailable."""
     import torch
@@ -30,6 +36,8 @@ def import_framework(job: Job) -> None:
         raise FrameworkUnavailable(MULTI_GPU_UNSUPPORTED)
     if not torch.cuda.is_available():
         raise FrameworkUnavailable("unsloth needs a CUDA GPU (torch.cuda.is_available() is False)")
+    if reentrant_checkpointing(job):
+        raise FrameworkUnavailable(CHECKPOINTING_OWN)
     # Our recipe pins padding_free explicitly; this also stops the automatic choice at its source (except
     # in the recommended recipe, which leaves unsloth's padding-free batching as unsloth ships it).
     if not adapter_flags(job).get("auto_padding_free"):

@@ -152,3 +152,4 @@ class ProfileSpec(Record):
     alloc_conf: str | None = None
     loss: str | None = None  # the same-loss control (profile.loss=transformers); absent/None: the framework's own
     lora_input_cast: str | None = None  # the LoRA input cast control (off); absent/None: the framework's own
+    checkpointing: str | None = None  # the checkpointing kind control (reentrant); absent/None: the job's

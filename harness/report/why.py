@@ -6,8 +6,8 @@ it explains (harness/report/why_points.py): one stacked bar per framework of the
 categories (harness/results/memory_attribution.py) and of a profiled step's parts
 (harness/results/time_attribution.py), and the biggest difference between the frameworks named in one
 sentence with its numbers. A controlled rerun (one change: ``profile.alloc_conf``, ``profile.loss`` for
-the same loss in every framework, ``profile.lora_input_cast`` for peft's LoRA input cast, or
-``train.sdpa_backend`` for one attention kernel) is its own row, named by its change, left out of that
+the same loss in every framework, ``profile.lora_input_cast`` for peft's LoRA input cast,
+``profile.checkpointing`` for the checkpointing kind, or ``train.sdpa_backend`` for one attention kernel) is its own row, named by its change, left out of that
 sentence and given one of its own: what the change did against the same framework's run without it. Each row
 shows the loss path its training steps took and peft's LoRA input casts, as the run read them back
 (harness/worker/loss_path.py, harness/worker/lora_cast.py). Only plain data and figures come out of here; the

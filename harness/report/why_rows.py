@@ -36,13 +36,15 @@ def first(runs: list[Result], kind: str, point: Point = None) -> dict[str, tuple
 def changes(r: Result, point: Point = None) -> list[str]:
     """A controlled rerun's one change, where it has one: the allocator setting (``profile.alloc_conf``),
     the same loss in every framework (``profile.loss``, as ``loss=transformers``), peft's LoRA input cast
-    (``profile.lora_input_cast``, as ``lora_input_cast=off``), the SDPA kernel allowed where it is not the
+    (``profile.lora_input_cast``, as ``lora_input_cast=off``), the checkpointing kind (``profile.checkpointing``,
+    as ``checkpointing=reentrant``), the SDPA kernel allowed where it is not the
     point's (``train.sdpa_backend``, as ``sdpa=efficient``, or ``sdpa=auto`` in a suite that pins one)."""
     prof = r.job.profile
     if prof is None:
         return []
     return ([prof.alloc_conf] if prof.alloc_conf else []) + ([f"loss={prof.loss}"] if prof.loss else []) \
         + ([f"lora_input_cast={prof.lora_input_cast}"] if prof.lora_input_cast else []) \
+        + ([f"checkpointing={prof.checkpointing}"] if prof.checkpointing else []) \
         + train_changes(r.job.train, point)
 
 

@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from harness.frameworks.base import FRAMEWORK_EVAL_BATCH, PAD_TO_MULTIPLE_OF, Job, output_dir, precision, uses_cuda
+from harness.frameworks.base import (FRAMEWORK_EVAL_BATCH, PAD_TO_MULTIPLE_OF, Job, output_dir, precision,
+                                     reentrant_checkpointing, uses_cuda)
 from harness.frameworks.quantization import bnb_config_args
 from harness.frameworks.recipes import adapter_flags, apply_recipe
 
@@ -133,7 +134,8 @@ def native_args(job: Job) -> dict[str, Any]:
         "fp16": prec == "fp16",
         "tf32": False,
         "gradient_checkpointing": t["gradient_checkpointing"],
-        "gradient_checkpointing_kwargs": {"use_reentrant": False} if t["gradient_checkpointing"] else None,
+        "gradient_checkpointing_kwargs": ({"use_reentrant": reentrant_checkpointing(job)}
+                                          if t["gradient_checkpointing"] else None),
         "group_by_length": False,
         "logging_steps": 1,
         "save_strategy": "no",  # default None -> 'epoch' (core/builders/base.py _configure_save_and_eval_strategy)
