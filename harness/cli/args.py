@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn, Sequence
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -37,6 +38,40 @@ def default_results_dir() -> str:
     """What ``run`` writes to when results_dir is not given (conf/config.yaml), so report, compare and audit
     read the same place by default (and a test's or CI's HARNESS_RESULTS_DIR keeps them out of the checkout)."""
     return os.environ.get("HARNESS_RESULTS_DIR") or "results"
+
+
+# A committed result set (the README's figures: results/h200, results/cpu, ...) carries this file. report, audit and
+# compare without arguments leave such folders out, so a fresh clone's own runs are not pooled with the shipped
+# ones (the same point and job hashes: an older run recorded fewer audit fields and the point read "NOT FAIR").
+ARCHIVE_MARK = "ARCHIVE.md"
+
+
+def default_result_paths() -> tuple[list[Path], list[Path]]:
+    """``(read, left_out)``: what report, audit and compare read when given no results. $HARNESS_RESULTS_DIR as
+    it is; else every entry of ``results/`` but the committed result sets (folders holding ``ARCHIVE.md``)."""
+    env = os.environ.get("HARNESS_RESULTS_DIR")
+    root = Path(env or "results")
+    if env or not root.is_dir():
+        return [root], []
+    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))  # .hydra: config dumps
+    left_out = [p for p in entries if p.is_dir() and (p / ARCHIVE_MARK).is_file()]
+    return [p for p in entries if p not in left_out], left_out
+
+
+def resolve_results(given: Sequence[str | Path] | None, err: Any = None) -> list[Path]:
+    """The result paths a command reads: those given, else :func:`default_result_paths`, saying on stderr which
+    committed result sets it left out (and that naming one reads it); exit 2 when only those are there."""
+    if given:
+        return [Path(p) for p in given]
+    read, left_out = default_result_paths()
+    if left_out and not read:  # a fresh clone: nothing of its own yet (exit 2, one line)
+        print(f"error: no results of this checkout's own under results/ yet (committed result sets: "
+              f"{', '.join(map(str, left_out))}; name one to read it)", file=err or sys.stderr)
+        raise SystemExit(2)
+    if left_out:
+        print(f"note: reading {', '.join(map(str, read))} (committed result sets left out: "
+              f"{', '.join(map(str, left_out))}; name one to read it)", file=err or sys.stderr)
+    return read
 
 
 def default_reports_dir() -> str:

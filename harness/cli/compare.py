@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from harness.cli.args import default_results_dir
+from harness.cli.args import resolve_results
 from harness.results.load import load_records
 from harness.regression.thresholds import CompareError, DEFAULT_CHECKS, parse_checks
 from harness.regression.grouping import machine_of, ok_records
@@ -41,8 +41,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m harness compare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", nargs="*", default=[default_results_dir()],
-                        help="result folders or files (default: $HARNESS_RESULTS_DIR or results)")
+    parser.add_argument("results", nargs="*", default=[],
+                        help="result folders or files (default: $HARNESS_RESULTS_DIR, else results/ without the committed result sets: folders holding ARCHIVE.md)")
     parser.add_argument("--baseline", type=Path, help="baseline file (default: BASELINES/<machine_id>/<suite>.json)")
     parser.add_argument("--baselines-dir", type=Path, help=f"baselines folder (default ${BASELINES_ENV} or {BASELINES_DIR})")
     parser.add_argument("--suite", help="only results of this suite")
@@ -60,7 +60,7 @@ def run(argv: Sequence[str], *, out=None, err=None) -> int:
     err = err or sys.stderr
     args = _parser().parse_args(list(argv))
     checks = parse_checks(args.check if args.check else DEFAULT_CHECKS)
-    paths = [Path(p) for p in (args.results or [default_results_dir()])]
+    paths = resolve_results(args.results, err)
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise CompareError(f"no such results: {', '.join(missing)}")

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.cli.args import default_reports_dir, default_results_dir
+from harness.cli.args import default_reports_dir, resolve_results
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,8 +22,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m harness report", description="Render the HTML comparison report of results.")
-    p.add_argument("results", nargs="*", default=[default_results_dir()],
-                   help="result folders or result.json files (default: $HARNESS_RESULTS_DIR or results)")
+    p.add_argument("results", nargs="*", default=[],
+                   help="result folders or result.json files (default: $HARNESS_RESULTS_DIR, else results/ without the committed result sets: folders holding ARCHIVE.md)")
     p.add_argument("--out", default=default_reports_dir(), help="reports folder (default: $HARNESS_REPORTS_DIR or reports)")
     p.add_argument("--reference", default=None, help="framework the ratios are against (default: the framework "
                    "registry's reference, the first of a plain -m; else the first)")
@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exit_:
         return int(exit_.code or 0)
-    paths = [Path(p) for p in args.results]
+    paths = resolve_results(args.results)
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         print(f"error: report: not found: {', '.join(missing)}", file=sys.stderr)
