@@ -20,10 +20,30 @@ def test_quick_start_output_is_not_committed():
     assert len(ignored) == 2
 
 
+@pytest.mark.skipif(shutil.which("git") is None or not (REPO_ROOT / ".git").exists(), reason="not a git checkout")
+def test_the_reports_index_is_rebuilt_not_committed():
+    """Every report rebuilds reports/index.html: tracked, the Quick start changed a committed file."""
+    tracked = subprocess.run(["git", "ls-files", "reports/index.html"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, check=True).stdout.split()
+    ignored = subprocess.run(["git", "check-ignore", "reports/index.html"], cwd=REPO_ROOT, capture_output=True,
+                             text=True).stdout.split()
+    assert tracked == [] and ignored == ["reports/index.html"]
+
+
+def test_report_index_alone_lists_the_reports_of_a_folder(tmp_path):
+    from tests.cli import harness
+
+    (tmp_path / "a.html").write_text('<script type="application/json" id="harness-meta">{"title": "A", "runs": 2}'
+                                     "</script>")
+    proc = harness("report", "--index", "--out", str(tmp_path), timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"index: {tmp_path / 'index.html'}", proc.stderr
+    assert "a.html" in (tmp_path / "index.html").read_text()
+
+
 @pytest.mark.skipif(shutil.which("git") is None, reason="no git")
 def test_outputs_the_harness_writes_do_not_make_the_checkout_dirty(tmp_path, monkeypatch):
-    """Every sweep rebuilds the tracked reports/index.html: a fresh clone must not record its next runs as
-    made from uncommitted code for that; a changed source file still does."""
+    """What the harness writes into a checkout (results, baselines; reports/index.html in checkouts from before it
+    was ignored) never marks the next runs as made from uncommitted code; a changed source file still does."""
     from harness.results import machine
 
     def git(*args: str) -> None:

@@ -23,12 +23,15 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m harness report", description="Render the HTML comparison report of results.")
     p.add_argument("results", nargs="*", default=[],
-                   help="result folders or result.json files (default: $HARNESS_RESULTS_DIR, else results/ without the committed result sets: folders holding ARCHIVE.md)")
+                   help="result folders or result.json files (default: $HARNESS_RESULTS_DIR, else results/ without "
+                   "the committed result sets: folders holding ARCHIVE.md)")
     p.add_argument("--out", default=default_reports_dir(), help="reports folder (default: $HARNESS_REPORTS_DIR or reports)")
     p.add_argument("--reference", default=None, help="framework the ratios are against (default: the framework "
                    "registry's reference, the first of a plain -m; else the first)")
     p.add_argument("--name", default=None, help="report file name (default: SUITE-TIMESTAMP)")
     p.add_argument("--trend", action="store_true", help="render the history trend page instead")
+    p.add_argument("--index", action="store_true", help="only rebuild OUT/index.html, the list of the reports in "
+                   "OUT (every report rebuilds it; it is not committed)")
     return p
 
 
@@ -47,6 +50,11 @@ def main(argv: list[str]) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exit_:
         return int(exit_.code or 0)
+    if args.index:
+        from harness.report.index_page import render_index
+
+        print(f"index: {render_index(Path(args.out))}")
+        return 0
     paths = resolve_results(args.results)
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
