@@ -27,6 +27,15 @@ INTERVAL_S = 1.0
 # a second training job's Python loop takes; below it is background noise (sshd, logging, and in results
 # recorded before the parent's own CPU was told apart, the parent's ~0.5 core of NVML sampling).
 SHARED_CPU_CORES = 1.0
+# ... or a quarter of the host's cores where that is less: on a 2-core machine one other busy core is half of it
+# (a new user's run beside a test suite: llamafactory at 901 tok/s against ~13,000, other work 1.0 of 2 cores,
+# and the report said "no other work recorded").
+SHARED_CPU_SHARE = 0.25
+
+
+def shared_cpu_threshold(cpu_count: int | None) -> float:
+    """Mean busy cores of other processes above which a run is disclosed as run on a shared host."""
+    return min(SHARED_CPU_CORES, SHARED_CPU_SHARE * cpu_count) if cpu_count else SHARED_CPU_CORES
 
 
 class HostActivity:
@@ -126,7 +135,7 @@ class HostActivity:
                 "other_busy_cores_mean": other_mean,
                 "other_busy_cores_max": round(max(self._other), 3) if self._other else None,
                 "load_avg_1m_start": self._load_start, "load_avg_1m_end": self._load_end,
-                "cpu_shared": None if other_mean is None else other_mean > SHARED_CPU_CORES,
+                "cpu_shared": None if other_mean is None else other_mean > shared_cpu_threshold(self.cpu_count),
                 "reason": self._reason}
 
 
@@ -152,7 +161,7 @@ def host_disclosure(host: dict[str, Any] | None) -> dict[str, Any]:
         because.append(f"GPU {gpu.get('nvml_index')} of the host (not this run's) was busy: "
                        f"up to {gpu.get('max_util_pct')}% utilisation, {gpu.get('processes')} process(es)")
     other_cpu = host.get("other_busy_cores_mean")
-    if isinstance(other_cpu, (int, float)) and other_cpu > SHARED_CPU_CORES:
+    if isinstance(other_cpu, (int, float)) and other_cpu > shared_cpu_threshold(host.get("cpu_count")):
         because.append(f"other processes kept {host.get('other_busy_cores_mean'):.1f} of "
                        f"{host.get('cpu_count')} CPU cores busy on average "
                        f"(max {host.get('other_busy_cores_max'):.1f})")

@@ -53,5 +53,12 @@ def test_disclosure_names_every_neighbour_in_words():
     quiet = host_disclosure({"samples": 60, "cpu_count": 16, "cpu_shared": True, "other_busy_cores_mean": 0.53,
                              "other_gpu_processes": [], "other_busy_gpus": []})
     assert quiet == {"shared": False, "because": []}
+    # On a 2-core machine a quarter of it is: one other busy core is half the host (a new user's run beside a
+    # test suite ran 14x slower and was not disclosed).
+    small = host_disclosure({"samples": 60, "cpu_count": 2, "other_busy_cores_mean": 0.999, "other_busy_cores_max": 1.3,
+                             "other_gpu_processes": [], "other_busy_gpus": []})
+    assert small["shared"] is True and "1.0 of 2 CPU cores" in small["because"][0]
+    assert host_disclosure({"samples": 60, "cpu_count": 2, "other_busy_cores_mean": 0.2, "other_gpu_processes": [],
+                            "other_busy_gpus": []})["shared"] is False
     assert host_disclosure(None)["shared"] is None  # older results: not recorded, and said so
     assert host_disclosure({"samples": 0})["shared"] is None
