@@ -158,7 +158,7 @@ def disclosures(runs: list[Result]) -> list[str]:
     single = [label for label, n in counts.items() if n < 2]
     if single:
         out.append(f"Single run for {', '.join(single)}: no spread was measured, so a difference can be neither "
-                   f"confirmed nor dismissed as noise.")
+                   f"confirmed nor dismissed as noise; a ★ there rests on the 2% margin alone.")
     if any(r.job.model.weights == "random" for r in runs):
         out.append("Random weights: the model was randomly initialised (same seed and files for every framework), "
                    "so eval losses compare across these frameworks only, not with a pretrained model.")

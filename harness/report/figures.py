@@ -79,6 +79,8 @@ def bar_charts(runs: list[Result], keys: tuple[str, ...] = BAR_METRICS) -> str:
     groups = group_by_label(runs)
     labels = list(groups)
     colors = color_map(labels)
+    # a metric no run measured (NVML peaks on a CPU) is left out, not drawn as an empty box
+    keys = tuple(k for k in keys if any(values(groups[l], COLUMN_BY_KEY[k].path) for l in labels)) or keys
     ncols = 3
     nrows = (len(keys) + ncols - 1) // ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(11, 3.2 * nrows), squeeze=False)
@@ -110,15 +112,16 @@ def bar_charts(runs: list[Result], keys: tuple[str, ...] = BAR_METRICS) -> str:
                    ecolor="#333", error_kw={"linewidth": 1})
             ax.set_ylim(0, max(m + h for m, h in zip(medians, hi)) * 1.18)
         ax.set_xticks(xs)
-        ax.set_xticklabels(shown, rotation=15, ha="right")
+        # 30 degrees, anchored at the tick: five framework-version labels side by side no longer overlap
+        ax.set_xticklabels(shown, rotation=30, ha="right", rotation_mode="anchor")
         ax.set_xlim(-0.6, len(shown) - 0.4)
         if unit:
             ax.set_ylabel(unit)
         style_axes(ax)
-        for x, m in zip(xs, medians):
-            ax.annotate(fmt(m * scale, col.kind), (x, m), textcoords="offset points", xytext=(0, 4) if
-                        col.kind not in ZOOMED else (12, -3), ha="center" if col.kind not in ZOOMED else "left",
-                        va="bottom", fontsize=FONT - 1, color="#222")
+        for x, m in zip(xs, medians):  # above each bar or point (beside a point it ran into the next one's)
+            ax.annotate(fmt(m * scale, col.kind), (x, m), textcoords="offset points",
+                        xytext=(0, 4) if col.kind not in ZOOMED else (0, 8), ha="center", va="bottom",
+                        fontsize=FONT - 1, color="#222")
     fig.tight_layout()
     return to_data_uri(fig)
 
@@ -139,6 +142,28 @@ def framework_legend(ax: Any, colors: dict[str, str], styles: list[tuple[str, di
     handles = [Line2D([], [], color=c, linewidth=3, label=l) for l, c in colors.items()]
     handles += [Line2D([], [], color="#555", label=name, **kw) for name, kw in styles]
     ax.legend(handles=handles, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
+def coinciding_losses(runs: list[Result]) -> list[str]:
+    """The frameworks whose first repeats' train losses lie on one another at every logged step (within 0.2% of
+    the losses' range, far below a line's width; two or more, else none): only the last drawn of them shows."""
+    first: dict[str, list[float]] = {}
+    for r in sorted((r for r in runs if r.ok), key=by_label_and_repeat):
+        losses = [s.get("loss") for s in ((r.train or Train()).log or []) if s.get("loss") is not None]
+        if losses:
+            first.setdefault(run_label(r), losses)
+    every = [x for losses in first.values() for x in losses]
+    if len(first) < 2 or not every:
+        return []
+    tol = max(2e-3 * (max(every) - min(every)), 1e-9)
+
+    def close(a: list[float], b: list[float]) -> bool:
+        return len(a) == len(b) and all(abs(x - y) <= tol for x, y in zip(a, b))
+
+    labels = list(first)
+    groups = [[m for m in labels if close(first[label], first[m])] for label in labels]
+    largest = max(groups, key=len)
+    return largest if len(largest) > 1 else []
 
 
 def loss_curves(runs: list[Result]) -> str:
@@ -212,9 +237,10 @@ def step_throughput(runs: list[Result]) -> str:
     return to_data_uri(fig)
 
 
-def memory_vs_speed(runs: list[Result]) -> str:
+def memory_vs_speed(runs: list[Result]) -> str | None:
     """Each framework's median tokens/s against its median training-phase memory peak (whiskers: min-max
-    over repeats): the trade-off at a glance, better is down and to the right."""
+    over repeats): the trade-off at a glance, better is down and to the right. None where no run has both
+    (a CPU run has no memory peak): the report says so in a line instead of an empty box."""
     from harness.stats import median
 
     groups = group_by_label(runs)
@@ -223,12 +249,10 @@ def memory_vs_speed(runs: list[Result]) -> str:
         memory = COLUMN_BY_KEY["torch_peak_reserved"]
     pts = {l: (values(rs, speed.path), values(rs, memory.path)) for l, rs in groups.items()}
     pts = {l: (x, y) for l, (x, y) in pts.items() if x and y}
-    colors = color_map(list(pts))
-    fig, ax = plt.subplots(figsize=(7, 3.8) if pts else (10, 1.4))
     if not pts:
-        empty_figure(ax, "needs tokens/s and a memory peak of at least one run")
-        fig.tight_layout()
-        return to_data_uri(fig)
+        return None
+    colors = color_map(list(pts))
+    fig, ax = plt.subplots(figsize=(7, 3.8))
     for label, (xs, ys) in pts.items():
         mx, my = median(xs), median(ys) / 2**30
         ax.errorbar([mx], [my], xerr=[[mx - min(xs)], [max(xs) - mx]],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness.records import Result, run_files
 from harness.sampling.timeline import open_text
-from harness.report.figures import (PALETTE, color_map, empty_figure, framework_legend, plt, style_axes, thin,
+from harness.report.figures import (PALETTE, color_map, framework_legend, plt, style_axes, thin,
                                     to_data_uri)
 from harness.report.tables import by_label_and_repeat, run_label
 
@@ -46,8 +46,9 @@ def timeline_path(record: Result) -> Path | None:
     return folder / name
 
 
-def memory_timelines(runs: list[Result]) -> str:
-    """GPU memory used (NVML, per device) over each run's wall time, the training phase shaded."""
+def memory_timelines(runs: list[Result]) -> str | None:
+    """GPU memory used (NVML, per device) over each run's wall time, the training phase shaded; None where no run
+    has GPU samples (the report says why in a line)."""
     colors = color_map([run_label(r) for r in runs if r.ok] or [run_label(r) for r in runs])
     series = []
     for r in sorted(runs, key=by_label_and_repeat):
@@ -55,11 +56,9 @@ def memory_timelines(runs: list[Result]) -> str:
         rows = read_timeline(path) if path else []
         if rows:
             series.append((r, rows))
-    fig, ax = plt.subplots(figsize=(10, 3.6) if series else (10, 1.4))
     if not series:
-        empty_figure(ax, "no GPU samples (CPU run, NVML unavailable, or timeline files not found)")
-        fig.tight_layout()
-        return to_data_uri(fig)
+        return None
+    fig, ax = plt.subplots(figsize=(10, 3.6))
     for r, rows in series:
         label, rep = run_label(r), r.repeat or 0
         colors.setdefault(label, PALETTE[len(colors) % len(PALETTE)])

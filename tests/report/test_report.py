@@ -171,7 +171,9 @@ def test_report_is_one_self_contained_file(rendered):
     assert not re.search(r"https?://", html)
     assert "<link" not in html.lower()
     imgs = re.findall(r"<img\b[^>]*\bsrc=\"([^\"]*)\"", html)
-    assert len(imgs) >= 5 and all(src.startswith("data:image/svg+xml;base64,") for src in imgs)
+    assert len(imgs) >= 3 and all(src.startswith("data:image/svg+xml;base64,") for src in imgs)
+    # CPU runs: no memory peak, no GPU samples; a line says so where an empty box was drawn
+    assert 'data-not-drawn="tradeoff"' in html and 'data-not-drawn="memory"' in html
     for section in ("Headlines", "Environment", "Speed", "Memory", "Quality and energy", "Wall time by phase",
                     "Tokens/s per training step", "Memory against speed", "Loss curves", "GPU memory over time",
                     "Definitions", "rows as CSV",
@@ -369,7 +371,7 @@ def test_unfair_audit_rows_red_and_grey(tmp_path):
     assert re.search(r'<tr class="info" data-field="loss_type">', html)
     assert "NOT A FAIR COMPARISON: lora_alpha differs" in html
     assert "python -m harness run x=&lt;y&gt;" in html
-    assert "no GPU samples" not in html  # the message is drawn inside the PNG, not the page
+    assert 'data-not-drawn="memory"' in html  # no GPU samples: a line, not an empty box
 
 
 def test_memory_timeline_figure_without_samples(tmp_path):
@@ -378,9 +380,9 @@ def test_memory_timeline_figure_without_samples(tmp_path):
     (tmp_path / "memory_timeline.csv").write_text("t,device,used_bytes,util,power_w,process_bytes\n")
     rec = make_record("trl", "1", 0, run_dir=tmp_path)
     assert memory_figure.read_timeline(tmp_path / "memory_timeline.csv") == []
-    uri = memory_figure.memory_timelines([rec])
-    assert uri.startswith("data:image/svg+xml;base64,")
+    assert memory_figure.memory_timelines([rec]) is None  # the report says "Not drawn" in a line instead
     write_timeline(tmp_path, rec, 2**30)
+    assert memory_figure.memory_timelines([rec]).startswith("data:image/svg+xml;base64,")
     assert len(memory_figure.read_timeline(tmp_path / "memory_timeline.csv")) == 60
 
 
@@ -451,3 +453,17 @@ def test_host_activity_that_differs_between_runs_names_each_run():
     assert row["lines"][1].startswith("unsloth-2026.10.9: ") and "1.5 of 2" in row["lines"][1]
     (same,) = [r for r in environment_section(records[:1])["rows"] if r["name"] == "host activity"]
     assert "lines" not in same and not same["value"].startswith("trl")
+
+
+def test_coinciding_loss_curves_are_named_and_different_ones_are_not(tmp_path):
+    from harness.report.figures import coinciding_losses
+    from harness.report.render import render_report
+
+    same = [make_record("trl", "1", 0), make_record("unsloth", "2", 0), make_record("llamafactory", "3", 0)]
+    assert coinciding_losses(same) == ["llamafactory-3", "trl-1", "unsloth-2"]
+    apart = [make_record("trl", "1", 0), make_record("unsloth", "2", 0)]
+    for step in apart[1].train.log:
+        step["loss"] += 0.5
+    assert coinciding_losses(apart) == []
+    html = render_report(same, tmp_path / "out", name="same").read_text(encoding="utf-8")
+    assert "The train losses of llamafactory-3, trl-1, unsloth-2 agree at every logged" in html
