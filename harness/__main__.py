@@ -45,6 +45,8 @@ def main(argv: list[str]) -> int:
         return getattr(importlib.import_module(module), function)(rest)
     try:
         return getattr(importlib.import_module(module), function)(rest)
+    except BrokenPipeError:
+        raise  # the reader of our output left (`| head`): console_main exits quietly
     except Exception as err:  # a bug, or input no check foresaw: still one readable line
         if os.environ.get("HARNESS_DEBUG"):
             raise
@@ -55,6 +57,11 @@ def main(argv: list[str]) -> int:
 def console_main() -> None:
     try:
         code = main(sys.argv[1:])
+    except BrokenPipeError:
+        # `python -m harness run --help | head`: the reader left; no traceback (Python's documented recipe:
+        # point stdout at devnull so the interpreter's own flush at exit does not raise again).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141  # 128 + SIGPIPE, as a shell reports a command a pipe ended
     except KeyboardInterrupt:
         # Ctrl-C before a sweep installs its own handlers (preflight reading a large dataset, a Hub lookup) or
         # in another command: one line and 130, not a traceback. Results are written atomically, so nothing

@@ -55,3 +55,27 @@ def test_subcommand_parser_reads_both_layouts():
     assert subcommands("usage: x\ncommands:\n  run   [A]  does\n  env   b\n\nmore") == ["run", "env"]
     assert subcommands("commands:\n  {build,list}\n    build  x\n    list  y\n") == ["build", "list"]
     assert subcommands("no commands here") == []
+
+
+def test_run_help_is_what_a_user_types_not_the_composed_config():
+    run = harness("run", "--help", timeout=120)
+    lines = run.stdout.splitlines()
+    assert run.returncode == 0 and lines[0].startswith("python -m harness run [GROUP=OPTION ...]")
+    assert len(lines) < 40, len(lines)  # Hydra's default printed the whole composed config: 261 lines
+    assert any(line.startswith("framework: ") for line in lines) and "plan [OVERRIDES] --json" in run.stdout
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """``python -m harness plan --json | head -1``: the pipe closes; the harness exits quietly."""
+    import subprocess
+    import sys
+
+    from tests.cli import REPO_ROOT
+
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "plan", "framework=trl,llamafactory,swift,axolotl",
+                             "train.seed=1,2,3,4,5,6,7,8", "repeats=20", "-m", "--json"], cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.read(1) == b"["
+    proc.stdout.close()  # the reader leaves while ~120 KB, more than a pipe holds, are still to come
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) in (0, 141) and "Traceback" not in err and "BrokenPipe" not in err, err
