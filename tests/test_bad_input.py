@@ -592,3 +592,13 @@ def test_a_hub_model_the_machine_cannot_get_is_refused_before_any_run(tmp_path):
 def test_a_hub_dataset_file_the_machine_cannot_get_is_refused_in_one_line(tmp_path):
     line, _ = _refused_offline(tmp_path, "dataset.hub_id=nobody/nothing")
     assert "dataset.hub_id" in line and "nobody/nothing" in line and "hub.invalid unreachable" in line
+
+
+def test_a_misspelt_key_is_named_with_the_field_it_was_likely_meant_for(tmp_path):
+    for override, near in (("train.batchsize=4", "batch_size"), ("train.lora.alhpa=8", "alpha")):
+        proc = harness("run", override, f"results_dir={tmp_path / 'r'}", timeout=120)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and lines[0].endswith(f"did you mean {near!r}?"), proc.stderr
+    far = harness("run", "train.zzz=1", f"results_dir={tmp_path / 'r'}", timeout=120)
+    assert far.returncode == 2 and "did you mean" not in far.stderr
+    assert not (tmp_path / "r").exists()

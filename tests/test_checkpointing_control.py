@@ -104,7 +104,7 @@ def test_the_field_at_its_default_leaves_a_profiled_job_hashed_as_before():
 
 
 @pytest.mark.parametrize("args,message", [
-    (("profile=time", "profile.checkpointing=maybe"), "profile.checkpointing must be one of ('reentrant',) or null"),
+    (("profile=time", "profile.checkpointing=maybe"), "profile.checkpointing must be one of reentrant or null"),
     (("profile.checkpointing=reentrant",), "profile.checkpointing needs profile=memory|time"),
     (("profile=time", "profile.checkpointing=reentrant", "train.gradient_checkpointing=false"),
      "profile.checkpointing needs train.gradient_checkpointing=true"),

@@ -229,7 +229,8 @@ def test_bad_messages_record(tmp_path, bad, expected):
 
 def test_explicit_format_refuses_another_format(tmp_path):
     message = error(jsonl(tmp_path / "d.jsonl", [SG]), fmt="alpaca")
-    assert "record 0 (line 1) is a sharegpt record but dataset.format is alpaca" in message
+    assert "record 0 (line 1) is a sharegpt record, but dataset.format asks for alpaca (leave dataset.format out" \
+        in message
 
 
 def test_unknown_record_shape_names_the_expected_formats(tmp_path):

@@ -55,10 +55,23 @@ def _composition_error(err: BaseException, overrides: list[str]) -> str:
         message = _one_line(cause)
         key = getattr(cause, "full_key", None)
         given = [o for o in overrides if key and _culprit(o) == key]
-        return f"{message} (override {given[0]!r})" if given else message
+        return (f"{message} (override {given[0]!r})" if given else message) + _did_you_mean(cause)
     if str(err).startswith("Ambiguous value for argument"):
         return f"{_one_line(err)}: a sweep needs -m, a list needs key=[a,b]"
     return _one_line(err)
+
+
+def _did_you_mean(cause: BaseException) -> str:
+    """``; did you mean 'batch_size'?`` for an unknown key of a structured config (a dataclass of
+    harness/config/schema.py), where one of its fields is close; else nothing."""
+    import dataclasses
+    import difflib
+
+    key, kind = getattr(cause, "key", None), getattr(cause, "object_type", None)
+    if key is None or kind is None or not dataclasses.is_dataclass(kind):
+        return ""
+    near = difflib.get_close_matches(str(key), [f.name for f in dataclasses.fields(kind)], n=1, cutoff=0.7)
+    return f"; did you mean {near[0]!r}?" if near else ""
 
 
 def check_override_syntax(overrides: list[str]) -> None:

@@ -97,7 +97,7 @@ def validate_profile(cfg: Any) -> None:
     if profile is None:
         return
     if profile.kind is not None and profile.kind not in PROFILE_KINDS:
-        raise ConfigError(f"profile.kind must be one of {PROFILE_KINDS} or null, got {profile.kind!r}")
+        raise ConfigError(f"profile.kind must be one of {'|'.join(PROFILE_KINDS)} or null, got {profile.kind!r}")
     _positive("profile.steps", profile.steps)
     _positive("profile.max_entries", profile.max_entries)
     _positive("profile.trace_max_mb", profile.trace_max_mb)
@@ -109,7 +109,7 @@ def validate_profile(cfg: Any) -> None:
     if loss is None:
         return
     if loss not in PROFILE_LOSSES:
-        raise ConfigError(f"profile.loss must be one of {PROFILE_LOSSES} or null (each framework's own), got {loss!r}")
+        raise ConfigError(f"profile.loss must be one of {'|'.join(PROFILE_LOSSES)} or null (each framework's own), got {loss!r}")
     if profile.kind is None:
         raise ConfigError("profile.loss needs profile=memory|time (an unprofiled run's job never changes)")
     recipe = cfg.get("recipe") if hasattr(cfg, "get") else getattr(cfg, "recipe", None)
@@ -123,7 +123,7 @@ def validate_lora_input_cast(profile: Any) -> None:
     if cast is None:
         return
     if not isinstance(cast, str) or cast not in PROFILE_LORA_INPUT_CASTS:
-        raise ConfigError(f"profile.lora_input_cast must be one of {PROFILE_LORA_INPUT_CASTS} or null "
+        raise ConfigError(f"profile.lora_input_cast must be one of {'|'.join(PROFILE_LORA_INPUT_CASTS)} or null "
                           f"(each framework's own), got {cast!r}")
     if profile.kind is None:
         raise ConfigError("profile.lora_input_cast needs profile=memory|time (an unprofiled run's job never changes)")
@@ -136,7 +136,7 @@ def validate_checkpointing(cfg: Any, profile: Any) -> None:
     if kind is None:
         return
     if not isinstance(kind, str) or kind not in PROFILE_CHECKPOINTINGS:
-        raise ConfigError(f"profile.checkpointing must be one of {PROFILE_CHECKPOINTINGS} or null "
+        raise ConfigError(f"profile.checkpointing must be one of {'|'.join(PROFILE_CHECKPOINTINGS)} or null "
                           f"(the job's own, non-reentrant), got {kind!r}")
     if profile.kind is None:
         raise ConfigError("profile.checkpointing needs profile=memory|time (an unprofiled run's job never changes)")

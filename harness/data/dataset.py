@@ -55,7 +55,8 @@ def _parse(path: Path) -> tuple[list[Any], list[int | None]]:
         try:
             rows = json.loads(text)
         except json.JSONDecodeError as err:
-            raise ConfigError(f"{path}: malformed JSON at line {err.lineno}: {err.msg} (expected {_FILE_KINDS})") from None
+            raise ConfigError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg} "
+                              f"(expected {_FILE_KINDS})") from None
         return rows, [None] * len(rows)
     rows, lines = [], []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -64,7 +65,8 @@ def _parse(path: Path) -> tuple[list[Any], list[int | None]]:
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError as err:
-            raise ConfigError(f"{path}: malformed JSON on line {number}: {err.msg} (expected {_FILE_KINDS})") from None
+            raise ConfigError(f"{path}: malformed JSON on line {number}, column {err.colno}: {err.msg} "
+                              f"(expected {_FILE_KINDS})") from None
         lines.append(number)
     return rows, lines
 

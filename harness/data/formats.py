@@ -169,8 +169,11 @@ def to_record(row: Any, fmt: str, where: str, loss_on: str, *, first_where: str)
     found = format_of(row)
     if found is not None and found != fmt:
         article = "an" if found == "alpaca" else "a"
-        raise ConfigError(f"{where} is {article} {found} record but {first_where} is {fmt}: mixed formats in one dataset "
-                          f"(expected every record as {fmt})")
+        if first_where.startswith("dataset.format"):  # the user's own setting, not another record
+            raise ConfigError(f"{where} is {article} {found} record, but {first_where} asks for {fmt} (leave "
+                              f"dataset.format out to detect it, or give every record as {fmt})")
+        raise ConfigError(f"{where} is {article} {found} record but {first_where} is {fmt}: mixed formats in one "
+                          f"dataset (expected every record as {fmt})")
     if fmt == "alpaca":
         return alpaca_record(row, where)
     return conversation_record(row, fmt, where, loss_on)
