@@ -111,6 +111,9 @@ def job_overrides(job: dict[str, Any], compose: Compose = _composed_job) -> tupl
         if wanted is None or (composed.get(group) or {}).get("name") == wanted:
             continue
         option = _group_option(group, wanted)
+        own_file = group == "dataset" and any((job.get("dataset") or {}).get(k) for k in ("path", "train_file"))
+        if option is None and own_file:
+            continue  # a user's own file: its name is the file's stem, and dataset.path recreates it below
         if option is None:
             notes.append(f"{group} {wanted!r} is not a config option any more (conf/{group}/)")
             continue

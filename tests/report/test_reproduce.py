@@ -62,6 +62,23 @@ def test_cpu_report_command_plans_the_same_runs(tmp_path):
     assert "the command plans the same 1 sweep point hash" in html
 
 
+def test_a_users_own_data_file_is_reproduced_without_a_note(tmp_path):
+    data = tmp_path / "mydata60.jsonl"
+    rows = [{"instruction": f"question {i}", "input": "", "output": f"answer {i}"} for i in range(60)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    results = tmp_path / "results"
+    ran = harness("run", "framework=fake", "train.max_steps=2", f"dataset.path={data}", "dataset.num_eval=8",
+                  f"results_dir={results}", "report=false")
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    records = load_records([results])
+    html = render_report(records, tmp_path / "reports", name="own").read_text(encoding="utf-8")
+    (command,) = report_commands(html)
+    assert f"dataset.path={data}" in command
+    assert "is not a config option any more" not in html  # its name is the file's stem, never a config option
+    planned = plan(command, env={"HARNESS_RESULTS_DIR": str(results)})
+    assert [p["job_hash"] for p in planned] == [records[0].job_hash]
+
+
 def test_plan_refuses_bad_input_with_one_line():
     done = harness("plan", "framework=fake", "train.lr=fast")
     assert done.returncode == 2 and done.stdout == ""
