@@ -68,18 +68,20 @@
 #   - the LoRA-cast copy count ran its step without CUDA autocast; the known memory model had no
 #     get_output_embeddings, so its LM-head mark could not fire.
 # The next call was refused: new machines were paused for the rest of the session.
-# Session 9 (planned, issues 13 and 15; carry .whl/trl .whl/unsloth .whl/base .hub, ~55 MiB with the tree). The three
-# mended GPU tests first (~2 minutes), then the 7B runs; keep each call's runs going when a test fails:
-#   1: FW=trl,unsloth R=/tmp/h200-s9 LOG=/tmp/h200-s9/call1.log bash benchmarks/h200_session.sh ensure host; then
+# Session 9 (planned, issues 13 and 15; carry .whl/trl .whl/unsloth .whl/base .hub, ~55 MiB with the tree; pass
+# HARNESS_SOURCE_COMMIT=<the commit sent>; budget each call with end=$((SECONDS+570)) and `timeout $((end-SECONDS))`
+# so pack always runs). The three mended GPU tests first (~2 minutes), then the 7B runs, which go on when a test
+# fails (`;`, not `&&`). ~1,600 s of the 1,800 in three calls:
+#   1 (~500 s): FW=trl,unsloth R=/tmp/h200-s9 LOG=/tmp/h200-s9/call1.log bash benchmarks/h200_session.sh ensure host;
 #      GPUTESTS="tests/test_sdpa_backends.py::test_trl_and_unsloth_train_on_the_efficient_kernel_alone
 #        tests/test_lora_cast_gpu.py::test_on_the_gpu_the_same_bits_and_the_activation_copies_go_away
 #        tests/measure/test_memory_profile_gpu.py" ... gputests;
-#      then FW=trl CONTROL=sdpa SDPA=efficient ... explain; FW=trl CONTROL=lora_cast ... explain        (~8 minutes)
-#   2: FW=trl SDPA=efficient REPEATS=3 ... spread (issue 13: does trl come within 1% without the builds), then
-#      FW=trl CONTROL=checkpointing ... explain (issue 15: the checkpointing kind; profile=memory, ~4 minutes), then
-#      FW=unsloth CONTROL=same_loss PROFILES=memory ... explain (the LM-head mark now fires: its logits attributed)
-#   3 (if the device time allows): FW=unsloth SDPA=efficient REPEATS=3 ... spread; LLaMA-Factory's in session 10
-#      (carry .whl/llamafactory instead of .whl/unsloth)
+#      FW=trl CONTROL=sdpa SDPA=efficient ... explain; FW=trl CONTROL=lora_cast ... explain; pack
+#   2 (~400 s): FW=trl SDPA=efficient REPEATS=3 ... spread (issue 13: does trl come within 1% without the builds); pack
+#   3 (~500 s): FW=trl CONTROL=checkpointing ... explain (issue 15: the checkpointing kind, profile=memory);
+#      FW=unsloth CONTROL=same_loss PROFILES=memory ... explain (the LM-head mark now fires: its logits attributed); pack
+#   Then (session 10): FW=unsloth SDPA=efficient REPEATS=3 ... spread, and LLaMA-Factory's (carry .whl/llamafactory
+#   instead of .whl/unsloth).
 #   If the spread is within 1% for all three, throughput_7b's recipe pins train.sdpa_backend=efficient (a new point:
 #   3 repeats of all three again; the Why section then joins the efficient profiles to it as native and an auto
 #   profile as the sdpa=auto control, harness/report/why_points.py) and issue 13 item 2 closes on it.
