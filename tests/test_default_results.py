@@ -76,3 +76,14 @@ def test_a_fresh_clone_is_told_in_one_line_and_exits_2(tmp_path):
         assert proc.returncode == 2 and proc.stderr.splitlines() == [
             "error: no results of this checkout's own under results/ yet (committed result sets: results/h200; "
             "name one to read it)"], (command, proc.stderr)
+
+
+def test_files_at_the_top_of_results_are_not_read_and_an_empty_folder_is_named(tmp_path, monkeypatch):
+    monkeypatch.delenv("HARNESS_RESULTS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "sweep.log").write_text("a sweep's log, not a result")
+    (tmp_path / "results" / ".sweep.lock").write_text("")
+    assert default_result_paths() == ([Path("results")], [])  # nothing yet: the commands name results/
+    (tmp_path / "results" / "default").mkdir()
+    assert default_result_paths() == ([Path("results/default")], [])

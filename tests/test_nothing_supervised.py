@@ -23,3 +23,18 @@ def test_an_ordinary_run_is_untouched(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     (run,) = results(tmp_path)
     assert run["status"] == "ok" and run["train"]["supervised_tokens"] > 0
+
+
+def test_a_count_the_meter_could_not_make_is_not_taken_for_zero():
+    """A framework that takes the labels out before the forward leaves the meter without a count (its note says
+    undercounted): that run is not refused."""
+    import pytest
+
+    from harness.records.training import Train
+    from harness.worker.run_job import NothingSupervised, _refuse_an_unsupervised_run
+
+    train = Train(steps=4, supervised_tokens=0)
+    _refuse_an_unsupervised_run(train, 1024, counted=False)
+    with pytest.raises(NothingSupervised, match="train.max_length=1024"):
+        _refuse_an_unsupervised_run(train, 1024, counted=True)
+    _refuse_an_unsupervised_run(Train(steps=4, supervised_tokens=10), 1024, counted=True)

@@ -53,9 +53,13 @@ def default_result_paths() -> tuple[list[Path], list[Path]]:
     root = Path(env or "results")
     if env or not root.is_dir():
         return [root], []
-    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))  # .hydra: config dumps
-    left_out = [p for p in entries if p.is_dir() and (p / ARCHIVE_MARK).is_file()]
-    return [p for p in entries if p not in left_out], left_out
+    # folders only (sweep.log and the lock sit at the top), and not .hydra's config dumps
+    entries = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    left_out = [p for p in entries if (p / ARCHIVE_MARK).is_file()]
+    read = [p for p in entries if p not in left_out]
+    if not read and not left_out:  # nothing at all yet: the commands name the folder they looked in
+        return [root], []
+    return read, left_out
 
 
 def resolve_results(given: Sequence[str | Path] | None, err: Any = None) -> list[Path]:

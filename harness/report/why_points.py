@@ -23,24 +23,26 @@ DEFAULTS: dict[str, Any] = {key: TRAIN_FIELD_DEFAULTS[key] for key in CONTROL_TR
 def explained_points(profiled: list[Result], unprofiled: list[Result]) -> dict[str, tuple[dict[str, Any],
                                                                                          list[Result]]]:
     """Point hash -> (the point's control train values, the profiled runs that explain it)."""
-    points: dict[str, dict[str, Any]] = {}  # unprofiled point hash -> its control train values
+    points: dict[str, dict[str, Any]] = {}  # unprofiled point hash (as recorded) -> its control train values
+    recomputed: dict[str, str] = {}  # its job's point hash computed today -> the recorded one (older results drift)
     loose: dict[str, list[str]] = {}  # the same hash with the control fields at their defaults -> points
     for r in unprofiled:
         job = r.job.to_dict()
         if r.point_hash and r.point_hash not in points:
             points[r.point_hash] = control_train_values(job)
+            recomputed.setdefault(profile_free_point_hash(job), r.point_hash)
             loose.setdefault(unprofiled_point_hash(job), []).append(r.point_hash)
     out: dict[str, tuple[dict[str, Any], list[Result]]] = {}
     for r in profiled:
-        point, values = _point_of(r.job.to_dict(), points, loose)
+        point, values = _point_of(r.job.to_dict(), points, recomputed, loose)
         out.setdefault(point, (values, []))[1].append(r)
     return out
 
 
-def _point_of(job: dict[str, Any], points: dict[str, dict[str, Any]],
+def _point_of(job: dict[str, Any], points: dict[str, dict[str, Any]], recomputed: dict[str, str],
               loose: dict[str, list[str]]) -> tuple[str, dict[str, Any]]:
-    exact = profile_free_point_hash(job)
-    if exact in points:
+    exact = recomputed.get(profile_free_point_hash(job))
+    if exact is not None:
         return exact, points[exact]
     key = unprofiled_point_hash(job)
     candidates = sorted(loose.get(key, []), key=lambda h: (points[h] != DEFAULTS, h))  # the default's point first

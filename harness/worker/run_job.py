@@ -151,7 +151,7 @@ def _train_and_measure(job: dict[str, Any], adapter: Adapter, result: WorkerResu
         if profiler is not None:
             result.profile = profiling.finish(profiler, step_log=meter.records, memory=result.memory.to_dict(),
                                               loss_probe=loss_probe, lora_cast=lora_cast)
-    _refuse_an_unsupervised_run(result.train, t["max_length"])
+    _refuse_an_unsupervised_run(result.train, t["max_length"], meter.supervised_known)
     if meter.dist_backend:
         job["runtime"]["dist_backend"] = meter.dist_backend
     headline = _memory_headline(meter.train_memory_per_rank, result.memory.to_dict())
@@ -195,11 +195,12 @@ class NothingSupervised(RuntimeError):
     """Training steps ran and none held a token the loss counts: the run measured nothing worth a figure."""
 
 
-def _refuse_an_unsupervised_run(train: Train, max_length: int) -> None:
+def _refuse_an_unsupervised_run(train: Train, max_length: int, counted: bool) -> None:
     """A run whose steps saw no supervised token fails, naming the likely cause, instead of reporting "ok" with
     a zero loss (a new user's ``train.max_length=1``: LLaMA-Factory, ms-swift and axolotl trained 6 steps on
-    masked tokens alone, and the sweep, the audit and a baseline accepted them)."""
-    if train.steps and train.supervised_tokens == 0:
+    masked tokens alone, and the sweep, the audit and a baseline accepted them). Only where every batch carried
+    labels to count: a framework that takes them out before the forward leaves the count unknown, not zero."""
+    if counted and train.steps and train.supervised_tokens == 0:  # counted: every batch carried its labels
         raise NothingSupervised(
             f"no supervised token in any of the {train.steps} training steps: every response was masked or cut away "
             f"(train.max_length={max_length} may be shorter than the prompts; dataset.loss_on picks what is supervised)")

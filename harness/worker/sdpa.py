@@ -36,8 +36,8 @@ BACKEND_NAMES = {"CUDNN_ATTENTION": "cudnn", "FLASH_ATTENTION": "flash", "EFFICI
                  "MATH": "math", "OVERRIDEABLE": "overrideable", "ERROR": "none"}
 
 
-# Backends that take no grouped keys and values: PyTorch's dispatcher lets only flash and math run a call with
-# enable_gqa (sdp_utils.cpp, check_grouped_query_attention). transformers' sdpa attention passes enable_gqa, without
+# Backends that take no grouped keys and values: PyTorch's memory-efficient kernel refuses a call with enable_gqa
+# (sdp_utils.cpp: flash and math check it, recent cuDNN takes it too). transformers' sdpa attention passes enable_gqa, without
 # repeating keys and values to every query head, whenever a call has no mask (``use_gqa_in_sdpa``, transformers
 # integrations/sdpa_attention.py, 5.x): the evaluations' batch-1 calls, or a training batch whose rows all fill it.
 # Under one of these backends alone such a call finds no kernel ("Invalid backend", session 8's first GPU test), so
@@ -106,7 +106,8 @@ def repeat_keys_and_values() -> bool:
 
 
 def kv_layout() -> str:
-    """How transformers' sdpa attention hands keys and values to an unmasked call now (the audit's sdpa_kv)."""
+    """How transformers' sdpa attention hands keys and values to an unmasked call now (the audit's sdpa_kv). A
+    framework with an attention of its own (unsloth's dispatch) picks its layout per call, asking the dispatcher."""
     try:
         from transformers.integrations import sdpa_attention
     except ImportError:
@@ -191,8 +192,11 @@ def choices(shape: dict[str, Any], grouped: bool = True) -> dict[str, str]:
                 # materialised, as transformers' sdpa_mask builds it (causal AND padding: a new tensor)
                 mask = torch.ones(length, length, device=device, dtype=torch.bool).tril() \
                     .expand(b, 1, length, length).contiguous()
-            else:
-                k, v, mask = projected(g if grouped else n), projected(g if grouped else n), None
+            elif grouped:
+                k, v, mask = projected(g), projected(g), None
+            else:  # repeat_kv's output: a contiguous [B, heads, L, D] copy, as in the padded call
+                k, v = (torch.empty(b, n, length, d, device=device, dtype=dtype, requires_grad=True) for _ in "kv")
+                mask = None
             try:
                 choice = torch._fused_sdp_choice(q, k, v, mask, 0.0, name == "causal",
                                                  enable_gqa=name == "causal" and grouped and g != n)

@@ -322,6 +322,11 @@ class StepMeter(TrainerCallback):
         had settled when timing started (see the module docstring)."""
         return settle_evidence(self.records, self.warmup_steps, self.settle_factor)
 
+    @property
+    def supervised_known(self) -> bool:
+        """Whether every training batch carried labels to count (False: the count is a lower bound, maybe 0)."""
+        return self._supervised_known
+
     def summary(self) -> dict[str, Any]:
         """The ``train`` section of result.json (harness/worker/train_summary.py)."""
         return train_summary(self.records, self.settled(), supervised_known=self._supervised_known,

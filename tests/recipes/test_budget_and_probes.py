@@ -229,3 +229,11 @@ def test_a_budget_counts_the_rows_records_cannot_fill():
     assert budget["fill"] == pytest.approx(700 / 1024) and budget["rows_per_step"] == 2
     # 10 x 3 x 350 supervised = 10,500; a step: 2 rows x 1024 x 0.684 x 0.5 = 700 -> 15 steps
     assert budget["steps"] == 15 and "fill 0.684" in budget["formula"]
+
+
+def test_a_whole_steps_overshoot_is_never_a_miss():
+    # 14 steps: rounding N up can alone overshoot S* by up to 1/14 = 7%
+    budget = {"target_supervised": 1600, "steps": 14}
+    assert budget_check(budget, 1680)["within"] is True and budget_check(budget, 1680)["tolerance"] == 1 / 14
+    assert budget_check(budget, 1760)["within"] is False  # +10%
+    assert budget_check({"target_supervised": 100_000, "steps": 47}, 103_500)["within"] is False  # 3% at N=47

@@ -416,3 +416,17 @@ def test_the_lora_input_cast_rerun_is_named_and_said_what_its_one_change_did(rec
     html = render_report(others + runs, tmp_path, name="cast-off").read_text(encoding="utf-8")
     assert html.count('data-why-control="time"') == 2 and "lora_input_cast=off" in html
     assert "LoRA input casts: 0 casts, 18,816 skipped" in html
+
+
+def test_a_point_whose_recorded_hash_drifted_is_still_joined_by_its_job(records):
+    """Older results can carry a point hash today's hashing no longer gives (fields added since): the profiled runs
+    join the point by its job, under the hash it recorded."""
+    from harness.report.why import why_sections
+
+    drifted = []
+    for r in records:
+        data = copy.deepcopy(r.to_dict())
+        if not r.profiled:
+            data["point_hash"] = "drifted00000"
+        drifted.append(parse_result(data))
+    assert set(why_sections(drifted)) == {"drifted00000"}
