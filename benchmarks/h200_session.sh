@@ -270,6 +270,16 @@ stage_scaling() {
 # profile.checkpointing=reentrant, under profile=memory by default (~4 minutes):
 #   FW=trl CONTROL=checkpointing R=/tmp/h200-s9 bash benchmarks/h200_session.sh ensure explain pack
 # PROFILES narrows the profiles of one call (default "memory time"), so a framework's two runs can go in two calls.
+# One repeat of throughput_7b per framework of FW and per profile (PROFILES, else $1), with the overrides after $1.
+profiled_runs() {
+  local defaults=$1 f p; shift
+  for f in ${FW//,/ }; do
+    for p in ${PROFILES:-$defaults}; do
+      python3 -m harness run experiment=throughput_7b framework=$f profile=$p "$@" repeats=1 $OFFLINE \
+        results_dir=$R report=false
+    done
+  done
+}
 stage_explain() {
   if [ "${CONTROL:-}" = expandable ]; then
     python3 -m harness run experiment=throughput_7b framework=llamafactory profile=memory \
@@ -280,35 +290,12 @@ stage_explain() {
       python3 -m harness run experiment=throughput_7b framework=$f profile=time train.sdpa_backend=${SDPA:-efficient} \
         repeats=1 $OFFLINE results_dir=$R report=false
     done
-  elif [ "${CONTROL:-}" = checkpointing ]; then
-    for f in ${FW//,/ }; do
-      for p in ${PROFILES:-memory}; do
-        python3 -m harness run experiment=throughput_7b framework=$f profile=$p profile.checkpointing=reentrant \
-          repeats=1 $OFFLINE results_dir=$R report=false
-      done
-    done
-  elif [ "${CONTROL:-}" = lora_cast ]; then
-    for f in ${FW//,/ }; do
-      for p in ${PROFILES:-time}; do
-        python3 -m harness run experiment=throughput_7b framework=$f profile=$p profile.lora_input_cast=off \
-          repeats=1 $OFFLINE results_dir=$R report=false
-      done
-    done
-  elif [ "${CONTROL:-}" = same_loss ]; then
-    for f in ${FW//,/ }; do
-      for p in ${PROFILES:-memory time}; do
-        python3 -m harness run experiment=throughput_7b framework=$f profile=$p profile.loss=transformers \
-          repeats=1 $OFFLINE results_dir=$R report=false
-      done
-    done
+  elif [ "${CONTROL:-}" = checkpointing ]; then profiled_runs "memory" profile.checkpointing=reentrant
+  elif [ "${CONTROL:-}" = lora_cast ]; then profiled_runs "time" profile.lora_input_cast=off
+  elif [ "${CONTROL:-}" = same_loss ]; then profiled_runs "memory time" profile.loss=transformers
   else
     python3 -m pytest -m gpu tests/measure/test_memory_profile_gpu.py -p no:cacheprovider -p no:xdist -q
-    for f in ${FW//,/ }; do
-      for p in ${PROFILES:-memory time}; do
-        python3 -m harness run experiment=throughput_7b framework=$f profile=$p repeats=1 $OFFLINE \
-          results_dir=$R report=false
-      done
-    done
+    profiled_runs "memory time"
   fi
   python3 -m harness report $R/throughput_7b
 }

@@ -117,29 +117,28 @@ def validate_profile(cfg: Any) -> None:
         raise ConfigError(f"profile.loss needs recipe=identical (recipe={recipe.name} brings fused losses of its own)")
 
 
+def _profile_control(profile: Any, key: str, choices: tuple[str, ...], null_means: str) -> str | None:
+    """A controlled rerun's ``profile.KEY``: None, or one of ``choices`` on a profiled run (refused otherwise)."""
+    value = profile.get(key) if hasattr(profile, "get") else getattr(profile, key, None)
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(f"profile.{key} must be one of {'|'.join(choices)} or null ({null_means}), got {value!r}")
+    if profile.kind is None:
+        raise ConfigError(f"profile.{key} needs profile=memory|time (an unprofiled run's job never changes)")
+    return value
+
+
 def validate_lora_input_cast(profile: Any) -> None:
     """profile.lora_input_cast: null (each framework's own) or off, and only on a profiled run."""
-    cast = profile.get("lora_input_cast") if hasattr(profile, "get") else getattr(profile, "lora_input_cast", None)
-    if cast is None:
-        return
-    if not isinstance(cast, str) or cast not in PROFILE_LORA_INPUT_CASTS:
-        raise ConfigError(f"profile.lora_input_cast must be one of {'|'.join(PROFILE_LORA_INPUT_CASTS)} or null "
-                          f"(each framework's own), got {cast!r}")
-    if profile.kind is None:
-        raise ConfigError("profile.lora_input_cast needs profile=memory|time (an unprofiled run's job never changes)")
+    _profile_control(profile, "lora_input_cast", PROFILE_LORA_INPUT_CASTS, "each framework's own")
 
 
 def validate_checkpointing(cfg: Any, profile: Any) -> None:
     """profile.checkpointing: null (the job's non-reentrant checkpointing) or reentrant, on a profiled run of the
     identical recipe that checkpoints at all."""
-    kind = profile.get("checkpointing") if hasattr(profile, "get") else getattr(profile, "checkpointing", None)
-    if kind is None:
+    if _profile_control(profile, "checkpointing", PROFILE_CHECKPOINTINGS, "the job's own, non-reentrant") is None:
         return
-    if not isinstance(kind, str) or kind not in PROFILE_CHECKPOINTINGS:
-        raise ConfigError(f"profile.checkpointing must be one of {'|'.join(PROFILE_CHECKPOINTINGS)} or null "
-                          f"(the job's own, non-reentrant), got {kind!r}")
-    if profile.kind is None:
-        raise ConfigError("profile.checkpointing needs profile=memory|time (an unprofiled run's job never changes)")
     train = cfg.get("train") if hasattr(cfg, "get") else getattr(cfg, "train", None)
     if train is not None and not train.gradient_checkpointing:
         raise ConfigError("profile.checkpointing needs train.gradient_checkpointing=true (there is nothing to "
