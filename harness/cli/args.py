@@ -46,6 +46,11 @@ def default_results_dir() -> str:
 ARCHIVE_MARK = "ARCHIVE.md"
 
 
+# The positional RESULTS of report, audit and compare (read by :func:`resolve_results`).
+RESULTS_HELP = ("result folders or result.json files (default: $HARNESS_RESULTS_DIR, else results/ without the "
+                "committed result sets: folders holding ARCHIVE.md)")
+
+
 def default_result_paths() -> tuple[list[Path], list[Path]]:
     """``(read, left_out)``: what report, audit and compare read when given no results. $HARNESS_RESULTS_DIR as
     it is; else every entry of ``results/`` but the committed result sets (folders holding ``ARCHIVE.md``)."""

@@ -11,15 +11,14 @@ import sys
 from pathlib import Path
 
 from harness.audit.fairness import audit_sweep, write_audit
-from harness.cli.args import OneLineParser, parse, resolve_results
+from harness.cli.args import RESULTS_HELP, OneLineParser, parse, resolve_results
 from harness.results.load import load_records
 
 
 def main(argv: list[str]) -> int:
     parser = OneLineParser(prog="python -m harness audit", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results", nargs="*", type=Path, default=[],
-                        help="result folders or result.json files (default: $HARNESS_RESULTS_DIR, else results/ without the committed result sets: folders holding ARCHIVE.md)")
+    parser.add_argument("results", nargs="*", type=Path, default=[], help=RESULTS_HELP)
     parser.add_argument("--fairness", choices=("strict", "native"), default="strict")
     parser.add_argument("--out", type=Path, help="write the audit as JSON here")
     args = parse(parser, argv)

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from harness.cli.args import resolve_results
+from harness.cli.args import RESULTS_HELP, resolve_results
 from harness.results.load import load_records
 from harness.regression.thresholds import CompareError, DEFAULT_CHECKS, parse_checks
 from harness.regression.grouping import machine_of, ok_records
@@ -41,8 +41,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m harness compare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", nargs="*", default=[],
-                        help="result folders or files (default: $HARNESS_RESULTS_DIR, else results/ without the committed result sets: folders holding ARCHIVE.md)")
+    parser.add_argument("results", nargs="*", default=[], help=RESULTS_HELP)
     parser.add_argument("--baseline", type=Path, help="baseline file (default: BASELINES/<machine_id>/<suite>.json)")
     parser.add_argument("--baselines-dir", type=Path, help=f"baselines folder (default ${BASELINES_ENV} or {BASELINES_DIR})")
     parser.add_argument("--suite", help="only results of this suite")

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.cli.args import default_reports_dir, resolve_results
+from harness.cli.args import RESULTS_HELP, default_reports_dir, resolve_results
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,9 +22,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m harness report", description="Render the HTML comparison report of results.")
-    p.add_argument("results", nargs="*", default=[],
-                   help="result folders or result.json files (default: $HARNESS_RESULTS_DIR, else results/ without "
-                   "the committed result sets: folders holding ARCHIVE.md)")
+    p.add_argument("results", nargs="*", default=[], help=RESULTS_HELP)
     p.add_argument("--out", default=default_reports_dir(), help="reports folder (default: $HARNESS_REPORTS_DIR or reports)")
     p.add_argument("--reference", default=None, help="framework the ratios are against (default: the framework "
                    "registry's reference, the first of a plain -m; else the first)")

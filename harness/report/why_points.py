@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.config.job import (CONTROL_TRAIN_FIELDS, TRAIN_FIELD_DEFAULTS, control_train_values,
-                                profile_free_point_hash, unprofiled_point_hash)
+from harness.config.job import control_train_values, profile_free_point_hash, unprofiled_point_hash
 from harness.records import Result
 
-DEFAULTS: dict[str, Any] = {key: TRAIN_FIELD_DEFAULTS[key] for key in CONTROL_TRAIN_FIELDS}
+DEFAULTS: dict[str, Any] = control_train_values({})  # every control train field at its default
+SHORT_NAMES = {"sdpa_backend": "sdpa"}  # a change's name in a row label
 
 
 def explained_points(profiled: list[Result], unprofiled: list[Result]) -> dict[str, tuple[dict[str, Any],
@@ -56,6 +56,3 @@ def train_changes(job_train: dict[str, Any] | None, point: dict[str, Any] | None
     values = control_train_values({"train": job_train or {}})
     point = point if point is not None else DEFAULTS
     return [f"{SHORT_NAMES.get(key, key)}={value}" for key, value in values.items() if value != point.get(key)]
-
-
-SHORT_NAMES = {"sdpa_backend": "sdpa"}
