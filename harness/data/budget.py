@@ -18,10 +18,10 @@ record is never split across rows. Example (the 2000-record medical mirror, max 
 t = 186.7, s = 131.5, S* = 48 x 16 x 131.5 = 101,000, R = round(2987 / 1024) = 3, fill 0.995 (LLaMA-Factory's
 greedy knapsack gives the same 357 rows), N = ceil(101,000 / 2,153) = 47. Where records are long beside the row
 the fill matters: the tiny data at max length 128 (87 tokens a record) fills 0.72 of a row, and without the fill
-LLaMA-Factory's and axolotl's packed CPU runs consumed 9% and 23% fewer supervised tokens than their twins. The StepMeter's supervised count is the check
-(:func:`budget_check`): within ``BUDGET_TOLERANCE`` of S* (or 1/N, a whole step's share, where that is more)
-or the audit says "budget missed" (a framework's packer
-filling less than best fit, and records a framework drops, move it)."""
+LLaMA-Factory's and axolotl's packed CPU runs consumed 9% and 23% fewer supervised tokens than their twins. The
+StepMeter's supervised count is the check (:func:`budget_check`): within ``BUDGET_TOLERANCE`` of S* (or 1/N, a
+whole step's share, where that is more) or the audit says "budget missed" (a framework's packer filling less than
+best fit, and records a framework drops, move it)."""
 from __future__ import annotations
 
 import bisect

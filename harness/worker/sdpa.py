@@ -37,7 +37,7 @@ BACKEND_NAMES = {"CUDNN_ATTENTION": "cudnn", "FLASH_ATTENTION": "flash", "EFFICI
 
 
 # Backends that take no grouped keys and values: PyTorch's memory-efficient kernel refuses a call with enable_gqa
-# (sdp_utils.cpp: flash and math check it, recent cuDNN takes it too). transformers' sdpa attention passes enable_gqa, without
+# (sdp_utils.cpp; flash, math and recent cuDNN take it). transformers' sdpa attention passes enable_gqa, without
 # repeating keys and values to every query head, whenever a call has no mask (``use_gqa_in_sdpa``, transformers
 # integrations/sdpa_attention.py, 5.x): the evaluations' batch-1 calls, or a training batch whose rows all fill it.
 # Under one of these backends alone such a call finds no kernel ("Invalid backend", session 8's first GPU test), so
@@ -187,16 +187,13 @@ def choices(shape: dict[str, Any], grouped: bool = True) -> dict[str, str]:
     with torch.enable_grad():
         q = projected(n)
         for name in ("padded", "causal"):
-            if name == "padded":
+            if name == "causal" and grouped:
+                k, v, mask = projected(g), projected(g), None
+            else:  # repeat_kv's output: a contiguous [B, heads, L, D] copy
                 k, v = (torch.empty(b, n, length, d, device=device, dtype=dtype, requires_grad=True) for _ in "kv")
                 # materialised, as transformers' sdpa_mask builds it (causal AND padding: a new tensor)
                 mask = torch.ones(length, length, device=device, dtype=torch.bool).tril() \
-                    .expand(b, 1, length, length).contiguous()
-            elif grouped:
-                k, v, mask = projected(g), projected(g), None
-            else:  # repeat_kv's output: a contiguous [B, heads, L, D] copy, as in the padded call
-                k, v = (torch.empty(b, n, length, d, device=device, dtype=dtype, requires_grad=True) for _ in "kv")
-                mask = None
+                    .expand(b, 1, length, length).contiguous() if name == "padded" else None
             try:
                 choice = torch._fused_sdp_choice(q, k, v, mask, 0.0, name == "causal",
                                                  enable_gqa=name == "causal" and grouped and g != n)
