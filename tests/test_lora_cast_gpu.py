@@ -45,7 +45,8 @@ def test_on_the_gpu_the_same_bits_and_the_activation_copies_go_away():
     y_off, dx_off, g_off, _ = _step(model, x0, cast=False, device="cuda")
     assert torch.equal(y_on, y_off) and torch.equal(dx_on, dx_off)
     assert all(torch.equal(g_on[n], g_off[n]) for n in g_on)
-    # 8 LoRA layers x (forward + recompute) x 2 copies, and the backward's 2 per layer: 48 fewer launches
+    # 8 LoRA layers x (forward + recompute) x 2 copies, and the backward's 2 per layer: 48 fewer launches (session 9
+    # saw 12: the block's nn.LayerNorm, fp32 under autocast, left q, k and v nothing to cast; now a bf16 RMSNorm)
     assert _copy_kernels(True) - _copy_kernels(False) >= 8 * 6
 
 

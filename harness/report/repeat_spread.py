@@ -98,7 +98,8 @@ def spread_section(runs: list[Result]) -> list[dict[str, Any]]:
             cause = (f"timed over different steps (after steps {', '.join(map(str, starts))}): different batches, "
                      "so not comparable (recorded before the timing window was fixed)")
         else:
-            cause = _gc_cause(rows) or _host_speed_cause(rows, tps, clock) or _cause(tps, clock, fixed, per_token, share)
+            cause = (_gc_cause(rows) or _one_step_cause(group) or _host_speed_cause(rows, tps, clock)
+                     or _cause(tps, clock, fixed, per_token, share))
             if tps is not None and tps <= SMALL:
                 cause = f"within {SMALL:.0%}; {cause}"
         out.append({"label": label, "repeats": rows, "spread": tps, "clock_spread": clock, "cause": cause})
@@ -132,6 +133,36 @@ def _gc_cause(rows: list[dict[str, Any]]) -> str | None:
         return None
     return (f"Python's garbage collector: {collector:.2f} s of the slowest repeat's {window:.2f} s more "
             f"({slow['gc_gen2']} full collections against {fast['gc_gen2']}), a host pause the GPU waited out")
+
+
+def _one_step_cause(group: list[Result]) -> str | None:
+    """One step, when the slowest repeat lost most of its time against the fastest in a single step of the same
+    batch (session 9: unsloth's step 45, 0.39 s of 0.56 s): a one-off stall, not a slower process. Says how far
+    apart the repeats are without it, each repeat's step timed as the fastest repeat's."""
+    if len(group) < 2 or any(r.train is None or not r.train.timed_tokens for r in group):
+        return None
+    times = [{int(s["step"]): float(s["time_s"]) for s in _timed_steps(r)} for r in group]
+    if len({frozenset(t) for t in times}) != 1 or not times[0]:
+        return None  # not timed over the same steps
+    windows = [sum(t.values()) for t in times]
+    slow, fast = windows.index(max(windows)), windows.index(min(windows))
+    lost = windows[slow] - windows[fast]
+    if lost <= 0:
+        return None
+    step = max(times[slow], key=lambda n: times[slow][n] - times[fast][n])
+    excess = times[slow][step] - times[fast][step]
+    if excess < EXPLAINS * lost:
+        return None
+    best = min(t[step] for t in times)
+    logged = next((s for s in _timed_steps(group[slow]) if int(s["step"]) == step), {})
+    compiled = (f"; torch.compile compiled {logged['compiles']} graph(s) in it ({logged['compile_s']:.2f} s)"
+                if logged.get("compiles") else "; no compilation in it" if logged.get("compiles") == 0 else "")
+    without = _spread([r.train.timed_tokens / (w - t[step] + best) for r, w, t in zip(group, windows, times)])
+    return (f"one step: step {step} took {excess:.2f} s longer in r{group[slow].repeat or 0} than in "
+            f"r{group[fast].repeat or 0} ({times[slow][step]:.2f} vs {times[fast][step]:.2f} s, the same batch), "
+            f"{f'{excess / lost:.0%} of' if excess <= 1.005 * lost else 'more than all of'} the {lost:.2f} s the slowest "
+            f"repeat lost{compiled}; without it the "
+            f"repeats are {without:.1%} apart")
 
 
 def _fixed_share(run: Result, row: dict[str, Any]) -> float | None:

@@ -176,6 +176,8 @@ def checks_section(runs: list[Result]) -> dict[str, Any]:
         for c in r.checks:
             if c.name not in names:
                 names.append(c.name)
+    # a check no run here could judge (recorded before it existed, or n/a everywhere) is a column of n/a: left out
+    names = [n for n in names if any(c.name == n and c.passed is not None for r in ok for c in r.checks)]
     rows = []
     for r in sorted(ok, key=tables.by_label_and_repeat):
         by_name = {c.name: c for c in r.checks}

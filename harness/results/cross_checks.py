@@ -151,13 +151,33 @@ def timing_settled(warmup: Warmup | None) -> Check:
                   f"{warmup.settle_factor}x the steady line")
 
 
+def no_compile_in_timed_steps(train: Train) -> Check:
+    """torch.compile compiled nothing in a timed step (issue 13: compilation never falls in timed steps), read
+    per step from dynamo's own timings (harness/worker/host_pauses.py). A shape the compiled graphs had not seen
+    (a recompile) in step N fails it, naming the steps: raise train.measure_warmup_steps past them, or pad the
+    lengths so no new one comes."""
+    log, start = train.log or [], int(train.warmup_steps or 0)
+    timed = [s for s in log if s.get("step", 0) > start]
+    if not timed or any(s.get("compiles") is None for s in timed):
+        return _check("no_compile_in_timed_steps", None, "not recorded (results before per-step compile readings)")
+    compiled = [s for s in timed if s["compiles"]]
+    before = sum(int(s.get("compiles") or 0) for s in log if s.get("step", 0) <= start)
+    if compiled:
+        where = ", ".join(f"{s['step']} ({s['compiles']}, {s['compile_s']:.2f} s)" for s in compiled[:6])
+        return _check("no_compile_in_timed_steps", False, f"torch.compile compiled in timed steps {where}"
+                      f"{' ...' if len(compiled) > 6 else ''}: host work the step waited for")
+    return _check("no_compile_in_timed_steps", True, f"none in {len(timed)} timed steps"
+                  + (f" ({before} in the warm-up)" if before else ""))
+
+
 def run_checks(record: Result) -> list[Check]:
     """Every check of one result; a section the run did not record is judged as empty (checks say n/a)."""
     train, audit = record.train or Train(), record.audit or Audit()
     log = train.log or []
     checks = [token_count(train), memory_order(record.memory),
               eval_agreement(record.eval or Eval(), int(train.world_size or 1), audit.base_dtype),
-              loss_fell(log), grad_norm_positive(log), lora_changed(audit), timing_settled(train.warmup)]
+              loss_fell(log), grad_norm_positive(log), lora_changed(audit), timing_settled(train.warmup),
+              no_compile_in_timed_steps(train)]
     packing = [str(f.get("id")) for f in (record.recipe.features if record.recipe is not None else [])
                if f.get("packing") and f.get("status") == "active"]
     for check in checks:

@@ -1,4 +1,5 @@
-"""Host-side pauses inside a training step: Python's garbage collector and the kernel taking the CPU away.
+"""Host-side pauses inside a training step: Python's garbage collector, the kernel taking the CPU away, and
+torch.compile compiling.
 
 Why: on a GPU-bound job a host pause costs nothing while the GPU has work queued, but a training loop that
 syncs inside every step (trl reads its entropy / token-accuracy metrics with ``.item()`` right after the
@@ -11,11 +12,18 @@ neighbour takes what it takes. Both are per-step readings here, so a slow repeat
   collection; no sampling, nothing missed).
 - ``involuntary_switches``: the training thread's involuntary context switches (``getrusage(RUSAGE_THREAD)``,
   Linux): how often the kernel preempted it.
+- ``compiles``, ``compile_s``: torch.compile's compilations in the step and their seconds, from dynamo's own
+  timings (``torch._dynamo.utils.compilation_time_metrics``): each frame it compiles (``_compile.compile_inner``,
+  guards failing on a new shape included) and each backward graph compiled at its first backward
+  (``backward._backward_impl``). unsloth compiles its decoder blocks; a compilation in a timed step is host work
+  the step waits for, which issue 13 forbids there (the ``no_compile_in_timed_steps`` check). 0 where dynamo was
+  never imported: nothing can have been compiled.
 """
 from __future__ import annotations
 
 import gc
 import resource
+import sys
 import time
 from typing import Any, Callable
 
@@ -28,6 +36,19 @@ def _involuntary_switches() -> int | None:
     return int(resource.getrusage(_RUSAGE_THREAD).ru_nivcsw)
 
 
+# dynamo's timing keys: a frame compiled (forward, recompiles too) and a backward graph compiled lazily
+COMPILE_KEYS = ("_compile.compile_inner", "backward._backward_impl")
+
+
+def _compile_reading() -> tuple[int, float]:
+    """torch.compile's compilations so far and their seconds. Read from the module only if it is loaded:
+    importing dynamo here would cost a run that never compiles a second of start-up."""
+    utils = sys.modules.get("torch._dynamo.utils")
+    metrics = getattr(utils, "compilation_time_metrics", None) or {}
+    times = [t for key in COMPILE_KEYS for t in metrics.get(key, ())]
+    return len(times), float(sum(times))
+
+
 class HostPauseMeter:
     """Accumulates collector time and counts; :meth:`take` returns them since the last take and resets."""
 
@@ -37,6 +58,7 @@ class HostPauseMeter:
         self._installed = False
         self._reset()
         self._switches_at = _involuntary_switches()
+        self._compiles_at = _compile_reading()
 
     def _reset(self) -> None:
         self._gc_s = 0.0
@@ -72,5 +94,8 @@ class HostPauseMeter:
         if switches is not None and self._switches_at is not None:
             out["involuntary_switches"] = switches - self._switches_at
         self._switches_at = switches
+        compiles = _compile_reading()
+        out["compiles"], out["compile_s"] = compiles[0] - self._compiles_at[0], compiles[1] - self._compiles_at[1]
+        self._compiles_at = compiles
         self._reset()
         return out

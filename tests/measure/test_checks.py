@@ -137,3 +137,19 @@ def test_timing_settled_judges_the_fixed_window_and_keeps_old_results_verdicts()
     # session 3's records: the window had been moved past every slow step of the first half
     old = judged(settle_factor=1.5, timing_starts_after_step=22, extended_by=14, slow_steps=[22])
     assert old.passed is True and "before the window was fixed" in old.detail
+
+
+def test_a_compilation_in_a_timed_step_fails_and_one_in_the_warm_up_is_counted():
+    from harness.records.training import Train
+    from harness.results.cross_checks import no_compile_in_timed_steps
+
+    def judged(compiles):
+        log = [{"step": n + 1, "compiles": c, "compile_s": None if c is None else 0.4 * c} for n, c in enumerate(compiles)]
+        return no_compile_in_timed_steps(Train.from_dict({"warmup_steps": 2, "log": log}))
+
+    warm = judged([3, 1, 0, 0])
+    assert warm.passed is True and warm.detail == "none in 2 timed steps (4 in the warm-up)"
+    late = judged([3, 0, 0, 1])
+    assert late.passed is False and "timed steps 4 (1, 0.40 s)" in late.detail
+    assert judged([3, 1, None, 0]).passed is None  # a result from before the readings
+    assert no_compile_in_timed_steps(Train()).passed is None

@@ -73,3 +73,26 @@ def test_a_pinned_process_records_its_cpus_as_ranges_and_an_unpinned_one_nothing
         code = code.replace(f"{{{cpu}}}", repr(set(two)))
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         assert out.stdout.strip() == f"{two[0]}-{two[1]}"
+
+
+def test_a_compilation_is_counted_in_the_take_it_happened_in_and_a_cached_call_is_not() -> None:
+    """A real torch.compile (the eager backend: dynamo's tracing without a C compiler), a new shape recompiling
+    it, and the backward graph compiled at its first backward (aot_eager), each read where it happened."""
+    import torch
+
+    meter = HostPauseMeter()
+    meter.start()
+    f = torch.compile(lambda x: (x * 2).sin().sum(), backend="aot_eager", dynamic=False)
+    y = f(torch.randn(8, requires_grad=True))
+    first = meter.take()
+    y.backward()
+    backward = meter.take()
+    f(torch.randn(8, requires_grad=True))
+    cached = meter.take()
+    f(torch.randn(16, requires_grad=True))  # a new shape: the guards fail, dynamo compiles again
+    new_shape = meter.take()
+    meter.stop()
+    assert first["compiles"] == 1 and first["compile_s"] > 0
+    assert backward["compiles"] == 1  # the lazy backward compilation
+    assert cached["compiles"] == 0 and cached["compile_s"] == 0
+    assert new_shape["compiles"] == 1

@@ -101,3 +101,39 @@ def test_host_work_in_another_order_than_the_speed_is_not_blamed():
             _with_host_work(_run(2, 0.26, 1e-4, 1900), 0.0045)]
     (g,) = spread_section(runs)
     assert "the host's speed" not in g["cause"] and "host side" in g["cause"]
+
+
+def _with_timed_tokens(run: Result) -> Result:
+    run.train.timed_tokens = sum(s["tokens"] for s in run.train.log if s["step"] > run.train.warmup_steps)
+    return run
+
+
+def test_one_stalled_step_is_named_with_the_spread_without_it():
+    slow = _with_timed_tokens(_run(1, 0.25, 1e-4, 1900))
+    slow.train.log[6]["time_s"] += 0.5  # step 7 stalls once
+    slow.train.log[6]["compiles"], slow.train.log[6]["compile_s"] = 2, 0.45
+    slow.train.tokens_per_s = slow.train.timed_tokens / sum(s["time_s"] for s in slow.train.log[2:])
+    (g,) = spread_section([_with_timed_tokens(_run(0, 0.25, 1e-4, 1900)), slow])
+    assert g["spread"] > 0.05
+    assert g["cause"].startswith("one step: step 7 took 0.50 s longer in r1 than in r0")
+    assert "100% of the 0.50 s" in g["cause"] and "compiled 2 graph(s) in it (0.45 s)" in g["cause"]
+    assert g["cause"].endswith("without it the repeats are 0.0% apart")
+
+
+def test_a_slower_process_is_not_taken_for_one_step():
+    (g,) = spread_section([_with_timed_tokens(_run(0, 0.25, 1e-4, 1900)), _with_timed_tokens(_run(1, 0.30, 1e-4, 1901))])
+    assert not g["cause"].startswith("one step") and "host side" in g["cause"]
+
+
+def test_session_9s_unsloth_spread_is_its_step_45():
+    """The committed H200 repeats under train.sdpa_backend=efficient: unsloth's 2.0% is one step."""
+    from pathlib import Path
+
+    from harness.results.load import load_records
+
+    root = Path(__file__).resolve().parents[2] / "results/h200/session9/spread-sdpa_efficient/throughput_7b"
+    groups = {g["label"]: g for g in spread_section(load_records([root]))}
+    cause = groups["unsloth-2026.10.9"]["cause"]
+    assert cause.startswith("one step: step 45 took 0.39 s longer in r1 than in r0 (1.66 vs 1.27 s")
+    assert cause.endswith("without it the repeats are 0.6% apart")
+    assert groups["trl-1.16.0"]["spread"] < 0.01 < groups["llamafactory-0.9.5"]["spread"]
