@@ -68,23 +68,27 @@
 #   - the LoRA-cast copy count ran its step without CUDA autocast; the known memory model had no
 #     get_output_embeddings, so its LM-head mark could not fire.
 # The next call was refused: new machines were paused for the rest of the session.
-# Session 9 (planned, issues 13 and 15; carry .whl/trl .whl/unsloth .whl/base .hub, ~55 MiB with the tree; pass
-# HARNESS_SOURCE_COMMIT=<the commit sent>; budget each call with end=$((SECONDS+570)) and `timeout $((end-SECONDS))`
-# so pack always runs). The three mended GPU tests first (~2 minutes), then the 7B runs, which go on when a test
-# fails (`;`, not `&&`). ~1,600 s of the 1,800 in three calls:
-#   1 (~500 s): FW=trl,unsloth R=/tmp/h200-s9 LOG=/tmp/h200-s9/call1.log bash benchmarks/h200_session.sh ensure host;
-#      GPUTESTS="tests/test_sdpa_backends.py::test_trl_and_unsloth_train_on_the_efficient_kernel_alone
-#        tests/test_lora_cast_gpu.py::test_on_the_gpu_the_same_bits_and_the_activation_copies_go_away
-#        tests/measure/test_memory_profile_gpu.py" ... gputests;
-#      FW=trl CONTROL=sdpa SDPA=efficient ... explain; FW=trl CONTROL=lora_cast ... explain; pack
-#   2 (~400 s): FW=trl SDPA=efficient REPEATS=3 ... spread (issue 13: does trl come within 1% without the builds); pack
-#   3 (~500 s): FW=trl CONTROL=checkpointing ... explain (issue 15: the checkpointing kind, profile=memory);
-#      FW=unsloth CONTROL=same_loss PROFILES=memory ... explain (the LM-head mark now fires: its logits attributed); pack
-#   Then (session 10): FW=unsloth SDPA=efficient REPEATS=3 ... spread, and LLaMA-Factory's (carry .whl/llamafactory
-#   instead of .whl/unsloth).
-#   If the spread is within 1% for all three, throughput_7b's recipe pins train.sdpa_backend=efficient (a new point:
-#   3 repeats of all three again; the Why section then joins the efficient profiles to it as native and an auto
-#   profile as the sdpa=auto control, harness/report/why_points.py) and issue 13 item 2 closes on it.
+# Session 9 (issues 13 and 15; one H200, nothing else on the host; commit 942807d; 4 calls, 1,720 s; logs
+# results/h200/logs/session-9-call{1..4}.log; results results/h200/session9, its README says what they show).
+# Carry .whl/trl .whl/unsloth .whl/base .hub (calls 1-2), .whl/llamafactory .whl/base .hub (3), .whl/base .hub (4):
+#   1: FW=trl,unsloth ... ensure host; GPUTESTS="<the three mended tests>" ... gputests (4 passed, the LoRA-cast
+#      count failed: the test's LayerNorm, since mended); FW=trl CONTROL=sdpa SDPA=efficient ... explain;
+#      FW=trl CONTROL=lora_cast ... explain; pack
+#   2: FW=trl SDPA=efficient REPEATS=3 ... spread (0.98%); FW=trl CONTROL=checkpointing ... explain; pack
+#   3: FW=unsloth SDPA=efficient REPEATS=3 ... spread (its r2 cut by the call's timeout: budget the stage at ~100 s
+#      a repeat, not less); FW=llamafactory ... setup; FW=llamafactory SDPA=efficient REPEATS=3 ... spread; pack
+#   4: the two cut repeats again (the spread resumes only what is missing; unsloth's r2 was cut again); pack
+# Session 10 (planned; issues 13 and 15; pass HARNESS_SOURCE_COMMIT; budget each call with end=$((SECONDS+560))
+# and `timeout $((end-SECONDS-N))`, leaving ~100 s per unsloth or trl repeat and ~110 s per LLaMA-Factory one):
+#   1 (carry .whl/trl .whl/unsloth .whl/base .hub, ~560 s): FW=trl,unsloth ... ensure host;
+#      GPUTESTS=tests/test_lora_cast_gpu.py::test_on_the_gpu_the_same_bits_and_the_activation_copies_go_away ... gputests;
+#      R=/tmp/h200-s10 FW=unsloth SDPA=efficient REPEATS=3 ... spread (3 fresh repeats, now with per-step compile
+#      readings: does step 45 recompile?); FW=trl CONTROL=lora_cast PROFILES=memory ... explain (the 1.45 GiB in its
+#      category); pack
+#   2 (~500 s): FW=unsloth CONTROL=same_loss PROFILES=memory ... explain (the LM-head mark now fires); then carry
+#      .whl/llamafactory .whl/base .hub in a third call for FW=llamafactory SDPA=efficient REPEATS=3 ... spread.
+#   If all three come within 1% under one kernel: pin train.sdpa_backend in throughput_7b (harness/report/why_points.py
+#   already joins its profiles) and issue 13 item 2 closes on it.
 # FW picks the frameworks of a stage (default: every compared framework, from the registry). Results go to results/h200*, reports to
 # reports/; the stages append to $LOG.
 set -uo pipefail
