@@ -183,6 +183,9 @@ def test_a_worker_whose_parent_was_killed_ends_its_own_group(tmp_path):
             os.killpg(pgid, signal.SIGKILL)
     log = next(results_dir.rglob("worker.log")).read_text()
     assert "the harness parent" in log and "is gone" in log
+    # the attempt's own result says what happened, not an earlier attempt's status (nothing of the parent ran)
+    (result,) = [json.loads(p.read_text()) for p in results_dir.rglob("result.json")]
+    assert result["status"] == "interrupted" and "harness parent ended before this run finished" in result["reason"]
 
 
 def test_parent_alive_tells_a_live_parent_from_a_gone_or_reused_pid(tmp_path):

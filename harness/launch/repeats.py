@@ -99,6 +99,7 @@ def run_one(cfg: DictConfig, job: Job, data: PreparedData, repeat: int, position
     write_jsonl(run_dir / run_files.DATA / "eval.jsonl", data.eval)
     runtime_job = _runtime(job, run_dir, repeat)
     write_job(run_dir, runtime_job)
+    _write_placeholder(run_dir, runtime_job, repeat)
     print(f"[{label}] running in {run_dir}", flush=True)
     sampler = NvmlSampler(interval_s=cfg.sample_interval_ms / 1000.0)
     unsupported = _single_process_only(job)
@@ -127,6 +128,22 @@ def run_one(cfg: DictConfig, job: Job, data: PreparedData, repeat: int, position
         record = _finish(run_dir, runtime_job, view, sampler, cfg, repeat)
         on_record(record)
     return record
+
+
+# What a run's result says until the parent replaces it with the real one (harness/parent_watch.py: nothing of
+# the parent runs after a SIGKILL, so nothing else would tell this attempt from an earlier one's result).
+PARENT_GONE = ("no result was written: the harness parent ended before this run finished (kill -9, the OOM "
+               "killer, a lost machine), or the run is still going")
+
+
+def _write_placeholder(run_dir: Path, job: JobFile, repeat: int) -> None:
+    """An 'interrupted' result for this attempt, before the worker starts: after a kill -9 of the parent the
+    folder says so instead of showing an earlier attempt's status. Not a history line: no run was measured."""
+    spec = job.spec.to_dict()
+    view = {"status": "interrupted", "reason": PARENT_GONE, "wall_time_s": None, "log_tail": ""}
+    record = build_record(job=job, view=view, sampler=NvmlSampler(), run_dir=run_dir, repeat=repeat,
+                          job_hash=job_hash(spec), point_hash=point_hash(spec))
+    atomic_write_json(run_dir / RESULT_NAME, record.to_dict())
 
 
 def _unavailable_here(run_dir: Path) -> Result | None:
