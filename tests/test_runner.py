@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import signal
-import time
 
 from tests.cli import by_fault, harness, results
 from tests.sweeps import Sweep, alive_with, hanging_workers, wait_until
@@ -29,11 +28,12 @@ def test_every_fault_is_a_result_and_the_sweep_goes_on(tmp_path):
 
 
 def test_timeout_kills_the_process_group(tmp_path):
-    started = time.time()
+    # The hang sleeps an hour: the sweep's return at all shows the kill. No upper bound on the wall clock, which a
+    # loaded 2-core machine can break; the lower one says the limit was waited out, not cut short.
     harness(*FAST, "framework.fault=hang", "timeout_s=8", f"results_dir={tmp_path}")
     (record,) = results(tmp_path)
     assert record["status"] == "timeout"
-    assert time.time() - started < 60
+    assert record["wall_time_s"] >= 8
     assert "process group killed" in record["reason"]
 
 
