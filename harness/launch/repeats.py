@@ -104,24 +104,24 @@ def run_one(cfg: DictConfig, job: Job, data: PreparedData, repeat: int, position
     sampler = NvmlSampler(interval_s=cfg.sample_interval_ms / 1000.0)
     unsupported = _single_process_only(job)
     python: str | None = None
-    if unsupported:
-        view = {"status": "unavailable", "reason": unsupported, "wall_time_s": 0.0, "log_tail": ""}
-    else:
-        try:
-            python = interpreter(cfg)
-        except venvs.EnvError as err:
-            view = {"status": "unavailable", "reason": str(err), "wall_time_s": 0.0, "log_tail": ""}
-    if python is not None:
-        with sampler:
+    try:
+        if unsupported:
+            view = {"status": "unavailable", "reason": unsupported, "wall_time_s": 0.0, "log_tail": ""}
+        else:
             try:
+                python = interpreter(cfg)  # may build the framework's environment: minutes, a signal can come
+            except venvs.EnvError as err:
+                view = {"status": "unavailable", "reason": str(err), "wall_time_s": 0.0, "log_tail": ""}
+        if python is not None:
+            with sampler:
                 view = spawn_worker(run_dir, python, cfg.timeout_s, sampler, launcher=job.get("launcher"),
                                     label=label)
-            except KeyboardInterrupt as err:  # the worker's process group is already ended (runner)
-                view = {"status": "interrupted", "reason": interrupts.reason(err), "wall_time_s": None,
-                        "log_tail": log_tail(run_dir / LOG_NAME)}
-                with interrupts.shielded():
-                    on_record(_finish(run_dir, runtime_job, view, sampler, cfg, repeat))
-                raise
+    except KeyboardInterrupt as err:  # the worker's process group, if one started, is already ended (runner)
+        view = {"status": "interrupted", "reason": interrupts.reason(err), "wall_time_s": None,
+                "log_tail": log_tail(run_dir / LOG_NAME)}
+        with interrupts.shielded():  # the attempt's real record replaces its placeholder
+            on_record(_finish(run_dir, runtime_job, view, sampler, cfg, repeat))
+        raise
     # A signal arriving while the result and its history line are written waits until both are:
     # then it stops the sweep before the next run starts.
     with interrupts.shielded():
@@ -139,11 +139,17 @@ PARENT_GONE = ("no result was written: the harness parent ended before this run 
 def _write_placeholder(run_dir: Path, job: JobFile, repeat: int) -> None:
     """An 'interrupted' result for this attempt, before the worker starts: after a kill -9 of the parent the
     folder says so instead of showing an earlier attempt's status. Not a history line: no run was measured."""
-    spec = job.spec.to_dict()
     view = {"status": "interrupted", "reason": PARENT_GONE, "wall_time_s": None, "log_tail": ""}
-    record = build_record(job=job, view=view, sampler=NvmlSampler(), run_dir=run_dir, repeat=repeat,
-                          job_hash=job_hash(spec), point_hash=point_hash(spec))
+    record = build_record(job=job, view=view, sampler=NvmlSampler(), run_dir=run_dir, repeat=repeat, **_hashes(job))
     atomic_write_json(run_dir / RESULT_NAME, record.to_dict())
+
+
+def _hashes(job: JobFile) -> dict[str, Any]:
+    """The record's hashes: the job's, its point's, and a recommended job's identical twin's."""
+    spec = job.spec.to_dict()
+    twin = identical_twin(spec) if job.spec.recipe_name == "recommended" else None
+    return {"job_hash": job_hash(spec), "point_hash": point_hash(spec),
+            "identical_hashes": (job_hash(twin), point_hash(twin)) if twin is not None else None}
 
 
 def _unavailable_here(run_dir: Path) -> Result | None:
@@ -164,11 +170,7 @@ def _unavailable_here(run_dir: Path) -> Result | None:
 
 def _finish(run_dir: Path, job: JobFile, view: dict[str, Any], sampler: NvmlSampler, cfg: DictConfig,
             repeat: int) -> Result:
-    spec = job.spec.to_dict()
-    twin = identical_twin(spec) if job.spec.recipe_name == "recommended" else None
-    record = build_record(job=job, view=view, sampler=sampler, run_dir=run_dir, repeat=repeat,
-                          job_hash=job_hash(spec), point_hash=point_hash(spec),
-                          identical_hashes=(job_hash(twin), point_hash(twin)) if twin is not None else None)
+    record = build_record(job=job, view=view, sampler=sampler, run_dir=run_dir, repeat=repeat, **_hashes(job))
     sampler.write_timeline(run_dir / run_files.MEMORY_TIMELINE)
     if not cfg.keep_outputs:
         # Adapters, checkpoints and the data copy are large and not results: the job hash and

@@ -28,6 +28,8 @@ CHECK_WORDS = {
     "loss_fell": "the training loss did not fall",
     "grad_norm_positive": "a gradient norm was zero or not finite",
     "lora_weights_changed": "the LoRA weights did not change (nothing was trained)",
+    "timing_settled": "a timed step of the run's first half was far slower than the steady state (warm-up too short)",
+    "no_compile_in_timed_steps": "torch.compile compiled inside the timed steps, so the speed includes compilation",
 }
 
 AUDIT_WORDS = {

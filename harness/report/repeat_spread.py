@@ -24,6 +24,8 @@ from harness.report.tables import run_label
 EXPLAINS = 0.5
 # The repeat spread the GPU suites aim for (issue 13): below it the cause is noted, not a finding.
 SMALL = 0.01
+# One step's excess must be at least this share of the window to be named a stall (0.2%: 0.06 s of a 28 s window).
+STALL_SHARE = 0.002
 # The host work between steps must differ this many times more than tokens/s to be named as the cause.
 HOST_SPEED_FACTOR = 3.0
 
@@ -151,8 +153,8 @@ def _one_step_cause(group: list[Result]) -> str | None:
         return None
     step = max(times[slow], key=lambda n: times[slow][n] - times[fast][n])
     excess = times[slow][step] - times[fast][step]
-    if excess < EXPLAINS * lost:
-        return None
+    if excess < EXPLAINS * lost or excess < STALL_SHARE * windows[slow]:
+        return None  # most of the difference, and more than a few milliseconds' noise in one step
     best = min(t[step] for t in times)
     logged = next((s for s in _timed_steps(group[slow]) if int(s["step"]) == step), {})
     compiled = (f"; torch.compile compiled {logged['compiles']} graph(s) in it ({logged['compile_s']:.2f} s)"

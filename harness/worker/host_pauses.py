@@ -95,7 +95,9 @@ class HostPauseMeter:
             out["involuntary_switches"] = switches - self._switches_at
         self._switches_at = switches
         compiles = _compile_reading()
-        out["compiles"], out["compile_s"] = compiles[0] - self._compiles_at[0], compiles[1] - self._compiles_at[1]
+        # torch._dynamo.reset() empties the timings (unsloth_zoo resets when a compile fails): count from zero
+        since = self._compiles_at if compiles[0] >= self._compiles_at[0] else (0, 0.0)
+        out["compiles"], out["compile_s"] = compiles[0] - since[0], compiles[1] - since[1]
         self._compiles_at = compiles
         self._reset()
         return out

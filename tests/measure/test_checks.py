@@ -152,4 +152,7 @@ def test_a_compilation_in_a_timed_step_fails_and_one_in_the_warm_up_is_counted()
     late = judged([3, 0, 0, 1])
     assert late.passed is False and "timed steps 4 (1, 0.40 s)" in late.detail
     assert judged([3, 1, None, 0]).passed is None  # a result from before the readings
+    short = no_compile_in_timed_steps(Train.from_dict({"warmup_steps": 4, "log": [
+        {"step": 1, "compiles": 2, "compile_s": 0.5}, {"step": 2, "compiles": 0, "compile_s": 0.0}]}))
+    assert short.passed is False and "timed steps 1 (2" in short.detail  # no longer than its warm-up: all timed
     assert no_compile_in_timed_steps(Train()).passed is None

@@ -96,3 +96,20 @@ def test_a_compilation_is_counted_in_the_take_it_happened_in_and_a_cached_call_i
     assert backward["compiles"] == 1  # the lazy backward compilation
     assert cached["compiles"] == 0 and cached["compile_s"] == 0
     assert new_shape["compiles"] == 1
+
+
+def test_a_dynamo_reset_between_takes_counts_from_zero_not_below() -> None:
+    """torch._dynamo.reset() empties dynamo's timings (unsloth_zoo resets when a compile fails): the take after
+    it counts what was compiled since, never a negative number."""
+    import torch
+
+    meter = HostPauseMeter()
+    meter.start()
+    torch.compile(lambda x: x.cos() + 1, backend="eager", dynamic=False)(torch.randn(4))
+    torch.compile(lambda x: x.sin() * 3, backend="eager", dynamic=False)(torch.randn(4))
+    assert meter.take()["compiles"] == 2
+    torch._dynamo.reset()
+    torch.compile(lambda x: x.tan() - 1, backend="eager", dynamic=False)(torch.randn(4))
+    after = meter.take()
+    meter.stop()
+    assert after["compiles"] == 1 and after["compile_s"] > 0

@@ -137,3 +137,11 @@ def test_session_9s_unsloth_spread_is_its_step_45():
     assert cause.startswith("one step: step 45 took 0.39 s longer in r1 than in r0 (1.66 vs 1.27 s")
     assert cause.endswith("without it the repeats are 0.6% apart")
     assert groups["trl-1.16.0"]["spread"] < 0.01 < groups["llamafactory-0.9.5"]["spread"]
+
+
+def test_a_step_that_differs_by_noise_is_not_named_a_stall():
+    slow = _with_timed_tokens(_run(1, 0.25, 1e-4, 1900))
+    slow.train.log[6]["time_s"] += 0.001  # 1 ms in a ~4.5 s window: noise, even if it is all the difference
+    slow.train.tokens_per_s = slow.train.timed_tokens / sum(s["time_s"] for s in slow.train.log[2:])
+    (g,) = spread_section([_with_timed_tokens(_run(0, 0.25, 1e-4, 1900)), slow])
+    assert not g["cause"].startswith("one step")
