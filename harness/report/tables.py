@@ -45,6 +45,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("t_imports", "imports", "durations.imports", "seconds", False, "time"),
     Column("t_model_load", "model load", "durations.model_load", "seconds", False, "time"),
     Column("t_data", "data", "durations.data", "seconds", False, "time"),
+    Column("t_first_step", "imports to first step", "durations.to_first_step", "seconds", False, "time"),
     Column("t_train", "train", "durations.train", "seconds", False, "time"),
     Column("t_eval", "eval", "durations.eval", "seconds", False, "time"),
     Column("t_total", "total", "durations.total", "seconds", False, "time"),

@@ -182,8 +182,18 @@ def load_records(paths: Iterable[Path], *, warn=lambda msg: print(msg, file=sys.
             warn(f"skipped: {err}")
             continue
         judge_checks_again(record)
+        complete_durations(record)
         records.append(record)
     return records
+
+
+def complete_durations(record: Result) -> None:
+    """Phase spans added after a result was written (``to_first_step``), derived from its recorded phase marks."""
+    from harness.phases import durations  # noqa: PLC0415
+
+    if record.phases:
+        for name, seconds in durations(record.phases).items():
+            record.durations.setdefault(name, seconds)
 
 
 def judge_checks_again(record: Result) -> None:
