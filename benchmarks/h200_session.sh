@@ -87,6 +87,9 @@
 #      category); pack
 #   2 (~500 s): FW=unsloth CONTROL=same_loss PROFILES=memory ... explain (the LM-head mark now fires); then carry
 #      .whl/llamafactory .whl/base .hub in a third call for FW=llamafactory SDPA=efficient REPEATS=3 ... spread.
+#   Each framework's 3 repeats in one call, right after another 7B run: session 9's LLaMA-Factory r2 ran after the
+#   GPU had idled between calls and was 1.0% faster at a 0.7% higher clock (57 against 62-64 C at most); each
+#   result now records the window's starting and mean temperature (gpu_clocks.timed), and the spread table names them.
 #   If all three come within 1% under one kernel: pin train.sdpa_backend in throughput_7b (harness/report/why_points.py
 #   already joins its profiles) and issue 13 item 2 closes on it.
 # FW picks the frameworks of a stage (default: every compared framework, from the registry). Results go to results/h200*, reports to

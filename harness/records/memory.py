@@ -44,6 +44,8 @@ class ClockWindow(Record):
     sm_mhz_min: int | None = None
     sm_mhz_max: int | None = None
     temperature_c_max: int | None = None
+    temperature_c_start: int | None = None
+    temperature_c_mean: float | None = None
     power_capped_share: float | None = None
     thermal_share: float | None = None
 

@@ -48,6 +48,8 @@ def repeat_row(run: Result) -> dict[str, Any]:
     gen2 = [s.get("gc_gen2") for s in steps]
     return {"repeat": run.repeat or 0, "tokens_per_s": run.train.tokens_per_s if run.train else None,
             "sm_mhz": timed.sm_mhz_mean if timed else None, "power_capped": timed.power_capped_share if timed else None,
+            "temp_start_c": timed.temperature_c_start if timed else None,
+            "temp_mean_c": timed.temperature_c_mean if timed else None,
             "fixed_s": line[0] if line else None, "per_token_us": line[1] * 1e6 if line else None,
             # recorded from session 5 on: the allocator's trips to the driver in the timed steps
             "cuda_mallocs": sum(mallocs) if steps and None not in mallocs else None,
@@ -61,12 +63,20 @@ def repeat_row(run: Result) -> dict[str, Any]:
             if steps and all(s.get("compute_s") is not None for s in steps) else None}
 
 
+def _temperatures(rows: list[dict[str, Any]]) -> str:
+    """The GPU's mean temperature over each repeat's timed window, fastest first, where NVML gave one."""
+    if any(r.get("temp_mean_c") is None for r in rows):
+        return ""
+    by_speed = sorted(rows, key=lambda r: -(r["tokens_per_s"] or 0))
+    return " (GPU at " + ", ".join(f"{r['temp_mean_c']:.0f}" for r in by_speed) + " °C on average, fastest repeat first)"
+
+
 def _cause(tps: float | None, clock: float | None, fixed: float | None, per_token: float | None,
-           fixed_share: float | None) -> str:
+           fixed_share: float | None, temperatures: str = "") -> str:
     if not tps:
         return "no spread"
     if clock is not None and clock >= EXPLAINS * tps:
-        return f"the GPU clock moved {clock:.1%}: the spread is the GPU's power management"
+        return f"the GPU clock moved {clock:.1%}: the spread is the GPU's power management{temperatures}"
     same = f"same clocks ({clock:.1%})" if clock is not None else "no clock readings"
     # a part's own spread, weighted by its share of the step time, against the speed's spread
     fixed_effect = fixed * fixed_share if fixed is not None and fixed_share is not None else None
@@ -101,7 +111,7 @@ def spread_section(runs: list[Result]) -> list[dict[str, Any]]:
                      "so not comparable (recorded before the timing window was fixed)")
         else:
             cause = (_gc_cause(rows) or _one_step_cause(group) or _host_speed_cause(rows, tps, clock)
-                     or _cause(tps, clock, fixed, per_token, share))
+                     or _cause(tps, clock, fixed, per_token, share, _temperatures(rows)))
             if tps is not None and tps <= SMALL:
                 cause = f"within {SMALL:.0%}; {cause}"
         out.append({"label": label, "repeats": rows, "spread": tps, "clock_spread": clock, "cause": cause})

@@ -93,6 +93,10 @@ def window_summary(points: list[ClockPoint]) -> dict[str, Any]:
             "sm_mhz_mean": statistics.fmean(mhz) if mhz else None,
             "sm_mhz_min": min(mhz) if mhz else None, "sm_mhz_max": max(mhz) if mhz else None,
             "temperature_c_max": max(temps) if temps else None,
+            # where the window started: a GPU that idled before (another call, a set-up) starts cooler, leaks
+            # less, and holds a higher clock at the same power limit
+            "temperature_c_start": temps[0] if temps else None,
+            "temperature_c_mean": statistics.fmean(temps) if temps else None,
             "power_capped_share": share(POWER_CAP_BITS), "thermal_share": share(THERMAL_BITS | HW_SLOWDOWN_BIT)}
 
 

@@ -22,6 +22,7 @@ def test_window_summary_known_answer():
     s = window_summary(points)
     assert s["samples"] == 4 and s["sm_mhz_mean"] == pytest.approx(1745.0)
     assert (s["sm_mhz_min"], s["sm_mhz_max"], s["temperature_c_max"]) == (1500, 1980, 80)
+    assert s["temperature_c_start"] == 50 and s["temperature_c_mean"] == pytest.approx(65.0)
     assert s["power_capped_share"] == pytest.approx(0.5) and s["thermal_share"] == pytest.approx(0.5)
     empty = window_summary([])
     assert empty["samples"] == 0 and empty["sm_mhz_mean"] is None and empty["power_capped_share"] is None

@@ -27,7 +27,11 @@ def test_fixed_part_moving_at_equal_clocks_is_the_host_side():
 def test_clock_moving_as_much_as_the_speed_is_the_gpu():
     # the per-token part slows by 5% because the clock fell by 5%
     (g,) = spread_section([_run(0, 0.1, 1.00e-4, 1900), _run(1, 0.1, 1.05e-4, 1805)])
-    assert "GPU clock moved" in g["cause"] and "power management" in g["cause"]
+    assert "GPU clock moved" in g["cause"] and "power management" in g["cause"] and "°C" not in g["cause"]
+    hot, cool = _run(0, 0.1, 1.05e-4, 1805), _run(1, 0.1, 1.00e-4, 1900)
+    hot.gpu_clocks.timed.temperature_c_mean, cool.gpu_clocks.timed.temperature_c_mean = 63.4, 55.6
+    (g,) = spread_section([hot, cool])
+    assert g["cause"].endswith("(GPU at 56, 63 °C on average, fastest repeat first)")
 
 
 def test_per_token_part_moving_at_equal_clocks_is_the_gpu_work():
