@@ -12,6 +12,9 @@ import pytest
 from harness.config.job import point_hash, unprofiled_point_hash
 from tests.cli import harness, results
 
+# real framework training on CPU: the slow tier, which .ci/run runs after the default one (README)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):

@@ -11,6 +11,9 @@ import pytest
 
 from tests.cli import harness, results
 
+# real framework training on CPU: the slow tier, which .ci/run runs after the default one (README)
+pytestmark = pytest.mark.slow
+
 # Two micro-batches of 2 per step (cpu_smoke's 4 samples a step): multi-turn records hold very different numbers
 # of supervised tokens, so how a step's loss is normalised over its micro-batches matters, and is audited.
 RECIPE = ("framework=trl,llamafactory", "experiment=cpu_smoke", "train.max_steps=6", "train.max_length=512",
