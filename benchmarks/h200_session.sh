@@ -82,6 +82,8 @@
 # and `timeout $((end-SECONDS-N))`, leaving ~100 s per unsloth or trl repeat and ~110 s per LLaMA-Factory one):
 #   1 (carry .whl/trl .whl/unsloth .whl/base .hub, ~560 s): FW=trl,unsloth ... ensure host;
 #      GPUTESTS=tests/test_lora_cast_gpu.py::test_on_the_gpu_the_same_bits_and_the_activation_copies_go_away ... gputests;
+#      python3 -m pytest -q -p no:cacheprovider -p no:xdist tests/measure/test_host_pauses.py (5 s: dynamo's timing keys
+#      that the per-step compile readings use are the image's torch 2.11's too; a renamed key would read 0 silently);
 #      R=/tmp/h200-s10 FW=unsloth SDPA=efficient REPEATS=3 ... spread (3 fresh repeats, now with per-step compile
 #      readings: does step 45 recompile?); FW=trl CONTROL=lora_cast PROFILES=memory ... explain (the 1.45 GiB in its
 #      category); pack
