@@ -40,11 +40,16 @@ def _involuntary_switches() -> int | None:
 COMPILE_KEYS = ("_compile.compile_inner", "backward._backward_impl")
 
 
-def _compile_reading() -> tuple[int, float]:
-    """torch.compile's compilations so far and their seconds. Read from the module only if it is loaded:
-    importing dynamo here would cost a run that never compiles a second of start-up."""
+def _compile_reading() -> tuple[int, float] | None:
+    """torch.compile's compilations so far and their seconds; None where dynamo is loaded without the timings
+    (another torch): no reading, rather than a 0 that would pass the check. Read from the module only if it is
+    loaded: importing dynamo here would cost a run that never compiles a second of start-up."""
     utils = sys.modules.get("torch._dynamo.utils")
-    metrics = getattr(utils, "compilation_time_metrics", None) or {}
+    if utils is None:
+        return 0, 0.0
+    metrics = getattr(utils, "compilation_time_metrics", None)
+    if not isinstance(metrics, dict):
+        return None
     times = [t for key in COMPILE_KEYS for t in metrics.get(key, ())]
     return len(times), float(sum(times))
 
@@ -95,9 +100,12 @@ class HostPauseMeter:
             out["involuntary_switches"] = switches - self._switches_at
         self._switches_at = switches
         compiles = _compile_reading()
-        # torch._dynamo.reset() empties the timings (unsloth_zoo resets when a compile fails): count from zero
-        since = self._compiles_at if compiles[0] >= self._compiles_at[0] else (0, 0.0)
-        out["compiles"], out["compile_s"] = compiles[0] - since[0], compiles[1] - since[1]
+        if compiles is None:
+            out["compiles"] = out["compile_s"] = None
+        else:
+            # torch._dynamo.reset() empties the timings (unsloth_zoo resets when a compile fails): count from zero
+            since = self._compiles_at if self._compiles_at and compiles[0] >= self._compiles_at[0] else (0, 0.0)
+            out["compiles"], out["compile_s"] = compiles[0] - since[0], compiles[1] - since[1]
         self._compiles_at = compiles
         self._reset()
         return out

@@ -285,8 +285,10 @@ class StepMeter(TrainerCallback):
                 return
             self.world_size = dist.get_world_size()
             device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else "cpu"
-            # compiles: a rank that alone recompiles (its own batch shapes) stalls the step for all of them
-            keys = ("tokens", "supervised_tokens", "samples", "compiles")
+            # compiles: a rank that alone recompiles (its own batch shapes) stalls the step for all of them;
+            # left alone where this torch gives no reading (None, host_pauses.py), on every rank alike
+            read = all(r.get("compiles") is not None for r in self.records)
+            keys = ("tokens", "supervised_tokens", "samples") + (("compiles",) if read else ())
             counts = torch.tensor([[int(r.get(k) or 0) for k in keys] for r in self.records] or [[0] * len(keys)],
                                   dtype=torch.int64, device=device)
             dist.all_reduce(counts)
@@ -306,7 +308,9 @@ class StepMeter(TrainerCallback):
     def _all_reduce_step_times(self, dist: Any, device: Any) -> None:
         """A step ends when its slowest rank ends (DDP's gradient all-reduce waits for it): each step's
         time_s / compute_s becomes the MAX over ranks, so step time and tokens/s are the slowest rank's."""
-        keys = ("time_s", "compute_s", "compile_s")  # compile_s: the longest rank's compilation in the step
+        # compile_s: the longest rank's compilation in the step, where this torch reads it
+        keys = ("time_s", "compute_s") + (("compile_s",) if all(r.get("compile_s") is not None
+                                                                 for r in self.records) else ())
         times = torch.tensor([[float(r.get(k) or 0.0) for k in keys] for r in self.records] or [[0.0] * len(keys)],
                              dtype=torch.float64, device=device)
         dist.all_reduce(times, op=dist.ReduceOp.MAX)

@@ -113,3 +113,14 @@ def test_a_dynamo_reset_between_takes_counts_from_zero_not_below() -> None:
     after = meter.take()
     meter.stop()
     assert after["compiles"] == 1 and after["compile_s"] > 0
+
+
+def test_a_torch_without_dynamos_timings_gives_no_reading_rather_than_zero(monkeypatch) -> None:
+    import torch._dynamo.utils as utils
+
+    meter = HostPauseMeter()
+    meter.start()
+    monkeypatch.delattr(utils, "compilation_time_metrics")
+    taken = meter.take()
+    meter.stop()
+    assert taken["compiles"] is None and taken["compile_s"] is None
