@@ -59,6 +59,12 @@ class Train(Record):
     log: list[dict[str, Any]] = field(default_factory=list)
     train_call_s: float | None = None
 
+    def timed_log(self) -> list[dict[str, Any]]:
+        """The timed steps of the log: those after the warm-up, or every step of a run no longer than its warm-up
+        (the rule the rates were computed by, harness/worker/train_summary.py)."""
+        start = int(self.warmup_steps or 0)
+        return [s for s in self.log if s.get("step", 0) > start] or list(self.log)
+
 
 @dataclass
 class EvalPoint(Record):

@@ -48,7 +48,6 @@ def repeat_row(run: Result) -> dict[str, Any]:
     gen2 = [s.get("gc_gen2") for s in steps]
     return {"repeat": run.repeat or 0, "tokens_per_s": run.train.tokens_per_s if run.train else None,
             "sm_mhz": timed.sm_mhz_mean if timed else None, "power_capped": timed.power_capped_share if timed else None,
-            "temp_start_c": timed.temperature_c_start if timed else None,
             "temp_mean_c": timed.temperature_c_mean if timed else None,
             "fixed_s": line[0] if line else None, "per_token_us": line[1] * 1e6 if line else None,
             # recorded from session 5 on: the allocator's trips to the driver in the timed steps
@@ -153,7 +152,8 @@ def _one_step_cause(group: list[Result]) -> str | None:
     apart the repeats are without it, each repeat's step timed as the fastest repeat's."""
     if len(group) < 2 or any(r.train is None or not r.train.timed_tokens for r in group):
         return None
-    times = [{int(s["step"]): float(s["time_s"]) for s in _timed_steps(r)} for r in group]
+    logs = [{int(s["step"]): s for s in _timed_steps(r)} for r in group]
+    times = [{n: float(s["time_s"]) for n, s in log.items()} for log in logs]
     if len({frozenset(t) for t in times}) != 1 or not times[0]:
         return None  # not timed over the same steps
     windows = [sum(t.values()) for t in times]
@@ -166,7 +166,7 @@ def _one_step_cause(group: list[Result]) -> str | None:
     if excess < EXPLAINS * lost or excess < STALL_SHARE * windows[slow]:
         return None  # most of the difference, and more than a few milliseconds' noise in one step
     best = min(t[step] for t in times)
-    logged = next((s for s in _timed_steps(group[slow]) if int(s["step"]) == step), {})
+    logged = logs[slow][step]
     compiled = (f"; torch.compile compiled {logged['compiles']} graph(s) in it ({logged['compile_s']:.2f} s)"
                 if logged.get("compiles") else "; no compilation in it" if logged.get("compiles") == 0 else "")
     without = _spread([r.train.timed_tokens / (w - t[step] + best) for r, w, t in zip(group, windows, times)])

@@ -156,15 +156,13 @@ def no_compile_in_timed_steps(train: Train) -> Check:
     per step from dynamo's own timings (harness/worker/host_pauses.py). A shape the compiled graphs had not seen
     (a recompile) in step N fails it, naming the steps: raise train.measure_warmup_steps past them, or pad the
     lengths so fewer new ones come."""
-    log, start = train.log or [], int(train.warmup_steps or 0)
-    # a run no longer than its warm-up times every step (harness/worker/train_summary.py)
-    timed = [s for s in log if s.get("step", 0) > start] or log
+    timed = train.timed_log()
     if not timed:
         return _check("no_compile_in_timed_steps", None, "no step was logged")
     if any(s.get("compiles") is None for s in timed):
         return _check("no_compile_in_timed_steps", None, "not recorded (results before per-step compile readings)")
     compiled = [s for s in timed if s["compiles"]]
-    before = sum(int(s.get("compiles") or 0) for s in log if s.get("step", 0) <= start)
+    before = sum(int(s.get("compiles") or 0) for s in train.log[:len(train.log) - len(timed)])  # the warm-up's
     if compiled:
         where = ", ".join(f"{s['step']} ({s['compiles']}, {s['compile_s']:.2f} s)" for s in compiled[:6])
         return _check("no_compile_in_timed_steps", False, f"torch.compile compiled in timed steps {where}"
